@@ -1,0 +1,132 @@
+"""Data sections: which labelled examples to train, validate and test on."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field, model_validator
+
+from ftengine.spec.base import StrictModel
+
+Balance = Literal["none", "sampler", "loss_weights"]
+
+
+class SplitSpec(StrictModel):
+    """Seeded split of the training file for the splits not given as files."""
+
+    validation: float = Field(default=0.1, ge=0.0, lt=1.0)
+    """Fraction of the training rows held out for validation (when `validation` names no file)."""
+    test: float = Field(default=0.0, ge=0.0, lt=1.0)
+    """Fraction of the training rows held out for the final test report (when `test` names no file)."""
+    seed: int = 0
+    """Seed of the split (independent of the training seed so splits stay put)."""
+    stratify: bool = True
+    """Keep class proportions equal across the splits."""
+
+    @model_validator(mode="after")
+    def _leaves_training_rows(self) -> "SplitSpec":
+        if self.validation + self.test >= 1.0:
+            raise ValueError(
+                f"validation + test fractions leave no training rows (got {self.validation} + {self.test}); keep the sum below 1"
+            )
+        return self
+
+
+class AugmentSpec(StrictModel):
+    """Random image augmentation for training (any of it rules out activation caching)."""
+
+    hflip: bool = False
+    """Random horizontal flips."""
+    random_resized_crop: bool = False
+    """Random resized crops (scale 0.8-1.0)."""
+    rotation: float = Field(default=0.0, ge=0.0, le=180.0)
+    """Random rotation range in degrees."""
+    color_jitter: float = Field(default=0.0, ge=0.0, le=1.0)
+    """Brightness/contrast/saturation jitter strength."""
+
+    @property
+    def is_random(self) -> bool:
+        """Whether any augmentation is switched on."""
+        return self.hflip or self.random_resized_crop or self.rotation > 0 or self.color_jitter > 0
+
+
+class _FileSplits(StrictModel):
+    train: str
+    """Training file (path relative to the spec file, or `pkg:<package>/<file>`)."""
+    validation: str | None = None
+    """Validation file; null splits it off the training file (see `split`)."""
+    test: str | None = None
+    """Test file; null splits it off the training file when `split.test` > 0."""
+    split: SplitSpec = Field(default_factory=SplitSpec)
+    """How to split the training file for the splits not given as files."""
+    limit: int | None = Field(default=None, gt=0)
+    """Use a seeded random subset of this many training-file rows (before splitting)."""
+    balance: Balance = "none"
+    """Imbalanced classes: `sampler` (class-balanced sampling) or `loss_weights` (weighted loss)."""
+    labels: list[str] | None = None
+    """Explicit class order; null sorts the labels found in the training data."""
+
+
+class TextDataSpec(_FileSplits):
+    """Text classification from CSV or JSON-lines files."""
+
+    kind: Literal["text"] = "text"
+    format: Literal["auto", "csv", "jsonl"] = "auto"
+    """File format; auto decides by extension (.csv, .tsv, .jsonl, .json)."""
+    text_column: str = "text"
+    """Column holding the text."""
+    text_pair_column: str | None = None
+    """Optional second text column (sentence pairs)."""
+    label_column: str = "label"
+    """Column holding the class label."""
+    encoding: str = "utf-8"
+    """File encoding, e.g. `latin-1`."""
+    max_length: int = Field(default=128, gt=1)
+    """Tokens per example after truncation; batches are padded only to their longest example."""
+    sort_by_length: bool = True
+    """Bucket batches by length so padding stays small."""
+
+
+class ImageFolderDataSpec(_FileSplits):
+    """Image classification from a folder with one subfolder per class."""
+
+    kind: Literal["image_folder"] = "image_folder"
+    image_size: int | None = Field(default=None, gt=0)
+    """Resize to this many pixels per side; null uses the backbone's preferred size."""
+    augment: AugmentSpec = Field(default_factory=AugmentSpec)
+    """Random training augmentation."""
+
+
+class ImageCsvDataSpec(_FileSplits):
+    """Image classification from a CSV of image paths and labels."""
+
+    kind: Literal["image_csv"] = "image_csv"
+    path_column: str = "path"
+    """Column holding image paths (relative to the CSV file)."""
+    label_column: str = "label"
+    """Column holding the class label."""
+    encoding: str = "utf-8"
+    """CSV encoding."""
+    image_size: int | None = Field(default=None, gt=0)
+    """Resize to this many pixels per side; null uses the backbone's preferred size."""
+    augment: AugmentSpec = Field(default_factory=AugmentSpec)
+    """Random training augmentation."""
+
+
+class DigitsDataSpec(StrictModel):
+    """scikit-learn's 1,797 real handwritten digits (8x8 grey), resized and given 3 channels."""
+
+    kind: Literal["sklearn_digits"] = "sklearn_digits"
+    split: SplitSpec = Field(default_factory=lambda: SplitSpec(validation=0.2))
+    """Seeded split into train / validation / test."""
+    image_size: int = Field(default=32, gt=0)
+    """Resize the 8x8 digits to this many pixels per side."""
+    limit: int | None = Field(default=None, gt=0)
+    """Use a seeded random subset of this many digits."""
+    balance: Balance = "none"
+    """Imbalanced classes: `sampler` or `loss_weights`."""
+    augment: AugmentSpec = Field(default_factory=AugmentSpec)
+    """Random training augmentation."""
+
+
+DataSpec = TextDataSpec | ImageFolderDataSpec | ImageCsvDataSpec | DigitsDataSpec

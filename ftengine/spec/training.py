@@ -1,0 +1,149 @@
+"""Optimizer, schedule, training loop, activation cache and output settings."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field, field_validator, model_validator
+
+from ftengine.spec.base import StrictModel
+
+
+class OptimizerSpec(StrictModel):
+    """The optimizer (one fused update for all layer groups)."""
+
+    kind: Literal["adamw", "sgd"] = "adamw"
+    """`adamw` (decoupled weight decay) or `sgd` (with momentum)."""
+    lr: float = Field(default=2e-5, gt=0.0)
+    """Base learning rate of the backbone's top group."""
+    head_lr: float | None = Field(default=None, gt=0.0)
+    """Learning rate of the new head (null: same as `lr`)."""
+    weight_decay: float = Field(default=0.01, ge=0.0)
+    """Decoupled weight decay."""
+    no_decay: list[str] = Field(default_factory=lambda: ["bias", "norm"])
+    """Parameters whose name contains any of these (case-insensitive) get no weight decay."""
+    betas: tuple[float, float] = (0.9, 0.999)
+    """AdamW moment coefficients."""
+    eps: float = Field(default=1e-8, gt=0.0)
+    """AdamW epsilon."""
+    momentum: float = Field(default=0.9, ge=0.0, lt=1.0)
+    """SGD momentum."""
+    nesterov: bool = False
+    """SGD Nesterov momentum."""
+    max_grad_norm: float | None = Field(default=1.0, gt=0.0)
+    """Clip the global gradient norm to this (null: no clipping)."""
+    skip_nonfinite: bool = True
+    """Skip (and report) a step whose gradients hold inf or NaN instead of applying it."""
+    state_dtype: Literal["fp32", "bf16"] = "fp32"
+    """Element type of the optimizer moments (bf16 halves their bytes)."""
+    backend: Literal["auto", "native", "reference"] = "auto"
+    """Kernel backend: auto picks native when the extension loaded."""
+
+    @model_validator(mode="after")
+    def _betas_range(self) -> "OptimizerSpec":
+        if not all(0.0 <= b < 1.0 for b in self.betas):
+            raise ValueError(f"betas must each be in [0, 1) (got {list(self.betas)})")
+        return self
+
+
+class ScheduleSpec(StrictModel):
+    """Learning-rate schedule."""
+
+    kind: Literal["constant", "linear", "cosine"] = "linear"
+    """Decay after warmup: `constant`, `linear` to zero, or `cosine` to zero."""
+    warmup_ratio: float = Field(default=0.0, ge=0.0, lt=1.0)
+    """Warmup as a fraction of the steps the schedule spans."""
+    warmup_steps: int | None = Field(default=None, ge=0)
+    """Warmup steps (overrides `warmup_ratio`)."""
+    per_stage: bool = True
+    """Each stage runs its own warmup and decay over its own steps (fastai style); false spans the whole run."""
+
+
+class EarlyStoppingSpec(StrictModel):
+    """Stop when the validation metric stops improving."""
+
+    metric: Literal["val_accuracy", "val_loss", "val_macro_f1"] = "val_accuracy"
+    """Validation metric watched by early stopping, `until_plateau` stages and best-checkpoint selection."""
+    patience: int | None = Field(default=None, ge=1)
+    """Epochs without improvement before the run stops (null: never stop early)."""
+    min_delta: float = Field(default=0.0, ge=0.0)
+    """Smallest change that counts as an improvement."""
+
+    @property
+    def mode(self) -> Literal["min", "max"]:
+        """`min` for losses, `max` for scores."""
+        return "min" if self.metric == "val_loss" else "max"
+
+
+class TrainingSpec(StrictModel):
+    """The training loop."""
+
+    epochs: int = Field(default=3, ge=1)
+    """Default stage length in epochs when a stage gives none."""
+    batch_size: int = Field(default=32, ge=1)
+    """Examples per optimizer micro-batch."""
+    eval_batch_size: int | None = Field(default=None, ge=1)
+    """Examples per evaluation batch (null: 2 x batch_size)."""
+    grad_accum_steps: int = Field(default=1, ge=1)
+    """Micro-batches accumulated per optimizer step."""
+    precision: Literal["auto", "fp32", "bf16", "fp16"] = "auto"
+    """Autocast precision: auto = bf16 on CUDA, fp32 on CPU."""
+    seed: int = 0
+    """Seed of initialisation, shuffling and dropout."""
+    device: str = "auto"
+    """`auto`, `cpu`, `cuda` or `cuda:N`."""
+    num_workers: int = Field(default=0, ge=0)
+    """DataLoader worker processes."""
+    threads: int | None = Field(default=None, ge=1)
+    """CPU threads for torch (null: torch's default)."""
+    early_stopping: EarlyStoppingSpec = Field(default_factory=EarlyStoppingSpec)
+    """Early stopping and best-model selection."""
+    restore_best: bool = True
+    """Load the best validation checkpoint at the end before testing and saving."""
+    log_every: int = Field(default=50, ge=1)
+    """Steps between progress-bar metric updates."""
+    max_steps: int | None = Field(default=None, ge=1)
+    """Stop after this many optimizer steps in total (smoke tests)."""
+
+    @field_validator("device")
+    @classmethod
+    def _device_name(cls, dev: str) -> str:
+        if dev not in ("auto", "cpu", "cuda") and not (dev.startswith("cuda:") and dev[5:].isdigit()):
+            raise ValueError(f"unknown device (got {dev!r}); use auto, cpu, cuda or cuda:N")
+        return dev
+
+
+class CacheSpec(StrictModel):
+    """Frozen-layer activation cache."""
+
+    enabled: Literal["auto", "on", "off"] = "auto"
+    """auto caches where the planner allows it; on fails a plan that cannot cache; off never caches."""
+    dtype: Literal["fp32", "bf16", "fp16"] = "fp32"
+    """Element type of stored activations (bf16/fp16 are lossy and reported as such)."""
+    tier: Literal["auto", "device", "host", "disk"] = "auto"
+    """Where activations live: accelerator memory, (pinned) host memory or a memory-mapped file."""
+    budget_mb: int = Field(default=2048, ge=1)
+    """Most memory the cache may use in device or host tiers."""
+    dir: str | None = None
+    """Folder for persisted caches (null: $FTENGINE_CACHE_DIR or ~/.cache/ftengine)."""
+    persist: bool = True
+    """Keep caches on disk so the next run of the same spec starts warm."""
+
+
+class OutputSpec(StrictModel):
+    """Where a run writes its results."""
+
+    dir: str = "runs"
+    """Parent folder of run directories (relative to the current directory)."""
+    name: str | None = None
+    """Run directory name (null: the spec file's stem)."""
+    overwrite: bool = False
+    """Replace an existing run directory instead of refusing."""
+    save_best: bool = True
+    """Keep the best-validation checkpoint."""
+    save_last: bool = True
+    """Keep the last checkpoint (needed for --resume)."""
+    checkpoint_every_steps: int | None = Field(default=None, ge=1)
+    """Also checkpoint every N optimizer steps (null: at each epoch end)."""
+    plots: bool = True
+    """Write PNG plots of the loss and metric curves."""
