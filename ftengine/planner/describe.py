@@ -1,0 +1,116 @@
+"""`ExecutionGraph.describe()`: the table a person checks before spending compute."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from ftengine.planner.selectors import HEAD, compress_list, compress_ranges
+
+if TYPE_CHECKING:
+    from ftengine.planner.graph import ExecutionGraph, StagePlan
+
+
+def human_count(n: int) -> str:
+    """`1,155`, `22.7M`, `4.7K` style parameter counts."""
+    for size, unit in ((1e9, "B"), (1e6, "M"), (1e4, "K")):
+        if n >= size:
+            return f"{n / size:.1f}{unit}"
+    return f"{n:,}"
+
+
+def human_bytes(n: int) -> str:
+    """`192.0 KiB`, `1.5 MiB`."""
+    for size, unit in ((2**30, "GiB"), (2**20, "MiB"), (2**10, "KiB")):
+        if n >= size:
+            return f"{n / size:.1f} {unit}"
+    return f"{n} B"
+
+
+def _table(rows: list[list[str]]) -> list[str]:
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    return ["  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip() for row in rows]
+
+
+def _epochs(stage: StagePlan) -> str:
+    if stage.until_plateau:
+        return f"<={stage.epochs} (until plateau, patience {stage.patience})"
+    return str(stage.epochs)
+
+
+def _params(graph: ExecutionGraph, stage: StagePlan) -> str:
+    total = graph.total_params
+    if stage.trainable_params is not None and total:
+        share = 100 * stage.trainable_params / total
+        pct = "<0.1%" if 0 < share < 0.1 else f"{share:.1f}%"
+        return f"{human_count(stage.trainable_params)} / {human_count(total)} ({pct})"
+    # Head size unknown until the labels are read: show the backbone part.
+    part = sum(g.num_params or 0 for g in graph.backbone_groups if g.name in stage.trainable)
+    whole = sum(g.num_params or 0 for g in graph.backbone_groups)
+    head = " + head" if HEAD in stage.trainable else ""
+    return f"{human_count(part)}{head} / {human_count(whole)} + head"
+
+
+def _trainable(graph: ExecutionGraph, stage: StagePlan) -> str:
+    trainable = stage.trainable
+    if set(trainable) == {g.name for g in graph.groups if g.used}:
+        return "all"
+    return compress_ranges(trainable, graph.group_names) or "(nothing)"
+
+
+def _cache_line(graph: ExecutionGraph, stage: StagePlan) -> str:
+    cache = stage.cache
+    if cache.boundary == 0:
+        return f"  stage {stage.index}: nothing to cache ({cache.reason})"
+    where = f"after {graph.groups[cache.boundary - 1].name} (boundary {cache.boundary})"
+    if not cache.allowed:
+        return f"  stage {stage.index}: not cached {where}: {cache.reason}"
+    if cache.bytes_per_example is None:
+        return f"  stage {stage.index}: cached {where}"
+    bound = "up to " if graph.modality == "text" else ""
+    unit = f"{graph.example_len} tokens" if graph.modality == "text" else f"{graph.example_len}px"
+    fits = graph.cache_budget_mb * 2**20 // cache.bytes_per_example
+    return (f"  stage {stage.index}: cached {where}, {bound}{human_bytes(cache.bytes_per_example)}/example "
+            f"{graph.cache_dtype} at {unit}; the {graph.cache_budget_mb} MiB budget holds {fits:,} examples")
+
+
+def _lr_rows(graph: ExecutionGraph) -> list[list[str]]:
+    """Group x stage LR matrix, head first then the backbone top-down; identical neighbours merged."""
+    rows: list[tuple[list[str], list[str]]] = []
+    for info in reversed(graph.groups):
+        cells = []
+        for stage in graph.stages:
+            plan = stage.group(info.name)
+            cells.append("unused" if not info.used else f"{plan.lr:.2e}" if plan.trainable else "-")
+        if rows and rows[-1][1] == cells and info.name != HEAD and rows[-1][0][-1] != HEAD:
+            rows[-1][0].append(info.name)
+        else:
+            rows.append(([info.name], cells))
+    out = [["group", *(f"{s.index}:{s.name}" for s in graph.stages)]]
+    for names, cells in rows:
+        out.append([compress_ranges(names, graph.group_names), *cells])
+    return out
+
+
+def describe(graph: ExecutionGraph) -> str:
+    """Render the plan: header, stage table, learning-rate matrix, cache decisions, notes."""
+    head = graph.groups[-1]
+    classes = f"{graph.num_classes} classes" if graph.num_classes else "classes from the training labels"
+    head_size = human_count(head.num_params) if head.num_params is not None else "?"
+    lines = [
+        f"backbone: {graph.backbone}, {len(graph.backbone_groups)} groups "
+        f"({compress_list([g.name for g in graph.backbone_groups])})",
+        f"head: {head_size} params ({classes})",
+        "",
+    ]
+    rows = [["stage", "name", "epochs", "trainable", "params trainable / total", "cache"]]
+    for s in graph.stages:
+        cache = "yes" if s.cache.allowed else "-" if s.cache.boundary == 0 else "no"
+        rows.append([str(s.index), s.name, _epochs(s), _trainable(graph, s), _params(graph, s), cache])
+    lines += _table(rows)
+    lines += ["", "learning rates (peak, before warmup/decay; '-' frozen):"]
+    lines += ["  " + row for row in _table(_lr_rows(graph))]
+    lines += ["", "activation cache:"]
+    lines += [_cache_line(graph, s) for s in graph.stages]
+    if graph.warnings:
+        lines += ["", "notes:"] + [f"  - {w}" for w in graph.warnings]
+    return "\n".join(lines)
