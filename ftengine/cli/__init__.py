@@ -1,0 +1,106 @@
+"""Command line: `ftengine <command>` / `python -m ftengine <command>`.
+
+One subcommand per module in this package; each exposes `register(subparsers)` (adding its parser) and
+`main(args) -> int`. Modules are imported from a fixed list so `ftengine --help` stays fast: none of them
+imports torch at module level.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import importlib.util
+import os
+import sys
+import traceback
+from collections.abc import Sequence
+from types import ModuleType
+
+from ftengine import __version__
+from ftengine.errors import FtengineError
+
+COMMANDS = ("validate", "plan", "schema", "info", "run", "eval", "predict", "cache", "bench")
+
+_EPILOG = """\
+examples:
+  ftengine validate specs/text_feature_extraction.yaml
+  ftengine plan specs/text_gradual_unfreeze.yaml freeze.groups_per_stage=3
+  ftengine plan specs/image_efficientnet_lite0.yaml --json > plan.json
+  ftengine schema > ftengine.schema.json
+  ftengine info
+
+Overrides (key.path=value, value read as YAML) apply before validation: training.epochs=1,
+optimizer.lr=3e-5, freeze.stages.1.epochs=2. Problems print one per line as
+`file: dotted.path: what is wrong (got X); how to fix`; a bad spec exits with status 2.
+"""
+
+
+def _command_module(name: str) -> ModuleType | None:
+    """Import `ftengine.cli.<name>`; None only when that module does not exist (not written yet).
+
+    A module that exists but fails to import is a bug and raises.
+    """
+    if importlib.util.find_spec(f"{__name__}.{name}") is None:
+        return None
+    return importlib.import_module(f"{__name__}.{name}")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argparse tree with every available subcommand registered."""
+    parser = argparse.ArgumentParser(
+        prog="ftengine", description="Declarative fine-tuning of pretrained backbones.",
+        epilog=_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--version", action="version", version=f"ftengine {__version__}")
+    parser.add_argument("--debug", action="store_true", help="show Python tracebacks for every error")
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for name in COMMANDS:
+        module = _command_module(name)
+        if module is None:
+            continue
+        before = set(subparsers.choices)
+        module.register(subparsers)
+        for added in set(subparsers.choices) - before:
+            sub = subparsers.choices[added]
+            sub.set_defaults(_main=module.main)
+            if "--debug" not in sub._option_string_actions:
+                # SUPPRESS: a --debug before the command is not reset by the subparser's default.
+                sub.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
+                                 help="show Python tracebacks for every error")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run one command; returns the process exit status.
+
+    0 success; 2 a bad spec, plan or data set (or bad command-line usage); 1 a run that failed or a bug
+    (its traceback is shown); 130 interrupted.
+    """
+    argv = list(sys.argv[1:] if argv is None else argv)
+    debug = "--debug" in argv
+    try:
+        args = build_parser().parse_args(argv)
+        return int(args._main(args) or 0)
+    except FtengineError as err:
+        if debug:
+            raise
+        for line in err.problems:
+            print(line, file=sys.stderr)
+        return err.exit_code
+    except KeyboardInterrupt:
+        if debug:
+            raise
+        print("ftengine: interrupted", file=sys.stderr)
+        return 130
+    except SystemExit as exc:  # argparse: --help, --version, usage errors
+        return exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+    except BrokenPipeError:
+        # `ftengine schema | head`: the reader left; stop quietly (Python's documented recipe).
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 1
+    except Exception:
+        if debug:
+            raise
+        traceback.print_exc()
+        print("ftengine: internal error (a bug, not a problem with your spec); please report it with the "
+              "traceback above", file=sys.stderr)
+        return 1

@@ -1,0 +1,73 @@
+"""Helpers shared by the spec-taking commands: arguments, loading, building the structure, planning."""
+
+from __future__ import annotations
+
+import argparse
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ftengine.errors import FtengineError, PlanError, SpecError
+
+OVERRIDES_HELP = "overrides applied before validation, value read as YAML: training.epochs=1 optimizer.lr=3e-5"
+
+
+def add_spec_arguments(parser: argparse.ArgumentParser) -> None:
+    """`SPEC [KEY=VALUE ...]` positionals."""
+    parser.add_argument("spec", metavar="SPEC", help="spec file (.yaml, .yml or .json)")
+    parser.add_argument("overrides", metavar="KEY=VALUE", nargs="*", help=OVERRIDES_HELP)
+
+
+def formatter() -> type[argparse.HelpFormatter]:
+    """Keep the examples in epilogs as written."""
+    return argparse.RawDescriptionHelpFormatter
+
+
+@dataclass(frozen=True)
+class Planned:
+    """A loaded spec, its backbone structure (meta device, no weights) and its execution graph."""
+
+    path: Path
+    spec: Any
+    backbone: Any
+    graph: Any
+
+
+def _prefixed(err: FtengineError, path: Path) -> FtengineError:
+    """The same error with every line starting `file: ` (spec-loader lines already do)."""
+    lines = [line if line.startswith(str(path)) else f"{path}: {line}" for line in err.problems]
+    return type(err)(lines)
+
+
+def load(spec_path: str, overrides: list[str]) -> tuple[Path, Any]:
+    """Read, override and validate the spec file (SpecError lines already name the file)."""
+    from ftengine.spec import load_spec
+
+    path = Path(spec_path)
+    return path, load_spec(path, overrides)
+
+
+def structure_and_plan(path: Path, spec: Any) -> Planned:
+    """Build the backbone structure on the meta device (no weights read) and plan.
+
+    Raises:
+        SpecError, PlanError: every problem, one line each, prefixed with the spec file.
+    """
+    # Offline-friendly: never reach for a model hub while only reading structure.
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+    try:
+        from ftengine.backbones import build_backbone
+        from ftengine.planner import plan
+
+        backbone = build_backbone(spec.backbone, pretrained=False, device="meta", base_dir=path.parent)
+        graph = plan(spec, backbone)
+    except (SpecError, PlanError) as err:
+        raise _prefixed(err, path) from None
+    return Planned(path, spec, backbone, graph)
+
+
+def load_and_plan(spec_path: str, overrides: list[str]) -> Planned:
+    """`load` then `structure_and_plan`."""
+    return structure_and_plan(*load(spec_path, overrides))

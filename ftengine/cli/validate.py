@@ -1,0 +1,87 @@
+"""`ftengine validate SPEC`: check a spec against its model structure without loading weights or data."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Any
+
+from ftengine.cli._common import add_spec_arguments, formatter, load, structure_and_plan
+from ftengine.errors import DataError, PlanError, SpecError
+
+EPILOG = """\
+examples:
+  ftengine validate specs/text_feature_extraction.yaml
+  ftengine validate specs/text_gradual_unfreeze.yaml freeze.groups_per_stage=2 optimizer.lr=5e-5
+  ftengine validate specs/resnet18_image_folder.yaml backbone.weights=null
+
+Checks the spec's fields, builds the backbone's structure on the meta device (no weights, no memory),
+compiles the freeze plan and checks that the data files exist. Every problem prints on its own line
+(`file: dotted.path: what is wrong (got X); how to fix`) and the exit status is 2; a valid spec prints
+`ok: ...` and exits 0. Notes that are not errors print to stderr as `note: ...`.
+"""
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    """Add the `validate` command."""
+    parser = subparsers.add_parser(
+        "validate", help="check a spec (fields, freeze plan, files) without loading weights",
+        description="Check a spec against its model structure without loading weights or data.", epilog=EPILOG, formatter_class=formatter())
+    add_spec_arguments(parser)
+
+
+def data_path_problems(spec: Any, spec_path: Path) -> list[str]:
+    """Data files/folders named by the spec that are missing, one line each."""
+    from ftengine.spec.paths import resolve_path
+
+    problems = []
+    want_dir = spec.data.kind == "image_folder"
+    for key in ("train", "validation", "test"):
+        value = getattr(spec.data, key, None)
+        if not value:
+            continue
+        try:
+            path = resolve_path(value, spec_path.parent)
+        except FileNotFoundError as err:
+            problems.append(f"{spec_path}: data.{key}: {err} (got '{value}'); install it or fix the path")
+            continue
+        if not (path.is_dir() if want_dir else path.is_file()):
+            kind = "folder" if want_dir else "file"
+            problems.append(f"{spec_path}: data.{key}: no such {kind} '{path}' (got '{value}'); fix the path "
+                            "(relative paths start at the spec file's folder)")
+    return problems
+
+
+def summary(planned: Any) -> str:
+    """`ok: <file>: <backbone>, <groups>, <params>; <recipe>: <stages>; cache ...`."""
+    from ftengine.planner.describe import human_count
+
+    spec, graph = planned.spec, planned.graph
+    recipe = spec.freeze.preset or "stages"
+    epochs = sum(s.epochs for s in graph.stages)
+    plateau = " at most" if any(s.until_plateau for s in graph.stages) else ""
+    total = graph.total_params
+    params = f"{human_count(total)} params" if total else \
+        f"{human_count(sum(g.num_params or 0 for g in graph.backbone_groups))} backbone params"
+    boundaries = graph.cache_boundaries()
+    cache = f"cache at boundaries {', '.join(map(str, boundaries))}" if boundaries else "no activation cache"
+    stages = f"{len(graph.stages)} stage{'s' if len(graph.stages) != 1 else ''}"
+    return (f"ok: {planned.path}: {graph.backbone}, {len(graph.backbone_groups)} groups, {params}; "
+            f"{recipe}: {stages},{plateau} {epochs} epochs; {cache}")
+
+
+def main(args: argparse.Namespace) -> int:
+    """Validate; raises SpecError/PlanError/DataError with every problem (plan and files together)."""
+    path, spec = load(args.spec, args.overrides)
+    missing = data_path_problems(spec, path)
+    try:
+        planned = structure_and_plan(path, spec)
+    except (SpecError, PlanError) as err:
+        raise type(err)(err.problems + missing) from None
+    if missing:
+        raise DataError(missing)
+    print(summary(planned))
+    for line in planned.graph.warnings:
+        print(f"note: {line}", file=sys.stderr)
+    return 0
