@@ -79,10 +79,11 @@ def stage_selectors(spec: Spec, backbone: Any, graph: ExecutionGraph) -> list[st
 
 @check
 def stage_trains_something(spec: Spec, backbone: Any, graph: ExecutionGraph) -> list[str]:
-    names = _names(backbone)
+    names, unused = _names(backbone), unused_groups(spec, backbone)
     out = []
     for i, stage in enumerate(spec.freeze.stages or []):
-        selected_ok = all(select(s, names).problem is None for s in stage.trainable)
+        # Selector problems and exactly named unused groups are reported by stage_selectors.
+        selected_ok = all(select(s, names).problem is None and s not in unused for s in stage.trainable)
         if selected_ok and not graph.stages[i].trainable:
             out.append(f"freeze.stages[{i}].trainable: the stage trains nothing (got {stage.trainable}); "
                        "name at least one group that receives gradients, e.g. head")
