@@ -127,6 +127,7 @@ def _walk(model: type[BaseModel] | None, loc: tuple[Any, ...]) -> tuple[type[Bas
             names[-1:] = [f"{names[-1]}[{part}]"] if names else [f"[{part}]"]
             continue
         if current is None and owner is not None and _is_union_tag(owner, names, part):
+            current = _tagged_model(owner, names, part)  # step into the tagged member (its keys, its hints)
             continue
         if isinstance(current, type) and issubclass(current, BaseModel):
             owner = current
