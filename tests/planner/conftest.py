@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 from planner_fakes import FakeBackbone, fake_bert, fake_resnet
 
@@ -14,3 +16,20 @@ def bert() -> FakeBackbone:
 @pytest.fixture
 def resnet() -> FakeBackbone:
     return fake_resnet()
+
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(scope="session")
+def structure():
+    """`structure(spec_path) -> (spec, backbone)`: the real backbone built on the meta device (no weights)."""
+    if not (REPO / "ftengine" / "backbones" / "__init__.py").exists():
+        pytest.skip("ftengine.backbones is not built yet")
+    from ftengine.backbones import build_backbone
+    from ftengine.spec import load_spec
+
+    def build(path: Path, overrides: tuple[str, ...] = ()):
+        spec = load_spec(path, list(overrides))
+        return spec, build_backbone(spec.backbone, pretrained=False, device="meta", base_dir=Path(path).parent)
+    return build
