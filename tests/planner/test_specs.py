@@ -120,5 +120,7 @@ def test_resnet_spec_plans_with_random_init(structure) -> None:
     spec, backbone = structure(SPECS / "resnet18_image_folder.yaml", ("backbone.weights=null",))
     graph = plan(spec, backbone)
     assert [g.name for g in graph.backbone_groups] == ["stem", "layer1", "layer2", "layer3", "layer4"]
-    assert graph.total_params - graph.groups[-1].num_params == 11_176_512  # torchvision resnet18 minus its fc
+    # torchvision resnet18 has 11,689,512 parameters; its fc (512 x 1000 + 1000) is replaced by the head
+    assert sum(g.num_params for g in graph.backbone_groups) == 11_689_512 - 513_000
+    assert graph.num_classes is None  # an image folder's classes are its subfolders, known once data loads
     assert graph.stages[0].cache.bytes_per_example == 512 * 2 * 2 * 4  # 64 px input -> (512, 2, 2) fp32
