@@ -1,0 +1,267 @@
+"""ActivationCache: the runtime's entry point to frozen-prefix activation caching.
+
+Life of a cache in a run::
+
+    cache = ActivationCache.create(spec.cache, graph, backbone, data, device=device, run_dir=run_dir)
+    cache.prepare(graph.cache_boundaries())          # warm entries load; missing ones fill in one pass per split
+    ... in a stage whose cache point is allowed and cache.has(split, b):
+    logits = head(backbone.forward_from(b, cache.lookup(split, b, batch["index"])))
+    cache.close()
+
+Entries persist under the cache directory keyed by what they depend on (see ``keys``); a second run of the
+same spec finds them complete and fills nothing.
+"""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+import time
+import weakref
+from collections import defaultdict
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from ftengine.errors import RunError
+from ftengine.runtime.cache.fill import run_fill
+from ftengine.runtime.cache.keys import CacheKey, cache_root, prefix_fingerprints
+from ftengine.runtime.cache.layout import DTYPES, EntryWriter, check_entry, read_manifest, remove_stale
+from ftengine.runtime.cache.loaders import fill_batches
+from ftengine.runtime.cache.store import ActivationStore
+from ftengine.runtime.cache.tiers import plan_tiers, stale_boundaries
+
+SPLITS = ("train", "validation", "test")
+
+
+class ActivationCache:
+    """Cached activations of one run's frozen prefixes, per (split, boundary). Build with :meth:`create`."""
+
+    def __init__(self, cache_spec: Any, graph: Any, backbone: nn.Module, data: Any, *, device: torch.device,
+                 root: Path, temporary: bool, compute_dtype: torch.dtype, description: dict[str, str]) -> None:
+        self.spec, self.graph, self.backbone, self.data = cache_spec, graph, backbone, data
+        self.device, self.root, self.temporary = device, root, temporary
+        self.compute_dtype, self.description = compute_dtype, description
+        self.store_dtype = DTYPES[cache_spec.dtype]
+        self._data_fp: str | None = None
+        self._stores: dict[tuple[str, int], ActivationStore] = {}
+        self._passes: dict[str, dict[int, int]] = defaultdict(lambda: defaultdict(int))
+        self._events: dict[str, list[dict[str, Any]]] = defaultdict(list)
+        self._timing = dict(fill_seconds=0.0, fingerprint_seconds=0.0, load_seconds=0.0)
+        self._hits = 0
+        self._finalizer = weakref.finalize(self, shutil.rmtree, str(root), True) if temporary else None
+
+    @classmethod
+    def create(cls, cache_spec: Any, graph: Any, backbone: nn.Module, data: Any, *, device: torch.device | str,
+               run_dir: str | Path | None = None, compute_dtype: torch.dtype = torch.float32,
+               description: dict[str, str] | None = None) -> ActivationCache | None:
+        """A cache for this run, or None when no stage may cache or ``cache.enabled`` is off.
+
+        Args:
+            cache_spec: ``spec.cache``.
+            graph: the planner's ExecutionGraph (stage cache points).
+            backbone: the Backbone, with its weights, on ``device``.
+            data: the DataBundle (per-split datasets, collate with ``index``, ``fingerprint()``).
+            device: where lookups return batches.
+            run_dir: the run directory; with ``cache.persist: false`` entries live in ``<run_dir>/activation-cache``
+                until :meth:`close` (so a resumed run after a crash reuses them).
+            compute_dtype: element type of looked-up batches (fp32 on CPU).
+            description: ``spec``/``model`` labels shown by ``ftengine cache ls``.
+        """
+        if cache_spec.enabled == "off" or not any(s.cache.allowed for s in graph.stages):
+            return None
+        if cache_spec.persist:
+            root, temporary = cache_root(cache_spec.dir), False
+        elif run_dir is not None:
+            root, temporary = Path(run_dir) / "activation-cache", False
+        else:
+            root, temporary = Path(tempfile.mkdtemp(prefix="ftengine-cache-")), True
+        info = getattr(backbone, "info", {}) or {}
+        labels = {"spec": Path(run_dir).name if run_dir else "", "model": str(info.get("source") or info.get("arch")
+                  or type(backbone).__name__)}
+        labels.update(description or {})
+        return cls(cache_spec, graph, backbone, data, device=torch.device(device), root=root, temporary=temporary,
+                   compute_dtype=compute_dtype, description=labels)
+
+    # --- filling ---------------------------------------------------------------------------------------------
+
+    def _key(self, split: str, boundary: int, prefix: str) -> CacheKey:
+        if self._data_fp is None:
+            self._data_fp = str(self.data.fingerprint())
+        return CacheKey(prefix=prefix, boundary=boundary, data=self._data_fp, split=split, dtype=self.spec.dtype)
+
+    def _summary(self, split: str, boundary: int, examples: int) -> dict[str, Any]:
+        name = self.backbone.groups[boundary - 1].name  # the last frozen group: activations leaving it
+        return dict(self.description, split=split, boundary=boundary, boundary_name=name, dtype=self.spec.dtype,
+                    lossy=self.spec.dtype != "fp32", examples=examples)
+
+    def prepare(self, boundaries: Sequence[int], splits: Sequence[str] = SPLITS, batch_size: int = 64,
+                quiet: bool = False, *, stage: int = 0) -> None:
+        """Make every (split, boundary) available: load complete persisted entries, fill the rest.
+
+        One forward pass per split through the frozen prefix stores all missing boundaries (see ``fill``);
+        warm entries cost no forward at all.
+
+        Args:
+            boundaries: boundaries later stages read (``graph.cache_boundaries()``).
+            splits: splits to cache (absent ones are skipped).
+            batch_size: fill batch size.
+            quiet: no progress bar.
+            stage: first stage still to run (a resumed run): a boundary whose prefix trains in a stage from
+                here on before a later stage reads it is not cached (its activations would go stale).
+        """
+        n_groups = len(self.backbone.groups)
+        wanted = sorted({int(b) for b in boundaries})
+        bad = [b for b in wanted if not 0 < b <= n_groups]
+        if bad:
+            raise ValueError(f"cache boundaries must be in 1..{n_groups} (got {bad})")
+        stale = stale_boundaries(self.graph, wanted, stage)
+        for b, reason in stale.items():
+            self._events["skipped"].append(dict(boundary=b, reason=reason))
+        wanted = [b for b in wanted if b not in stale]
+        if not wanted:
+            return
+        started = time.perf_counter()
+        prefixes = prefix_fingerprints(self.backbone, wanted)
+        self._timing["fingerprint_seconds"] += time.perf_counter() - started
+        remove_stale(self.root)
+        paths: dict[tuple[str, int], Path] = {}
+        for split in splits:
+            dataset = getattr(self.data, split, None)
+            if dataset is None or len(dataset) == 0:
+                continue
+            keys = {b: self._key(split, b, prefixes[b]) for b in wanted}
+            paths.update({(split, b): self.root / k.entry_id for b, k in keys.items()})
+            self._prepare_split(split, dataset, keys, batch_size, quiet)
+        self._load(paths)
+
+    def _prepare_split(self, split: str, dataset: Any, keys: dict[int, CacheKey], batch_size: int,
+                       quiet: bool) -> None:
+        warm: list[int] = []
+        for b, key in keys.items():
+            path = self.root / key.entry_id
+            problem = check_entry(path) if path.exists() else "absent"
+            if problem is None:
+                warm.append(b)
+                self._events["warm"].append(dict(split=split, boundary=b, id=key.entry_id))
+            elif problem != "absent":
+                self._events["rebuilt"].append(dict(split=split, boundary=b, id=key.entry_id, reason=problem))
+                shutil.rmtree(path, ignore_errors=True)
+        missing = [b for b in keys if b not in warm]
+        if not missing:
+            return
+        # Resume the forward from the highest lossless warm boundary below everything missing.
+        below = [b for b in warm if b < min(missing)] if self.spec.dtype == "fp32" else []
+        start = max(below, default=0)
+        start_store = (ActivationStore.open(self.root / keys[start].entry_id, tier="disk", device=self.device,
+                                            compute_dtype=torch.float32) if start else None)
+        writers = {b: EntryWriter(self.root, keys[b], len(dataset), self._summary(split, b, len(dataset)))
+                   for b in missing}
+        started = time.perf_counter()
+        try:
+            with _progress(len(dataset), f"caching {split} activations", quiet) as bar:
+                seen = run_fill(self.backbone, fill_batches(self.data, split, batch_size), writers, device=self.device,
+                                store_dtype=self.store_dtype, start=start, start_store=start_store, progress=bar)
+            for writer in writers.values():
+                writer.commit()
+        except BaseException:
+            for writer in writers.values():
+                writer.abort()
+            raise
+        self._timing["fill_seconds"] += time.perf_counter() - started
+        for b in missing:
+            self._passes[split][b] += 1
+            self._events["filled"].append(dict(split=split, boundary=b, id=keys[b].entry_id, start=start,
+                                               examples=seen))
+
+    def _load(self, paths: dict[tuple[str, int], Path]) -> None:
+        started = time.perf_counter()
+        sizes = {k: int((read_manifest(p) or {}).get("bytes", 0)) for k, p in paths.items()}
+        uses = {b: sum(s.epochs for s in self.graph.stages if s.cache.allowed and s.cache.boundary == b)
+                for _, b in paths}
+        tiers = plan_tiers(sizes, uses, self.spec.tier, self.spec.budget_mb * 2**20, self.device)
+        for k, path in paths.items():
+            tier, note = tiers[k]
+            try:
+                self._stores[k] = ActivationStore.open(path, tier=tier, device=self.device,
+                                                       compute_dtype=self.compute_dtype)
+            except RunError as exc:  # damaged between fill and load (another process?): say so, run uncached
+                self._events["unusable"].append(dict(split=k[0], boundary=k[1], reason=str(exc)))
+                continue
+            if note:
+                self._events["tier_notes"].append(dict(split=k[0], boundary=k[1], note=note))
+        self._timing["load_seconds"] += time.perf_counter() - started
+
+    # --- reading ---------------------------------------------------------------------------------------------
+
+    def has(self, split: str, boundary: int) -> bool:
+        """Whether lookups for ``split`` at ``boundary`` are served from the cache."""
+        return (split, boundary) in self._stores
+
+    def lookup(self, split: str, boundary: int, index: Tensor) -> dict[str, Tensor]:
+        """State entering ``boundary`` for examples ``index`` of ``split``: for ``backbone.forward_from(boundary, .)``.
+
+        Padded to the batch's longest example with ``attention_mask`` (text), in the compute dtype, on ``device``.
+
+        Raises:
+            KeyError: nothing cached there (check :meth:`has`).
+        """
+        store = self._stores.get((split, boundary))
+        if store is None:
+            cached = ", ".join(f"{s}@{b}" for s, b in sorted(self._stores)) or "nothing"
+            raise KeyError(f"activation cache: no entry for split '{split}' at boundary {boundary} (cached: {cached})")
+        self._hits += 1
+        return store.lookup(index)
+
+    def release(self, boundary: int) -> None:
+        """Drop the loaded entries of ``boundary`` (a finished stage's), freeing their memory tier."""
+        for key in [k for k in self._stores if k[1] == boundary]:
+            del self._stores[key]
+
+    def stats(self) -> dict[str, Any]:
+        """What the cache holds and did: tier, dtype, bytes, boundaries, fill time, forward passes, hits."""
+        entries = [dict(split=s, boundary=b, tier=st.tier, bytes=st.nbytes, examples=st.num_examples,
+                        id=st.path.name) for (s, b), st in sorted(self._stores.items())]
+        tiers = sorted({e["tier"] for e in entries})
+        passes = {split: dict(sorted(v.items())) for split, v in self._passes.items()}
+        return dict(
+            tier=tiers[0] if len(tiers) == 1 else ("mixed" if tiers else "none"),
+            dtype=self.spec.dtype, lossy=self.spec.dtype != "fp32", compute_dtype=str(self.compute_dtype),
+            bytes=sum(e["bytes"] for e in entries), boundaries=sorted({e["boundary"] for e in entries}),
+            fill_seconds=round(self._timing["fill_seconds"], 3),
+            fingerprint_seconds=round(self._timing["fingerprint_seconds"], 3),
+            load_seconds=round(self._timing["load_seconds"], 3),
+            forward_passes_per_boundary=dict(passes.get("train", {})), forward_passes=passes, hits=self._hits,
+            entries=entries, root=str(self.root), persist=not self.temporary and bool(self.spec.persist),
+            **{k: list(v) for k, v in self._events.items()},
+        )
+
+    def close(self) -> None:
+        """Release loaded entries; delete them too unless they persist across runs."""
+        self._stores.clear()
+        if not self.spec.persist:
+            shutil.rmtree(self.root, ignore_errors=True)
+        if self._finalizer is not None:
+            self._finalizer()
+
+
+class _NullBar:
+    def update(self, n: int) -> None:
+        pass
+
+    def __enter__(self) -> _NullBar:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        pass
+
+
+def _progress(total: int, desc: str, quiet: bool) -> Any:
+    if quiet:
+        return _NullBar()
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, desc=desc, unit="ex", leave=False)

@@ -1,0 +1,106 @@
+"""The fill pass: one forward through the frozen prefix per split, storing every requested boundary.
+
+For boundaries ``b1 < b2 < ...`` a batch runs groups ``start..b1``, its state is stored, then the same
+state continues through ``b1..b2``, is stored, and so on: the prefix below ``b_k`` runs once per split, not
+once per boundary. ``start`` is 0 (raw inputs) or a boundary already cached in fp32, whose stored rows
+replace the groups below it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterable, Iterator, Mapping
+
+import torch
+from torch import Tensor, nn
+
+from ftengine.errors import RunError
+from ftengine.runtime.cache.layout import EntryWriter
+from ftengine.runtime.cache.store import ActivationStore
+
+NON_INPUT_KEYS = ("labels", "index")
+MASK = "attention_mask"
+
+
+def split_state(state: Mapping[str, Tensor], where: str) -> tuple[dict[str, Tensor], Tensor | None, dict[str, Tensor]]:
+    """Separate a boundary state into packed ragged tensors, per-example lengths and fixed-shape tensors.
+
+    Text states carry ``attention_mask`` (B, T): every ``(B, T, ...)`` tensor is packed to its real tokens,
+    ``(sum_len, ...)`` in batch order (left or right padding alike). Everything else must be one row per
+    example, ``(B, ...)``: pooled vectors, image feature maps.
+    """
+    mask = state.get(MASK)
+    ragged: dict[str, Tensor] = {}
+    fixed: dict[str, Tensor] = {}
+    batch = mask.shape[0] if mask is not None else None
+    keep = mask.bool() if mask is not None else None
+    for name, value in state.items():
+        if name == MASK or not torch.is_tensor(value):
+            continue
+        if not value.is_floating_point():
+            raise RunError(f"cache fill at {where}: state '{name}' is {value.dtype}, not activations; this backbone "
+                           "cannot be cached here, set cache.enabled=off")
+        if mask is not None and value.dim() >= 3 and tuple(value.shape[:2]) == tuple(mask.shape):
+            ragged[name] = value[keep]
+        else:
+            batch = value.shape[0] if batch is None else batch
+            if value.dim() == 0 or value.shape[0] != batch:
+                raise RunError(f"cache fill at {where}: state '{name}' has shape {tuple(value.shape)}, not one row per "
+                               f"example (batch {batch}); this backbone cannot be cached here, set cache.enabled=off")
+            fixed[name] = value
+    lengths = keep.sum(dim=1) if keep is not None and ragged else None
+    return ragged, lengths, fixed
+
+
+@contextlib.contextmanager
+def eval_mode(module: nn.Module) -> Iterator[None]:
+    """Eval mode for the fill (no dropout, frozen BatchNorm statistics), restoring each module's mode after."""
+    modes = {m: m.training for m in module.modules()}
+    module.eval()
+    try:
+        yield
+    finally:
+        for m, training in modes.items():
+            m.training = training
+
+
+def run_fill(backbone: nn.Module, batches: Iterable[Mapping[str, Tensor]], writers: Mapping[int, EntryWriter], *,
+             device: torch.device, store_dtype: torch.dtype, start: int = 0,
+             start_store: ActivationStore | None = None, progress: object | None = None) -> int:
+    """Run the prefix once over ``batches`` and append every boundary in ``writers``.
+
+    Args:
+        backbone: the Backbone (``forward_from``).
+        batches: collated batches with ``index`` (example ids) and raw inputs.
+        writers: boundary -> open entry writer; boundaries must be > ``start``.
+        device: where the prefix runs.
+        store_dtype: element type written (converted on the device before the copy to host: fewer bytes move).
+        start: boundary to start from (0: raw inputs).
+        start_store: cached entry for ``start`` when ``start > 0``.
+        progress: a tqdm-like object with ``update(n)``.
+
+    Returns:
+        Examples processed.
+    """
+    boundaries = sorted(writers)
+    seen = 0
+    with eval_mode(backbone), torch.inference_mode():
+        for batch in batches:
+            index = batch["index"]
+            if start_store is not None:
+                state = start_store.lookup(index)
+            else:
+                state = {k: v.to(device, non_blocking=True) for k, v in batch.items()
+                         if k not in NON_INPUT_KEYS and torch.is_tensor(v)}
+            at = start
+            for b in boundaries:
+                state = backbone.forward_from(at, state, stop=b)
+                at = b
+                ragged, lengths, fixed = split_state(state, f"boundary {b}")
+                writers[b].add(index, {k: v.to(store_dtype).cpu() for k, v in ragged.items()},
+                               None if lengths is None else lengths.cpu(),
+                               {k: v.to(store_dtype).cpu() for k, v in fixed.items()})
+            seen += len(index)
+            if progress is not None:
+                progress.update(len(index))
+    return seen

@@ -1,0 +1,90 @@
+"""Planning decisions: which tier each entry lives on, and which boundaries are safe to fill now."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import torch
+
+SPLIT_ORDER = {"train": 0, "validation": 1, "test": 2}
+DEVICE_SHARE = 0.25
+"""Most of the accelerator's free memory the device tier may take (activations and gradients need the rest)."""
+
+
+def plan_tiers(sizes: Mapping[tuple[str, int], int], uses: Mapping[int, int], tier: str, budget: int,
+               device: torch.device) -> dict[tuple[str, int], tuple[str, str]]:
+    """Assign each entry a tier within the byte budget.
+
+    Entries are placed in order of how often they are read (the training split first, then boundaries read
+    by more epochs); each goes to the fastest allowed tier it still fits in, else to disk (memory-mapped).
+
+    Args:
+        sizes: (split, boundary) -> bytes.
+        uses: boundary -> epochs that read it.
+        tier: ``spec.cache.tier`` (``auto``/``device``/``host``/``disk``).
+        budget: bytes the memory tiers (device + host together) may hold.
+        device: the run's device; the device tier exists only for accelerators (on CPU it is host memory).
+
+    Returns:
+        (split, boundary) -> (tier, note); note says why an entry did not get the requested tier ("" if it did).
+    """
+    accelerator = device.type != "cpu"
+    device_room = budget
+    if accelerator and device.type == "cuda" and torch.cuda.is_available():
+        free, _ = torch.cuda.mem_get_info(device)
+        device_room = min(budget, int(free * DEVICE_SHARE))
+    if tier == "auto":
+        wanted = ["device", "host"] if accelerator else ["host"]
+    elif tier == "device":
+        wanted = ["device"] if accelerator else ["host"]  # on a CPU run, device memory is host memory
+    elif tier == "host":
+        wanted = ["host"]
+    else:
+        wanted = []
+    order = sorted(sizes, key=lambda k: (SPLIT_ORDER.get(k[0], 3), -uses.get(k[1], 0), k[1]))
+    used = 0
+    used_device = 0
+    out: dict[tuple[str, int], tuple[str, str]] = {}
+    for key in order:
+        size = sizes[key]
+        placed = None
+        for t in wanted:
+            room = min(device_room - used_device, budget - used) if t == "device" else budget - used
+            if size <= room:
+                placed = t
+                break
+        if placed is None:
+            placed = "disk"
+        used += size if placed != "disk" else 0
+        used_device += size if placed == "device" else 0
+        note = ""
+        if wanted and placed != wanted[0] and tier != "auto":
+            note = (f"{size / 2**20:.1f} MiB does not fit cache.budget_mb (or the device's free memory) "
+                    f"next to {used / 2**20:.1f} MiB already placed: stored on {placed}")
+        out[key] = (placed, note)
+    return out
+
+
+def stale_boundaries(graph: Any, boundaries: Sequence[int], from_stage: int = 0) -> dict[int, str]:
+    """Boundaries whose prefix is trained by a stage that runs before a later stage reads them.
+
+    Filling such a boundary now would store activations of weights that change before they are used; the
+    reading stage then runs its prefix live instead.
+    """
+    stages = list(graph.stages)[from_stage:]
+    out: dict[int, str] = {}
+    for b in boundaries:
+        readers = [s for s in stages if s.cache.allowed and s.cache.boundary == b]
+        if not readers:
+            continue
+        last = readers[-1].index
+        for stage in stages:
+            if stage.index >= last or stage in readers:
+                continue
+            trained = [g.name for g in stage.groups[:b] if g.trainable]
+            if trained:
+                out[b] = (f"stage {stage.index} ({stage.name}) trains {trained[0]} below boundary {b} before stage "
+                          f"{last} reads it; that stage runs its prefix live")
+                break
+    return out
