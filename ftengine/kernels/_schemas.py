@@ -1,0 +1,36 @@
+"""The one place where ``ftengine`` op schemas are defined (namespace ``ftengine``).
+
+Every op gets: its schema, the pure-PyTorch reference (``reference.py``) as the default kernel
+(``CompositeExplicitAutograd``: any device), and a fake kernel for meta tensors and ``torch.compile``.
+Native kernels (csrc/cpu, csrc/cuda) override the default per device with ``TORCH_LIBRARY_IMPL``.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from ftengine.kernels import reference
+
+LIB = torch.library.Library("ftengine", "DEF")
+
+LIB.define("scale_add(Tensor x, Tensor y, float alpha) -> Tensor")
+LIB.impl("scale_add", reference.scale_add, "CompositeExplicitAutograd")
+
+
+@torch.library.register_fake("ftengine::scale_add", lib=LIB)
+def _scale_add_fake(x: torch.Tensor, y: torch.Tensor, alpha: float) -> torch.Tensor:
+    return torch.empty_like(x)
+
+
+# --- activation cache (ftengine/runtime/cache): ragged gather; CPU/CUDA kernels in csrc/*/gather_ragged.* ----------
+
+LIB.define("gather_ragged(Tensor data, Tensor offsets, Tensor lengths, Tensor index, SymInt max_len, "
+           "ScalarType dtype) -> (Tensor, Tensor)")
+LIB.impl("gather_ragged", reference.gather_ragged, "CompositeExplicitAutograd")
+
+
+@torch.library.register_fake("ftengine::gather_ragged", lib=LIB)
+def _gather_ragged_fake(data: torch.Tensor, offsets: torch.Tensor, lengths: torch.Tensor, index: torch.Tensor,
+                        max_len: int, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
+    batch = index.shape[0]
+    return data.new_empty((batch, max_len, data.shape[1]), dtype=dtype), index.new_empty((batch, max_len))
