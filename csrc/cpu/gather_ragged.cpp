@@ -74,8 +74,10 @@ std::tuple<at::Tensor, at::Tensor> gather_ragged_cpu(const at::Tensor& data, con
   TORCH_CHECK(at::isFloatingType(dtype), "ftengine::gather_ragged: dtype must be a floating type (got ", dtype, ")");
 
   const int64_t B = index.size(0), D = data.size(1), N = offsets.size(0), R = data.size(0);
-  auto out = at::empty({B, max_len, D}, data.options().dtype(dtype));
-  auto mask = at::empty({B, max_len}, data.options().dtype(at::kLong));
+  // A pinned cache (host tier on a GPU run) yields pinned batches: their copy to the device is asynchronous.
+  const bool pinned = data.is_pinned();
+  auto out = at::empty({B, max_len, D}, data.options().dtype(dtype).pinned_memory(pinned));
+  auto mask = at::empty({B, max_len}, data.options().dtype(at::kLong).pinned_memory(pinned));
   if (B == 0 || max_len == 0) return {out, mask};
 
   // Resolve and bounds-check the B examples once (serial: B is a batch, tiny next to B*T*D).

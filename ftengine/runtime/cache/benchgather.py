@@ -1,0 +1,92 @@
+"""Gather-kernel workbench (build inputs, run the reference, run each backend, validate, then time) and the
+environment record every benchmark result carries."""
+
+from __future__ import annotations
+
+import platform
+import statistics
+import time
+from importlib import metadata
+from typing import Any
+
+import torch
+
+from ftengine.kernels import reference
+from ftengine.runtime.cache.gather import gather_ragged
+
+
+def environment(device: str) -> dict[str, Any]:
+    """Device, versions and kernel backend, for result files."""
+    from ftengine import __version__
+    from ftengine.kernels import backend_info
+
+    cpu = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as f:
+            cpu = next((line.split(":", 1)[1].strip() for line in f if line.startswith("model name")), cpu)
+    except OSError:
+        pass
+    dev = torch.device(device)
+    versions = {"python": platform.python_version(), "ftengine": __version__, "torch": torch.__version__}
+    for dist in ("transformers", "numpy"):
+        try:
+            versions[dist] = metadata.version(dist)
+        except metadata.PackageNotFoundError:
+            versions[dist] = None
+    return dict(device=str(dev), cpu=cpu, torch_threads=torch.get_num_threads(),
+                gpu=torch.cuda.get_device_name(dev) if dev.type == "cuda" else None,
+                versions=versions, kernels=backend_info())
+
+
+def _time(fn: Any, device: torch.device, repeats: int = 30) -> float:
+    fn()  # warm-up
+    samples = []
+    for _ in range(repeats):
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        start = time.perf_counter()
+        fn()
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        samples.append(time.perf_counter() - start)
+    return statistics.median(samples)
+
+
+def _pad_sequence(data: torch.Tensor, offsets: torch.Tensor, lengths: torch.Tensor, index: torch.Tensor,
+                  dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
+    # What one would write without the op: slice, pad, build the mask, convert (several passes).
+    rows = [data[int(offsets[i]):int(offsets[i]) + int(lengths[i])] for i in index.tolist()]
+    out = torch.nn.utils.rnn.pad_sequence(rows, batch_first=True).to(dtype)
+    lens = lengths[index]
+    mask = (torch.arange(out.shape[1], device=out.device)[None, :] < lens[:, None]).long()
+    return out, mask
+
+
+def gather_bench(device: str, batch: int, max_len: int, examples: int = 2048, width: int = 384) -> dict[str, Any]:
+    """Time one batch assembly per backend for fp32 and bf16 storage (fp32 output); every output validated."""
+    dev = torch.device(device)
+    gen = torch.Generator().manual_seed(0)
+    lengths = torch.randint(5, max_len + 1, (examples,), generator=gen)
+    offsets = torch.cat([torch.zeros(1, dtype=torch.long), lengths.cumsum(0)[:-1]])
+    base = torch.randn(int(lengths.sum()), width, generator=gen)
+    index = torch.randperm(examples, generator=gen)[:batch]
+    native = torch._C._dispatch_has_kernel_for_dispatch_key("ftengine::gather_ragged",
+                                                            "CUDA" if dev.type == "cuda" else "CPU")
+    out: dict[str, Any] = dict(batch=batch, width=width, examples=examples, native_kernel=native)
+    for store in ("fp32", "bf16"):
+        data = base.to({"fp32": torch.float32, "bf16": torch.bfloat16}[store]).to(dev)
+        off, lens, idx = offsets.to(dev), lengths.to(dev), index.to(dev)
+        t = int(lengths[index].max())
+        want = reference.gather_ragged(data, off, lens, idx, t, torch.float32)
+        backends = {"reference": lambda: reference.gather_ragged(data, off, lens, idx, t, torch.float32),
+                    "pad_sequence": lambda: _pad_sequence(data, off, lens, idx, torch.float32)}
+        if native:
+            backends["native"] = lambda: gather_ragged(data, off, lens, idx, t, torch.float32)
+        row: dict[str, Any] = {}
+        for name, fn in backends.items():
+            got = fn()
+            if not (torch.equal(got[0], want[0]) and torch.equal(got[1], want[1])):
+                raise AssertionError(f"gather bench: {name} output differs from the reference ({store})")
+            row[f"{name}_us"] = round(_time(fn, dev) * 1e6, 1)
+        out[store] = row
+    return out
