@@ -124,10 +124,15 @@ def _timed_scenario(name: str, args: Any, cache_dir: str) -> dict[str, Any]:
     cache = ActivationCache.create(spec.cache, graph, backbone, data, device=device)
     out: dict[str, Any] = dict(train_examples=len(data.train), data=data_path,
                                boundaries=[s.cache.boundary for s in graph.stages])
+    trainer.set_boundary(graph.stages[0].cache.boundary)
+    trainer.epoch(batches[:2])  # warm-up (allocator, thread pools) before anything is timed
+    layer0.clear()
     started = time.perf_counter()
     cache.prepare(graph.cache_boundaries(), splits=("train",), batch_size=64, quiet=True)
     fill = time.perf_counter() - started
-    out.update(fill_seconds=round(fill, 3), bytes_stored=cache.stats()["bytes"], tier=cache.stats()["tier"])
+    stats = cache.stats()
+    out.update(fill_seconds=round(fill, 3), fingerprint_seconds=stats["fingerprint_seconds"], bytes_stored=stats["bytes"],
+               tier=stats["tier"], cache_dtype=stats["dtype"])
     if name == "gradual_3stage":  # one cached epoch per stage; count frozen work per boundary
         fill_layer0 = layer0["n"]
         stage_seconds = []
@@ -139,8 +144,6 @@ def _timed_scenario(name: str, args: Any, cache_dir: str) -> dict[str, Any]:
                     forward_passes_per_boundary=cache.stats()["forward_passes_per_boundary"],
                     frozen_layer0_examples=layer0["n"], frozen_layer0_examples_in_fill=fill_layer0,
                     frozen_layer0_passes_over_train=layer0["n"] / len(data.train))
-    trainer.set_boundary(graph.stages[0].cache.boundary)
-    trainer.epoch(batches[:2])  # warm-up (allocator, thread pools); not timed
     filling, _ = trainer.epoch(batches, cache)
     uncached, cached, fractions, lookups = [], [], [], []
     for _ in range(args.repeats):  # interleaved: drift on a shared machine hits both sides

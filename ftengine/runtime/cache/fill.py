@@ -52,6 +52,15 @@ def split_state(state: Mapping[str, Tensor], where: str) -> tuple[dict[str, Tens
     return ragged, lengths, fixed
 
 
+def _narrow(name: str, value: Tensor, dtype: torch.dtype, boundary: int) -> Tensor:
+    """Convert to the storage type on the device (fewer bytes to move), then copy to the host."""
+    out = value.to(dtype)
+    if dtype == torch.float16 and bool(torch.isinf(out).any()) and not bool(torch.isinf(value).any()):
+        raise RunError(f"cache fill at boundary {boundary}: '{name}' exceeds the fp16 range (max 65504, got "
+                       f"{float(value.abs().max()):.4g}); set cache.dtype to bf16 or fp32")
+    return out.cpu()
+
+
 @contextlib.contextmanager
 def eval_mode(module: nn.Module) -> Iterator[None]:
     """Eval mode for the fill (no dropout, frozen BatchNorm statistics), restoring each module's mode after."""
@@ -86,7 +95,10 @@ def run_fill(backbone: nn.Module, batches: Iterable[Mapping[str, Tensor]], write
     seen = 0
     with eval_mode(backbone), torch.inference_mode():
         for batch in batches:
-            index = batch["index"]
+            index = batch.get("index")
+            if index is None:
+                raise RunError("cache fill: the data collate gives no 'index' (example ids) per batch; the cache "
+                               f"stores rows by example id (batch keys: {', '.join(batch)}); set cache.enabled=off")
             if start_store is not None:
                 state = start_store.lookup(index)
             else:
@@ -97,9 +109,9 @@ def run_fill(backbone: nn.Module, batches: Iterable[Mapping[str, Tensor]], write
                 state = backbone.forward_from(at, state, stop=b)
                 at = b
                 ragged, lengths, fixed = split_state(state, f"boundary {b}")
-                writers[b].add(index, {k: v.to(store_dtype).cpu() for k, v in ragged.items()},
-                               None if lengths is None else lengths.cpu(),
-                               {k: v.to(store_dtype).cpu() for k, v in fixed.items()})
+                ragged = {k: _narrow(k, v, store_dtype, b) for k, v in ragged.items()}
+                fixed = {k: _narrow(k, v, store_dtype, b) for k, v in fixed.items()}
+                writers[b].add(index, ragged, None if lengths is None else lengths.cpu(), fixed)
             seen += len(index)
             if progress is not None:
                 progress.update(len(index))

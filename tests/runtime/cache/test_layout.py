@@ -116,3 +116,23 @@ def test_bf16_entry_is_half_the_bytes_and_converts_on_lookup(tmp_path):
     state = store.lookup(torch.tensor([1]))
     assert state["hidden"].dtype == torch.float32
     assert torch.equal(state["hidden"][0], rows[2:5].bfloat16().float())
+
+
+def test_fp16_overflow_is_refused(tmp_path):
+    from ftengine.runtime.cache.fill import run_fill
+
+    class Scale(torch.nn.Module):  # stands in for a backbone whose activations grow past 65504
+        groups = [object()]
+
+        def forward_from(self, index, state, stop=None):
+            return {"features": state["pixels"] * 1e5}
+
+    key = CacheKey(prefix="p", boundary=1, data="d", split="train", dtype="fp16")
+    writer = EntryWriter(tmp_path, key, 2, {})
+    batch = {"pixels": torch.ones(2, 3), "index": torch.tensor([0, 1])}
+    with pytest.raises(RunError, match=r"'features' exceeds the fp16 range \(max 65504, got 1e\+05\); set cache.dtype"):
+        run_fill(Scale(), [batch], {1: writer}, device=torch.device("cpu"), store_dtype=torch.float16)
+    writer.abort()
+    with pytest.raises(RunError, match="the data collate gives no 'index'"):
+        run_fill(Scale(), [{"pixels": torch.ones(2, 3)}], {1: writer}, device=torch.device("cpu"),
+                 store_dtype=torch.float16)
