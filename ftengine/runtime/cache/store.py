@@ -38,14 +38,15 @@ class _Field:
 def _load_file(path: Path, dtype: torch.dtype, numel: int, tier: str, device: torch.device, pin: bool) -> Tensor:
     if numel == 0:
         return torch.empty(0, dtype=dtype, device=device if tier == "device" else "cpu")
-    if tier == "disk":
-        return torch.from_file(str(path), shared=False, size=numel, dtype=dtype)
+    if tier != "host":  # disk: stays mapped; device: streamed from the mapping, no full host copy
+        mapped = torch.from_file(str(path), shared=False, size=numel, dtype=dtype)
+        return mapped if tier == "disk" else mapped.to(device)
     host = torch.empty(numel, dtype=dtype, pin_memory=pin)
     with open(path, "rb") as f:
         read = f.readinto(memoryview(host.view(torch.uint8).numpy()))
     if read != host.numel() * host.element_size():
         raise OSError(f"{path}: short read ({read} bytes)")
-    return host if tier == "host" else host.to(device)
+    return host
 
 
 class ActivationStore:

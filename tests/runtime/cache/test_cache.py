@@ -199,3 +199,24 @@ def test_lookup_errors_say_what_is_cached(minilm_backbone, tiny_data, cache_dir)
         cache.lookup("train", 5, torch.tensor([0]))
     with pytest.raises(IndexError, match=r"example ids must be in 0..31 \(got 0..32\)"):
         cache.lookup("train", 8, torch.tensor([0, 32]))
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+@pytest.mark.parametrize("tier", ["device", "host", "disk"])
+def test_cuda_tiers_serve_batches_on_the_device(tier, minilm_backbone, tiny_data, cache_dir):
+    import copy
+
+    spec, graph = make_plan(minilm_backbone, GRADUAL)
+    cpu = build(spec, graph, minilm_backbone, tiny_data)
+    cpu.prepare([5], splits=("train",), quiet=True)
+    backbone = copy.deepcopy(minilm_backbone).cuda()
+    cache = ActivationCache.create(spec.cache.model_copy(update={"tier": tier, "dir": str(cache_dir / "gpu")}), graph,
+                                   backbone, tiny_data, device="cuda")
+    cache.prepare([5], splits=("train",), quiet=True)
+    assert cache.stats()["tier"] == tier
+    idx = torch.tensor([9, 2, 30])
+    got, want = cache.lookup("train", 5, idx), cpu.lookup("train", 5, idx)
+    assert got["hidden"].is_cuda and got["attention_mask"].is_cuda
+    assert torch.equal(got["attention_mask"].cpu(), want["attention_mask"])
+    torch.testing.assert_close(got["hidden"].cpu(), want["hidden"], rtol=1e-3, atol=1e-3)  # TF32/GPU kernels
