@@ -32,7 +32,8 @@ def main() -> int:
     parser.add_argument("--out", type=Path, default=None, help="result file (default bench/results/cache-...json)")
     args = parser.parse_args()
     result = run_cache_bench(args)
-    out = args.out or ROOT / "bench" / "results" / f"cache-{args.device.replace(':', '')}-{time.strftime('%Y%m%d-%H%M%S')}.json"
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    out = args.out or ROOT / "bench" / "results" / f"cache-{args.device.replace(':', '')}-{stamp}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=2, default=str) + "\n")
     print(json.dumps(result, indent=2, default=str))

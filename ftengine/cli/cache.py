@@ -43,7 +43,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     clear.add_argument("--stale", action="store_true", help="remove crashed fills' leftovers and damaged entries")
     for p in (ls, clear):
         p.add_argument("--dir", metavar="DIR", default=None,
-                       help="cache directory (as cache.dir in a spec; default $FTENGINE_CACHE_DIR or ~/.cache/ftengine)")
+                       help="cache directory, as cache.dir in a spec (default: $FTENGINE_CACHE_DIR, ~/.cache/ftengine)")
 
 
 def _size(n: float) -> str:
@@ -72,7 +72,8 @@ def _ls(root: Path, verify: bool, as_json: bool) -> int:
     from ftengine.runtime.cache.layout import list_entries
 
     rows = [_row(e) for e in list_entries(root, full=verify)]
-    rows.sort(key=lambda r: (r["model"], r["spec"], r["split"], int(r["boundary"].split()[0]) if r["boundary"] != "-" else -1))
+    rows.sort(key=lambda r: (r["model"], r["spec"], r["split"], r["boundary"] == "-",
+                             int(r["boundary"].split()[0]) if r["boundary"] != "-" else 0))
     if as_json:
         print(json.dumps(dict(root=str(root), entries=rows), indent=2))
         return 0
@@ -80,8 +81,8 @@ def _ls(root: Path, verify: bool, as_json: bool) -> int:
     if not rows:
         print("  (empty)")
         return 0
-    head = f"{'ID':<14}{'STATUS':<9}{'SPLIT':<12}{'BOUNDARY':<28}{'DTYPE':<6}{'EXAMPLES':>9}{'SIZE':>11}  {'CREATED':<20}MODEL / SPEC"
-    print(head)
+    print(f"{'ID':<14}{'STATUS':<9}{'SPLIT':<12}{'BOUNDARY':<28}{'DTYPE':<6}{'EXAMPLES':>9}{'SIZE':>11}  "
+          f"{'CREATED':<20}MODEL / SPEC")
     for r in rows:
         ident = r["id"][:12] if r["status"] in ("ok", "invalid") else r["id"][:13]
         created = r["created"][:16].replace("T", " ")

@@ -131,8 +131,8 @@ def _timed_scenario(name: str, args: Any, cache_dir: str) -> dict[str, Any]:
     cache.prepare(graph.cache_boundaries(), splits=("train",), batch_size=64, quiet=True)
     fill = time.perf_counter() - started
     stats = cache.stats()
-    out.update(fill_seconds=round(fill, 3), fingerprint_seconds=stats["fingerprint_seconds"], bytes_stored=stats["bytes"],
-               tier=stats["tier"], cache_dtype=stats["dtype"])
+    out.update(fill_seconds=round(fill, 3), fingerprint_seconds=stats["fingerprint_seconds"],
+               bytes_stored=stats["bytes"], tier=stats["tier"], cache_dtype=stats["dtype"])
     if name == "gradual_3stage":  # one cached epoch per stage; count frozen work per boundary
         fill_layer0 = layer0["n"]
         stage_seconds = []

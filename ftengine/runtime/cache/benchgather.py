@@ -6,6 +6,7 @@ from __future__ import annotations
 import platform
 import statistics
 import time
+from functools import partial
 from importlib import metadata
 from typing import Any
 
@@ -78,10 +79,11 @@ def gather_bench(device: str, batch: int, max_len: int, examples: int = 2048, wi
         off, lens, idx = offsets.to(dev), lengths.to(dev), index.to(dev)
         t = int(lengths[index].max())
         want = reference.gather_ragged(data, off, lens, idx, t, torch.float32)
-        backends = {"reference": lambda: reference.gather_ragged(data, off, lens, idx, t, torch.float32),
-                    "pad_sequence": lambda: _pad_sequence(data, off, lens, idx, torch.float32)}
+        args = (data, off, lens, idx)
+        backends = {"reference": partial(reference.gather_ragged, *args, t, torch.float32),
+                    "pad_sequence": partial(_pad_sequence, *args, torch.float32)}
         if native:
-            backends["native"] = lambda: gather_ragged(data, off, lens, idx, t, torch.float32)
+            backends["native"] = partial(gather_ragged, *args, t, torch.float32)
         row: dict[str, Any] = {}
         for name, fn in backends.items():
             got = fn()

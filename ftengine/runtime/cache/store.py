@@ -113,7 +113,7 @@ class ActivationStore:
         if ids.numel() and (int(ids.min()) < 0 or int(ids.max()) >= self.num_examples):
             raise IndexError(f"activation cache lookup ({self.manifest['key']['split']}): example ids must be in "
                              f"0..{self.num_examples - 1} (got {int(ids.min())}..{int(ids.max())})")
-        offsets, lengths, slots = self._host_index
+        lengths = self._host_index[1]
         # The batch length comes from host-side lengths: no device->host sync for the shape.
         max_len = int(lengths.index_select(0, ids).max()) if ids.numel() else 0
         ids_on = ids.to(self._on, non_blocking=True)

@@ -7,14 +7,13 @@ from collections import Counter
 
 import pytest
 import torch
+from cache_testing import CsvTextBundle, make_plan
 
 from ftengine.runtime.cache import ActivationCache
 from ftengine.runtime.cache.fill import run_fill
 from ftengine.runtime.cache.keys import CacheKey, prefix_fingerprints
 from ftengine.runtime.cache.layout import EntryWriter
 from ftengine.runtime.cache.store import ActivationStore
-
-from cache_testing import CsvTextBundle, make_plan
 
 GRADUAL = ["freeze.groups_per_stage=2", "freeze.max_unfrozen=6"]  # stages read boundaries 8, 5, 3, 1
 INPUTS = ("input_ids", "attention_mask", "token_type_ids")
