@@ -239,6 +239,15 @@ class ActivationCache:
             **{k: list(v) for k, v in self._events.items()},
         )
 
+    def summary(self) -> str:
+        """One line for run logs: what is cached where, lossy or not, what was filled or reused."""
+        st = self.stats()
+        kind = "lossless" if not st["lossy"] else "lossy: activations rounded"
+        where = ", ".join(f"{e['split']}@{e['boundary']}" for e in st["entries"]) or "nothing"
+        filled = f"filled {len(st.get('filled', []))} in {st['fill_seconds']:.1f}s" if st.get("filled") else "filled 0"
+        return (f"activation cache: {where}; {st['bytes'] / 2**20:.1f} MiB on {st['tier']}, {st['dtype']} ({kind}); "
+                f"{filled}, reused {len(st.get('warm', []))}, skipped {len(st.get('skipped', []))}")
+
     def close(self) -> None:
         """Release loaded entries; delete them too unless they persist across runs."""
         self._stores.clear()

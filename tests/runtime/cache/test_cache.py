@@ -219,3 +219,12 @@ def test_cuda_tiers_serve_batches_on_the_device(tier, minilm_backbone, tiny_data
     assert got["hidden"].is_cuda and got["attention_mask"].is_cuda
     assert torch.equal(got["attention_mask"].cpu(), want["attention_mask"])
     torch.testing.assert_close(got["hidden"].cpu(), want["hidden"], rtol=1e-3, atol=1e-3)  # TF32/GPU kernels
+
+
+def test_summary_line_reports_lossy_types(minilm_backbone, tiny_data, cache_dir):
+    spec, graph = make_plan(minilm_backbone, GRADUAL)
+    cache = build(spec, graph, minilm_backbone, tiny_data, dtype="bf16")
+    cache.prepare([8], splits=("train",), quiet=True)
+    line = cache.summary()
+    assert line.startswith("activation cache: train@8; ") and "bf16 (lossy: activations rounded)" in line
+    assert "filled 1 in" in line and "reused 0" in line
