@@ -128,7 +128,7 @@ def _timed_scenario(name: str, args: Any, cache_dir: str) -> dict[str, Any]:
     trainer.epoch(batches[:2])  # warm-up (allocator, thread pools) before anything is timed
     layer0.clear()
     started = time.perf_counter()
-    cache.prepare(graph.cache_boundaries(), splits=("train",), batch_size=64, quiet=True)
+    cache.prepare(graph.cache_boundaries(), splits=("train",), batch_size=args.batch_size, quiet=True)
     fill = time.perf_counter() - started
     stats = cache.stats()
     out.update(fill_seconds=round(fill, 3), fingerprint_seconds=stats["fingerprint_seconds"],
