@@ -34,3 +34,28 @@ def _gather_ragged_fake(data: torch.Tensor, offsets: torch.Tensor, lengths: torc
                         max_len: int, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
     batch = index.shape[0]
     return data.new_empty((batch, max_len, data.shape[1]), dtype=dtype), index.new_empty((batch, max_len))
+
+
+# ---- flat per-group optimizer (semantics and table layouts: reference.py; native: csrc/cpu|cuda/flat_optim) ----
+_STEP_TAIL = "Tensor grad, Tensor segments, Tensor hyper, Tensor(e!) steps, Tensor? grad_sqnorm, " \
+             "float max_grad_norm, bool skip_nonfinite) -> ()"
+LIB.define("flat_grad_sqnorm(Tensor grad, Tensor segments) -> Tensor")
+LIB.define("adamw_step(Tensor(a!) param, Tensor(b!) exp_avg, Tensor(c!) exp_avg_sq, Tensor(d!)? master, " + _STEP_TAIL)
+LIB.define("sgd_step(Tensor(a!) param, Tensor(b!)? momentum_buffer, Tensor(d!)? master, " + _STEP_TAIL)
+for _name in ("flat_grad_sqnorm", "adamw_step", "sgd_step"):
+    LIB.impl(_name, getattr(reference, _name), "CompositeExplicitAutograd")
+
+
+@torch.library.register_fake("ftengine::flat_grad_sqnorm", lib=LIB)
+def _flat_grad_sqnorm_fake(grad: torch.Tensor, segments: torch.Tensor) -> torch.Tensor:
+    return grad.new_empty((), dtype=torch.float32)
+
+
+@torch.library.register_fake("ftengine::adamw_step", lib=LIB)
+def _adamw_step_fake(*args: object) -> None:
+    return None  # in-place only
+
+
+@torch.library.register_fake("ftengine::sgd_step", lib=LIB)
+def _sgd_step_fake(*args: object) -> None:
+    return None  # in-place only

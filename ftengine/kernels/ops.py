@@ -10,3 +10,44 @@ from ftengine.kernels import _native  # noqa: F401  (defines the schemas and loa
 def scale_add(x: torch.Tensor, y: torch.Tensor, alpha: float) -> torch.Tensor:
     """``x + alpha * y`` (placeholder op that proves the build and dispatch chain)."""
     return torch.ops.ftengine.scale_add(x, y, alpha)
+
+
+def flat_grad_sqnorm(grad: torch.Tensor, segments: torch.Tensor) -> torch.Tensor:
+    """Float32 scalar: sum of squares of ``grad`` over the trainable rows of ``segments`` (int64 [G, 3])."""
+    return torch.ops.ftengine.flat_grad_sqnorm(grad, segments)
+
+
+def adamw_step(param: torch.Tensor, exp_avg: torch.Tensor, exp_avg_sq: torch.Tensor, master: torch.Tensor | None,
+               grad: torch.Tensor, segments: torch.Tensor, hyper: torch.Tensor, steps: torch.Tensor,
+               grad_sqnorm: torch.Tensor | None = None, max_grad_norm: float = 0.0,
+               skip_nonfinite: bool = False) -> None:
+    """One AdamW step over every trainable group of a flat buffer, in place (semantics: ``reference.adamw_step``).
+
+    Args:
+        param: flat parameters (fp32, bf16 or fp16).
+        exp_avg: first moments (fp32 or bf16), same length.
+        exp_avg_sq: second moments, same dtype as ``exp_avg``.
+        master: fp32 master weights for 16-bit ``param`` (None for fp32).
+        grad: flat gradients, ``param``'s dtype.
+        segments: int64 [G, 3] (offset, length, trainable).
+        hyper: float64 [G, 5] (lr, weight_decay, beta1, beta2, eps).
+        steps: int64 [G] per-group step counts; incremented for trainable groups when the step is taken.
+        grad_sqnorm: global squared grad norm (from ``flat_grad_sqnorm``), needed for clipping / skipping.
+        max_grad_norm: clip the global norm to this (<= 0: no clipping).
+        skip_nonfinite: skip the whole step (nothing written) when the norm is inf/nan.
+    """
+    torch.ops.ftengine.adamw_step(param, exp_avg, exp_avg_sq, master, grad, segments, hyper, steps, grad_sqnorm,
+                                  max_grad_norm, skip_nonfinite)
+
+
+def sgd_step(param: torch.Tensor, momentum_buffer: torch.Tensor | None, master: torch.Tensor | None,
+             grad: torch.Tensor, segments: torch.Tensor, hyper: torch.Tensor, steps: torch.Tensor,
+             grad_sqnorm: torch.Tensor | None = None, max_grad_norm: float = 0.0,
+             skip_nonfinite: bool = False) -> None:
+    """One SGD (momentum / Nesterov) step over every trainable group, in place (semantics: ``reference.sgd_step``).
+
+    ``hyper`` is float64 [G, 4] (lr, weight_decay, momentum, nesterov); without ``momentum_buffer`` it is plain
+    SGD. Other arguments as in :func:`adamw_step`.
+    """
+    torch.ops.ftengine.sgd_step(param, momentum_buffer, master, grad, segments, hyper, steps, grad_sqnorm,
+                                max_grad_norm, skip_nonfinite)

@@ -42,3 +42,103 @@ def gather_ragged(data: torch.Tensor, offsets: torch.Tensor, lengths: torch.Tens
     out = data.new_zeros((index.shape[0], max_len, data.shape[1]), dtype=dtype)
     out[mask] = data.index_select(0, rows).to(dtype)
     return out, mask.to(torch.int64)
+
+
+# ---- flat per-group optimizer ----------------------------------------------------------------------------------
+# A flat buffer holds the parameters of one (device, dtype) group by group. `segments` is an int64 [G, 3] table
+# (offset, length, trainable), `hyper` a float64 [G, K] table of per-group hyper-parameters, `steps` the int64 [G]
+# per-group step counts. Only trainable groups are read or written; a step that is taken increments the step
+# count of every trainable group (so a group unfrozen later starts its own bias correction at t = 1, exactly like
+# a torch.optim param group added then). Math in fp32; 16-bit params are updated through fp32 `master` weights and
+# re-rounded; bf16 moments are read to fp32 and rounded back to nearest-even after the update.
+
+
+def flat_grad_sqnorm(grad: torch.Tensor, segments: torch.Tensor) -> torch.Tensor:
+    """Sum of squares (float32 scalar) of ``grad`` over the trainable segments."""
+    total = torch.zeros((), dtype=torch.float64, device=grad.device)
+    for offset, length, trainable in segments.tolist():
+        if trainable and length:
+            total += grad[offset:offset + length].double().square().sum()
+    return total.float()
+
+
+def _grad_scale(grad_sqnorm: torch.Tensor | None, max_grad_norm: float, skip_nonfinite: bool) -> float | None:
+    """Clip coefficient as torch.nn.utils.clip_grad_norm_ forms it; None = skip this step (non-finite norm)."""
+    if grad_sqnorm is None:
+        if max_grad_norm > 0 or skip_nonfinite:
+            raise ValueError("ftengine::*_step: clipping (max_grad_norm > 0) and skip_nonfinite need grad_sqnorm "
+                             "(from ftengine::flat_grad_sqnorm)")
+        return 1.0
+    norm = grad_sqnorm.reshape(()).float().sqrt()
+    if skip_nonfinite and not bool(torch.isfinite(norm)):
+        return None
+    if max_grad_norm <= 0:
+        return 1.0
+    return float(torch.clamp(torch.tensor(max_grad_norm, dtype=torch.float32) / (norm.cpu() + 1e-6), max=1.0))
+
+
+def _trainable_slices(segments: torch.Tensor, steps: torch.Tensor) -> list[tuple[int, slice, int]]:
+    """(group, slice, new step) for each trainable group; increments ``steps`` in place."""
+    out = []
+    for group, (offset, length, trainable) in enumerate(segments.tolist()):
+        if trainable:
+            steps[group] += 1
+            out.append((group, slice(offset, offset + length), int(steps[group])))
+    return out
+
+
+def adamw_step(param: torch.Tensor, exp_avg: torch.Tensor, exp_avg_sq: torch.Tensor, master: torch.Tensor | None,
+               grad: torch.Tensor, segments: torch.Tensor, hyper: torch.Tensor, steps: torch.Tensor,
+               grad_sqnorm: torch.Tensor | None, max_grad_norm: float, skip_nonfinite: bool) -> None:
+    """AdamW over the trainable groups, in torch.optim.AdamW's (single-tensor) operation order.
+
+    ``hyper`` columns: lr, weight_decay, beta1, beta2, eps.
+    """
+    scale = _grad_scale(grad_sqnorm, max_grad_norm, skip_nonfinite)
+    if scale is None:
+        return
+    weights = master if master is not None else param
+    rows = hyper.tolist()
+    for group, sl, step in _trainable_slices(segments, steps):
+        lr, wd, beta1, beta2, eps = rows[group]
+        w, m, v = weights[sl].float(), exp_avg[sl].float(), exp_avg_sq[sl].float()
+        g = grad[sl].float() * scale
+        w.mul_(1 - lr * wd)
+        m.lerp_(g, 1 - beta1)
+        v.mul_(beta2).addcmul_(g, g, value=1 - beta2)
+        step_size = lr / (1 - beta1**step)
+        denom = (v.sqrt() / (1 - beta2**step) ** 0.5).add_(eps)
+        w.addcdiv_(m, denom, value=-step_size)
+        weights[sl].copy_(w)
+        exp_avg[sl].copy_(m)
+        exp_avg_sq[sl].copy_(v)
+        if master is not None:
+            param[sl].copy_(w)
+
+
+def sgd_step(param: torch.Tensor, momentum_buffer: torch.Tensor | None, master: torch.Tensor | None,
+             grad: torch.Tensor, segments: torch.Tensor, hyper: torch.Tensor, steps: torch.Tensor,
+             grad_sqnorm: torch.Tensor | None, max_grad_norm: float, skip_nonfinite: bool) -> None:
+    """SGD over the trainable groups in torch.optim.SGD's order (coupled weight decay, dampening 0).
+
+    ``hyper`` columns: lr, weight_decay, momentum, nesterov (0/1). Without ``momentum_buffer`` it is plain SGD.
+    """
+    scale = _grad_scale(grad_sqnorm, max_grad_norm, skip_nonfinite)
+    if scale is None:
+        return
+    weights = master if master is not None else param
+    rows = hyper.tolist()
+    for group, sl, step in _trainable_slices(segments, steps):
+        lr, wd, momentum, nesterov = rows[group]
+        w = weights[sl].float()
+        d = grad[sl].float() * scale
+        if wd != 0:
+            d = d.add(w, alpha=wd)
+        if momentum_buffer is not None and momentum != 0:
+            buf = d.clone() if step == 1 else momentum_buffer[sl].float().mul_(momentum).add_(d)
+            momentum_buffer[sl].copy_(buf)
+            d = d.add(buf, alpha=momentum) if nesterov else buf
+        w.add_(d, alpha=-lr)
+        weights[sl].copy_(w)
+        if master is not None:
+            param[sl].copy_(w)

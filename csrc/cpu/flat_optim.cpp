@@ -1,0 +1,291 @@
+// CPU kernels of the flat per-group optimizer: ftengine::flat_grad_sqnorm, ftengine::adamw_step, ftengine::sgd_step.
+// Reference (the executable specification): ftengine/kernels/reference.py. Math: ftengine/optim_math.h.
+//
+// The trainable groups of one flat buffer are concatenated into a virtual index space, cut into fixed blocks of
+// kBlock elements, and the blocks are shared out by ONE at::parallel_for region per op call (frozen groups are
+// not in the index space: their bytes are never touched). Clipping / the non-finite check need the global grad
+// norm first, which is a separate, earlier region (flat_grad_sqnorm): two passes over the grads in that case.
+// The element loops are compiled for AVX-512, AVX2+FMA and baseline x86-64 and picked at load time.
+#include <ATen/ATen.h>
+#include <ATen/Parallel.h>
+#include <torch/library.h>
+
+#include <algorithm>
+#include <cstddef>
+#include <type_traits>
+#include <vector>
+
+#include "ftengine/flat_args.h"
+#include "ftengine/optim_math.h"
+
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
+#define FT_CLONES __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
+#else
+#define FT_CLONES
+#endif
+
+namespace ftengine {
+namespace {
+
+// Fixed block size, so the norm's summation order (and so its bits) does not depend on the thread count.
+constexpr int64_t kBlock = 1 << 15;
+
+struct Piece {
+  int64_t offset, length, vbegin, group;
+};
+
+// Trainable non-empty segments in order, each with its start in the concatenation of trainable elements.
+std::vector<Piece> trainable_pieces(const char* op, const at::Tensor& segments, int64_t numel) {
+  const int64_t* s = segments.data_ptr<int64_t>();
+  std::vector<Piece> pieces;
+  int64_t v = 0;
+  for (int64_t g = 0; g < segments.size(0); ++g) {
+    const int64_t off = s[g * kSegCols], len = s[g * kSegCols + 1], trainable = s[g * kSegCols + 2];
+    TORCH_CHECK(off >= 0 && len >= 0 && off + len <= numel, op, ": segment ", g, " [", off, ", ", off + len,
+                ") lies outside the flat buffer of ", numel, " elements; rebuild the segment table");
+    if (trainable != 0 && len > 0) {
+      pieces.push_back({off, len, v, g});
+      v += len;
+    }
+  }
+  return pieces;
+}
+
+// fn(block, piece, lo, hi) for every piece slice [lo, hi) of every block, blocks shared out in one parallel region.
+template <typename Fn>
+void parallel_over_pieces(const std::vector<Piece>& pieces, const Fn& fn) {
+  if (pieces.empty()) return;
+  const int64_t total = pieces.back().vbegin + pieces.back().length;
+  const int64_t blocks = (total + kBlock - 1) / kBlock;
+  at::parallel_for(0, blocks, 1, [&](int64_t b0, int64_t b1) {
+    for (int64_t b = b0; b < b1; ++b) {
+      const int64_t vlo = b * kBlock, vhi = std::min(total, vlo + kBlock);
+      auto it = std::upper_bound(pieces.begin(), pieces.end(), vlo,
+                                 [](int64_t v, const Piece& p) { return v < p.vbegin; }) - 1;
+      for (int64_t v = vlo; v < vhi; ++it) {
+        const int64_t lo = v - it->vbegin, hi = std::min(it->length, vhi - it->vbegin);
+        fn(b, *it, lo, hi);
+        v = it->vbegin + hi;
+      }
+    }
+  });
+}
+
+// ---- element loops (one overload per storage combination; `std::nullptr_t` = that array is absent) -------------
+
+template <typename G>
+inline __attribute__((always_inline)) double sqnorm_loop(const G* __restrict g, int64_t n) {
+  double acc = 0.0;
+#pragma omp simd reduction(+ : acc)
+  for (int64_t i = 0; i < n; ++i) {
+    const double x = to_float(g[i]);
+    acc += x * x;
+  }
+  return acc;
+}
+
+template <typename P, typename G, typename S>
+inline __attribute__((always_inline)) void adamw_loop(float* __restrict w, P low, const G* __restrict g,
+                                                      S* __restrict m, S* __restrict v, int64_t n, AdamWCoeffs c) {
+#pragma omp simd
+  for (int64_t i = 0; i < n; ++i) {
+    float wi = w[i], mi = to_float(m[i]), vi = to_float(v[i]);
+    adamw_element(wi, to_float(g[i]), mi, vi, c);
+    w[i] = wi;
+    m[i] = from_float<S>(mi);
+    v[i] = from_float<S>(vi);
+    if constexpr (!std::is_same_v<P, std::nullptr_t>) low[i] = from_float<std::remove_pointer_t<P>>(wi);
+  }
+}
+
+template <typename P, typename G, typename B>
+inline __attribute__((always_inline)) void sgd_loop(float* __restrict w, P low, const G* __restrict g, B buf,
+                                                    int64_t n, SgdCoeffs c) {
+  constexpr bool kBuf = !std::is_same_v<B, std::nullptr_t>;
+#pragma omp simd
+  for (int64_t i = 0; i < n; ++i) {
+    float wi = w[i], bi = 0.0f;
+    if constexpr (kBuf) bi = to_float(buf[i]);
+    sgd_element(wi, to_float(g[i]), bi, kBuf, c);
+    w[i] = wi;
+    if constexpr (kBuf) buf[i] = from_float<std::remove_pointer_t<B>>(bi);
+    if constexpr (!std::is_same_v<P, std::nullptr_t>) low[i] = from_float<std::remove_pointer_t<P>>(wi);
+  }
+}
+
+#define FT_SQNORM(G) \
+  FT_CLONES double sqnorm_kernel(const G* g, int64_t n) { return sqnorm_loop(g, n); }
+FT_SQNORM(float)
+FT_SQNORM(bf16_t)
+FT_SQNORM(fp16_t)
+
+#define FT_ADAMW(P, G, S)                                                                               \
+  FT_CLONES void adamw_kernel(float* w, P low, const G* g, S* m, S* v, int64_t n, const AdamWCoeffs& c) { \
+    adamw_loop(w, low, g, m, v, n, c);                                                                  \
+  }
+FT_ADAMW(std::nullptr_t, float, float)
+FT_ADAMW(std::nullptr_t, float, bf16_t)
+FT_ADAMW(bf16_t*, bf16_t, float)
+FT_ADAMW(bf16_t*, bf16_t, bf16_t)
+FT_ADAMW(fp16_t*, fp16_t, float)
+FT_ADAMW(fp16_t*, fp16_t, bf16_t)
+
+#define FT_SGD(P, G, B)                                                                   \
+  FT_CLONES void sgd_kernel(float* w, P low, const G* g, B buf, int64_t n, const SgdCoeffs& c) { \
+    sgd_loop(w, low, g, buf, n, c);                                                       \
+  }
+#define FT_SGD_ALL_BUFS(P, G) FT_SGD(P, G, std::nullptr_t) FT_SGD(P, G, float*) FT_SGD(P, G, bf16_t*)
+FT_SGD_ALL_BUFS(std::nullptr_t, float)
+FT_SGD_ALL_BUFS(bf16_t*, bf16_t)
+FT_SGD_ALL_BUFS(fp16_t*, fp16_t)
+
+// ---- dtype dispatch -------------------------------------------------------------------------------------------
+
+template <typename T>
+T* ptr(const at::Tensor& t) {
+  return reinterpret_cast<T*>(t.data_ptr());
+}
+
+// Calls fn(tag) with a null pointer of the storage tag type matching `dtype` (float / bf16_t / fp16_t).
+template <typename Fn>
+void dispatch_float_kind(at::ScalarType dtype, const Fn& fn) {
+  switch (dtype) {
+    case at::kFloat: return fn(static_cast<float*>(nullptr));
+    case at::kBFloat16: return fn(static_cast<bf16_t*>(nullptr));
+    case at::kHalf: return fn(static_cast<fp16_t*>(nullptr));
+    default: TORCH_INTERNAL_ASSERT(false, "unchecked dtype ", dtype);
+  }
+}
+
+// Global grad scale and whether to step at all; increments the step count of every trainable group if so.
+bool begin_step(const char* op, const at::Tensor& segments, const at::Tensor& steps,
+                const std::optional<at::Tensor>& grad_sqnorm, double max_grad_norm, bool skip_nonfinite,
+                float* scale) {
+  const bool has_norm = grad_sqnorm.has_value() && grad_sqnorm->defined();
+  TORCH_CHECK(has_norm || (max_grad_norm <= 0.0 && !skip_nonfinite), op,
+              ": clipping (max_grad_norm > 0) and skip_nonfinite need grad_sqnorm (from ftengine::flat_grad_sqnorm)");
+  *scale = 1.0f;
+  if (has_norm && !grad_scale_from_sqnorm(grad_sqnorm->item<float>(), max_grad_norm, skip_nonfinite, scale))
+    return false;
+  const int64_t* s = segments.data_ptr<int64_t>();
+  int64_t* t = steps.data_ptr<int64_t>();
+  for (int64_t g = 0; g < segments.size(0); ++g) t[g] += s[g * kSegCols + 2] != 0 ? 1 : 0;
+  return true;
+}
+
+}  // namespace
+
+at::Tensor flat_grad_sqnorm_cpu(const at::Tensor& grad, const at::Tensor& segments) {
+  const char* op = "ftengine::flat_grad_sqnorm";
+  TORCH_CHECK(is_float_kind(grad.scalar_type()), op, ": grad must be float32, bfloat16 or float16 (got ",
+              grad.scalar_type(), ")");
+  check_flat(op, grad, "grad", grad);
+  TORCH_CHECK(segments.scalar_type() == at::kLong && segments.dim() == 2 && segments.size(1) == kSegCols &&
+                  segments.is_contiguous() && segments.device() == grad.device(),
+              op, ": segments must be a contiguous int64 [G, 3] table on grad's device (got ", segments.scalar_type(),
+              " ", segments.sizes(), " on ", segments.device(), ")");
+  const auto pieces = trainable_pieces(op, segments, grad.numel());
+  const int64_t total = pieces.empty() ? 0 : pieces.back().vbegin + pieces.back().length;
+  std::vector<double> partial((total + kBlock - 1) / kBlock, 0.0);
+  dispatch_float_kind(grad.scalar_type(), [&](auto tag) {
+    using G = std::remove_pointer_t<decltype(tag)>;
+    const G* g = ptr<G>(grad);
+    parallel_over_pieces(pieces, [&](int64_t b, const Piece& p, int64_t lo, int64_t hi) {
+      partial[b] += sqnorm_kernel(g + p.offset + lo, hi - lo);
+    });
+  });
+  double sum = 0.0;
+  for (double x : partial) sum += x;  // in block order: deterministic
+  return at::scalar_tensor(static_cast<float>(sum), grad.options().dtype(at::kFloat));
+}
+
+void adamw_step_cpu(const at::Tensor& param, const at::Tensor& exp_avg, const at::Tensor& exp_avg_sq,
+                    const std::optional<at::Tensor>& master, const at::Tensor& grad, const at::Tensor& segments,
+                    const at::Tensor& hyper, const at::Tensor& steps, const std::optional<at::Tensor>& grad_sqnorm,
+                    double max_grad_norm, bool skip_nonfinite) {
+  const char* op = "ftengine::adamw_step";
+  check_param(op, param, grad, master);
+  check_state(op, exp_avg, "exp_avg", param);
+  check_state(op, exp_avg_sq, "exp_avg_sq", param);
+  TORCH_CHECK(exp_avg.scalar_type() == exp_avg_sq.scalar_type(), op, ": exp_avg (", exp_avg.scalar_type(),
+              ") and exp_avg_sq (", exp_avg_sq.scalar_type(), ") must share a dtype");
+  check_tables(op, param, segments, hyper, steps, kAdamWCols);
+  check_sqnorm(op, grad_sqnorm, param);
+  const auto pieces = trainable_pieces(op, segments, param.numel());
+  float scale;
+  if (!begin_step(op, segments, steps, grad_sqnorm, max_grad_norm, skip_nonfinite, &scale)) return;
+  std::vector<AdamWCoeffs> coeffs(segments.size(0));
+  for (const Piece& p : pieces)
+    coeffs[p.group] = adamw_coeffs(hyper.data_ptr<double>() + p.group * kAdamWCols, steps.data_ptr<int64_t>()[p.group],
+                                   scale, true);
+  float* w = ptr<float>(master.has_value() && master->defined() ? *master : param);
+  dispatch_float_kind(param.scalar_type(), [&](auto gtag) {
+    using G = std::remove_pointer_t<decltype(gtag)>;
+    dispatch_float_kind(exp_avg.scalar_type(), [&](auto stag) {
+      using S = std::remove_pointer_t<decltype(stag)>;
+      if constexpr (!std::is_same_v<S, fp16_t>) {
+        const G* g = ptr<G>(grad);
+        S* m = ptr<S>(exp_avg);
+        S* v = ptr<S>(exp_avg_sq);
+        parallel_over_pieces(pieces, [&](int64_t, const Piece& p, int64_t lo, int64_t hi) {
+          const int64_t o = p.offset + lo;
+          if constexpr (std::is_same_v<G, float>)
+            adamw_kernel(w + o, nullptr, g + o, m + o, v + o, hi - lo, coeffs[p.group]);
+          else
+            adamw_kernel(w + o, ptr<G>(param) + o, g + o, m + o, v + o, hi - lo, coeffs[p.group]);
+        });
+      }
+    });
+  });
+}
+
+void sgd_step_cpu(const at::Tensor& param, const std::optional<at::Tensor>& momentum_buffer,
+                  const std::optional<at::Tensor>& master, const at::Tensor& grad, const at::Tensor& segments,
+                  const at::Tensor& hyper, const at::Tensor& steps, const std::optional<at::Tensor>& grad_sqnorm,
+                  double max_grad_norm, bool skip_nonfinite) {
+  const char* op = "ftengine::sgd_step";
+  check_param(op, param, grad, master);
+  const bool has_buf = momentum_buffer.has_value() && momentum_buffer->defined();
+  if (has_buf) check_state(op, *momentum_buffer, "momentum_buffer", param);
+  check_tables(op, param, segments, hyper, steps, kSgdCols);
+  check_sqnorm(op, grad_sqnorm, param);
+  const auto pieces = trainable_pieces(op, segments, param.numel());
+  float scale;
+  if (!begin_step(op, segments, steps, grad_sqnorm, max_grad_norm, skip_nonfinite, &scale)) return;
+  std::vector<SgdCoeffs> coeffs(segments.size(0));
+  for (const Piece& p : pieces)
+    coeffs[p.group] = sgd_coeffs(hyper.data_ptr<double>() + p.group * kSgdCols, steps.data_ptr<int64_t>()[p.group],
+                                 scale, true);
+  float* w = ptr<float>(master.has_value() && master->defined() ? *master : param);
+  const auto buf_dtype = has_buf ? momentum_buffer->scalar_type() : at::kFloat;
+  dispatch_float_kind(param.scalar_type(), [&](auto gtag) {
+    using G = std::remove_pointer_t<decltype(gtag)>;
+    dispatch_float_kind(buf_dtype, [&](auto btag) {
+      using S = std::remove_pointer_t<decltype(btag)>;
+      if constexpr (!std::is_same_v<S, fp16_t>) {
+        const G* g = ptr<G>(grad);
+        parallel_over_pieces(pieces, [&](int64_t, const Piece& p, int64_t lo, int64_t hi) {
+          const int64_t o = p.offset + lo;
+          auto run = [&](auto low) {
+            if (has_buf)
+              sgd_kernel(w + o, low, g + o, ptr<S>(*momentum_buffer) + o, hi - lo, coeffs[p.group]);
+            else
+              sgd_kernel(w + o, low, g + o, nullptr, hi - lo, coeffs[p.group]);
+          };
+          if constexpr (std::is_same_v<G, float>)
+            run(nullptr);
+          else
+            run(ptr<G>(param) + o);
+        });
+      }
+    });
+  });
+}
+
+TORCH_LIBRARY_IMPL(ftengine, CPU, m) {
+  m.impl("flat_grad_sqnorm", &flat_grad_sqnorm_cpu);
+  m.impl("adamw_step", &adamw_step_cpu);
+  m.impl("sgd_step", &sgd_step_cpu);
+}
+
+}  // namespace ftengine

@@ -1,0 +1,155 @@
+"""Flat-buffer layout of the per-group optimizer, and the bytes each step moves per parameter.
+
+One flat buffer per (device, dtype) holds every parameter, laid out group by group; each parameter starts at a
+multiple of ``ALIGN`` elements (256 B for fp32), so vector loads never straddle a group and parameter views stay
+aligned for other kernels. The gaps are zero in the parameter, gradient and state buffers, which keeps them zero
+under every update rule. A group is one row of the segment table: ``(offset, length, trainable)`` (columns below,
+mirrored by ``csrc/include/ftengine/optim_math.h``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+ALIGN = 64
+SEGMENT_COLUMNS = ("offset", "length", "trainable")
+HYPER_COLUMNS = {
+    "adamw": ("lr", "weight_decay", "beta1", "beta2", "eps"),
+    "sgd": ("lr", "weight_decay", "momentum", "nesterov"),
+}
+
+
+def _align(n: int) -> int:
+    return (n + ALIGN - 1) // ALIGN * ALIGN
+
+
+@dataclass(frozen=True)
+class FlatLayout:
+    """Where each parameter and group lives in one flat buffer.
+
+    Attributes:
+        param_offsets: per group, the start of each of its parameters (elements).
+        segments: per group, ``(offset, length)``; length spans the group's parameters and their alignment gaps.
+        numel: total buffer length (elements).
+    """
+
+    param_offsets: tuple[tuple[int, ...], ...]
+    segments: tuple[tuple[int, int], ...]
+    numel: int
+
+    @staticmethod
+    def build(group_numels: list[list[int]]) -> FlatLayout:
+        """Lay out groups of parameters (given by their element counts) back to back, each parameter aligned."""
+        offset = 0
+        param_offsets, segments = [], []
+        for numels in group_numels:
+            start, offsets = offset, []
+            for n in numels:
+                offsets.append(offset)
+                offset += _align(n)
+            param_offsets.append(tuple(offsets))
+            # the last parameter's gap belongs to the group too (always zero), so the group covers whole vectors
+            segments.append((start, offset - start))
+        return FlatLayout(tuple(param_offsets), tuple(segments), offset)
+
+
+def bytes_per_param(kind: str, param_dtype: torch.dtype, state_dtype: torch.dtype, *, grad_norm: bool,
+                    momentum: bool = True) -> int:
+    """Bytes one optimizer step reads plus writes per trainable parameter (the table in optim_math.h).
+
+    Args:
+        kind: "adamw" or "sgd".
+        param_dtype: dtype of the parameters (and their grads); 16-bit dtypes imply an fp32 master copy.
+        state_dtype: dtype of the moments / momentum buffer.
+        grad_norm: whether the global grad norm pass (clipping / non-finite skip) reads the grads once more.
+        momentum: SGD only: whether a momentum buffer is kept.
+    """
+    p = torch.empty((), dtype=param_dtype).element_size()
+    s = torch.empty((), dtype=state_dtype).element_size()
+    low = p < 4
+    weights = 4 + 4 + (p if low else 0)  # read + write the fp32 weights; write the 16-bit copy
+    if kind == "adamw":
+        total = weights + p + 4 * s  # + grad read, 2 moments read + written
+    elif kind == "sgd":
+        total = weights + p + (2 * s if momentum else 0)
+    else:
+        raise ValueError(f"bytes_per_param: kind must be 'adamw' or 'sgd' (got {kind!r})")
+    return total + (p if grad_norm else 0)
+
+
+class FlatBucket:
+    """The parameters of one (device, dtype) in one flat buffer, with flat grads, optimizer state and group tables.
+
+    Parameters become views into ``param`` and their ``.grad`` views into ``grad``, so autograd accumulates
+    straight into the flat gradient buffer. 16-bit parameters get an fp32 ``master`` copy (the true weights).
+
+    Args:
+        group_params: per optimizer group, this bucket's parameters of it (possibly none).
+        state_names: the flat state buffers to allocate ("exp_avg", "exp_avg_sq" or "momentum_buffer").
+        state_dtype: their dtype (fp32 or bf16).
+        hyper_columns: number of per-group hyper-parameter columns.
+    """
+
+    def __init__(self, group_params: list[list[torch.nn.Parameter]], state_names: tuple[str, ...],
+                 state_dtype: torch.dtype, hyper_columns: int) -> None:
+        first = next(p for params in group_params for p in params)
+        self.device, self.dtype = first.device, first.dtype
+        self.group_params = group_params
+        self.layout = FlatLayout.build([[p.numel() for p in params] for params in group_params])
+        n = self.layout.numel
+        self.param = torch.zeros(n, dtype=self.dtype, device=self.device)
+        self.grad = torch.zeros_like(self.param)
+        self._grad_ptrs: list[tuple[torch.nn.Parameter, int, int]] = []
+        with torch.no_grad():
+            for params, offsets in zip(group_params, self.layout.param_offsets):
+                for p, o in zip(params, offsets):
+                    self.param[o:o + p.numel()].copy_(p.detach().reshape(-1))
+                    if p.grad is not None:
+                        self.grad[o:o + p.numel()].copy_(p.grad.reshape(-1))
+                    p.data = self.param[o:o + p.numel()].view_as(p)
+                    p.grad = self.grad[o:o + p.numel()].view_as(p)
+                    self._grad_ptrs.append((p, o, p.grad.data_ptr()))
+        self.master = self.param.float() if self.dtype != torch.float32 else None
+        self.state = {name: torch.zeros(n, dtype=state_dtype, device=self.device) for name in state_names}
+        groups = len(group_params)
+        self.segments_host = torch.tensor([[o, length, 0] for o, length in self.layout.segments],
+                                          dtype=torch.int64).reshape(groups, 3)
+        self.segments = self.segments_host.to(self.device)
+        self.hyper = torch.zeros(groups, hyper_columns, dtype=torch.float64, device=self.device)
+        self.steps = torch.zeros(groups, dtype=torch.int64, device=self.device)
+        self._trainable: list[int] | None = None
+        self._hyper_rows: list[list[float]] | None = None
+
+    def _upload(self, dst: torch.Tensor, src: torch.Tensor) -> None:
+        if dst.is_cuda:  # pinned source: asynchronous, and the caching host allocator keeps it alive until copied
+            src = src.pin_memory()
+        dst.copy_(src, non_blocking=dst.is_cuda)
+
+    def sync_tables(self, trainable: list[int], hyper_rows: list[list[float]]) -> None:
+        """Upload the trainable flags and hyper-parameters if they changed (lr does, every step, under a schedule)."""
+        if trainable != self._trainable:
+            self.segments_host[:, 2] = torch.tensor(trainable, dtype=torch.int64)
+            self._upload(self.segments, self.segments_host)
+            self._trainable = list(trainable)
+        if hyper_rows != self._hyper_rows:
+            self._upload(self.hyper, torch.tensor(hyper_rows, dtype=torch.float64).reshape(self.hyper.shape))
+            self._hyper_rows = [list(r) for r in hyper_rows]
+
+    def invalidate_tables(self) -> None:
+        """Force the next ``sync_tables`` to upload (after a state load)."""
+        self._trainable, self._hyper_rows = None, None
+
+    def rebind_grads(self) -> None:
+        """Put back grads that something replaced (``module.zero_grad()`` sets them to None): copy and re-view."""
+        for p, o, ptr in self._grad_ptrs:
+            g = p.grad
+            if g is not None and g.data_ptr() == ptr:
+                continue
+            view = self.grad[o:o + p.numel()]
+            if g is None:
+                view.zero_()
+            else:
+                view.copy_(g.reshape(-1))
+            p.grad = view.view_as(p)
