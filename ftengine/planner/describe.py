@@ -46,8 +46,8 @@ def _params(graph: ExecutionGraph, stage: StagePlan) -> str:
     # Head size unknown until the labels are read: show the backbone part.
     part = sum(g.num_params or 0 for g in graph.backbone_groups if g.name in stage.trainable)
     whole = sum(g.num_params or 0 for g in graph.backbone_groups)
-    head = " + head" if HEAD in stage.trainable else ""
-    return f"{human_count(part)}{head} / {human_count(whole)} + head"
+    shown = " + ".join(([human_count(part)] if part else []) + (["head"] if HEAD in stage.trainable else []))
+    return f"{shown} / {human_count(whole)} + head"
 
 
 def _trainable(graph: ExecutionGraph, stage: StagePlan) -> str:
