@@ -1,0 +1,24 @@
+"""Backbones: pretrained models as ordered layer groups that can run from any group boundary.
+
+``build_backbone(spec.backbone, pretrained=..., device=..., base_dir=...)`` dispatches on ``kind``
+(``hf``, ``torchvision``, ``module``) to a registered builder. Importing this package is cheap:
+transformers and torchvision are imported only when a backbone of that kind is built.
+"""
+
+from ftengine.backbones.adapters import ADAPTERS, Adaptation, register_adapter, resolve_adapter
+from ftengine.backbones.backbone import Backbone, GroupDef, GroupRunner, LayerGroup, State
+from ftengine.backbones.hf import build_hf
+from ftengine.backbones.hf_families import HF_FAMILIES, HFFamily, register_hf_family
+from ftengine.backbones.module import build_module
+from ftengine.backbones.registry import BUILDERS, BackboneBuilder, build_backbone, register_builder
+from ftengine.backbones.resnet import RESNET_ARCHS, build_torchvision
+
+register_builder("hf")(build_hf)
+register_builder("torchvision")(build_torchvision)
+register_builder("module")(build_module)
+
+__all__ = [
+    "ADAPTERS", "Adaptation", "Backbone", "BackboneBuilder", "BUILDERS", "GroupDef", "GroupRunner", "HFFamily",
+    "HF_FAMILIES", "LayerGroup", "RESNET_ARCHS", "State", "build_backbone", "register_adapter", "register_builder",
+    "register_hf_family", "resolve_adapter",
+]

@@ -1,0 +1,146 @@
+"""Layer groups and group runners for transformers model families.
+
+Each runner reproduces the corresponding slice of the model's own ``forward`` (transformers 5):
+the attention mask is built by the same ``transformers.masking_utils`` function the model calls,
+from the same arguments, so running from any boundary gives the model's own ``last_hidden_state``.
+The mask is built once per ``forward_from`` call (``ctx``) and reused by every layer.
+
+Families are registered by ``config.model_type``; :func:`register_hf_family` adds more.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from functools import partial
+from typing import Any, Literal
+
+import torch
+from torch import Tensor, nn
+
+from ftengine.backbones.backbone import GroupDef, State
+
+
+@dataclass(frozen=True)
+class HFFamily:
+    """How to split one kind of transformers model: its family and a ``model -> groups`` function."""
+
+    family: Literal["encoder", "decoder"]
+    groups: Callable[[nn.Module], list[GroupDef]]
+
+
+HF_FAMILIES: dict[str, HFFamily] = {}
+
+
+def register_hf_family(model_types: tuple[str, ...], family: HFFamily) -> None:
+    """Register group layouts for these ``config.model_type`` values."""
+    for model_type in model_types:
+        HF_FAMILIES[model_type] = family
+
+
+def _unwrap(out: Tensor | tuple[Tensor, ...]) -> Tensor:
+    # Layers return a tensor in transformers 5 and a tuple (hidden, ...) in older releases.
+    return out[0] if isinstance(out, tuple) else out
+
+
+def _layer_kwargs(config: Any) -> dict[str, Any]:
+    # The model's forward forwards `is_causal` from the config to every layer when the config sets it.
+    is_causal = getattr(config, "is_causal", None)
+    return {} if is_causal is None else {"is_causal": is_causal}
+
+
+def _mask_or_ones(state: State, ids: Tensor) -> Tensor:
+    mask = state.get("attention_mask")
+    return torch.ones_like(ids) if mask is None else mask
+
+
+# --- BERT-family encoders: embeddings, encoder.layer.0..N-1, pooler -------------------------------
+
+def _encoder_embed(model: nn.Module, state: State, ctx: dict[str, Any]) -> State:
+    ids = state["input_ids"]
+    hidden = model.embeddings(input_ids=ids, token_type_ids=state.get("token_type_ids"))
+    if hasattr(model, "embeddings_project"):  # ELECTRA: embedding size != hidden size
+        hidden = model.embeddings_project(hidden)
+    return {"hidden": hidden, "attention_mask": _mask_or_ones(state, ids)}
+
+
+def _encoder_mask(model: nn.Module, state: State, ctx: dict[str, Any]) -> Tensor | None:
+    if "mask" not in ctx:
+        try:
+            from transformers.masking_utils import create_bidirectional_mask
+        except ImportError:  # transformers < 4.56: the additive (B, 1, 1, T) mask BertModel built then
+            hidden, mask = state["hidden"], state["attention_mask"]
+            ctx["mask"] = model.get_extended_attention_mask(mask, mask.shape, dtype=hidden.dtype)
+            return ctx["mask"]
+        # Same call as BertModel._create_attention_masks: eager gets an additive float mask,
+        # sdpa a boolean one (or None when nothing is padded).
+        ctx["mask"] = create_bidirectional_mask(
+            config=model.config, inputs_embeds=state["hidden"], attention_mask=state["attention_mask"])
+    return ctx["mask"]
+
+
+def _encoder_layer(index: int, model: nn.Module, state: State, ctx: dict[str, Any]) -> State:
+    mask = _encoder_mask(model, state, ctx)
+    hidden = _unwrap(model.encoder.layer[index](state["hidden"], mask, **_layer_kwargs(model.config)))
+    return {**state, "hidden": hidden}
+
+
+def _encoder_pooler(model: nn.Module, state: State, ctx: dict[str, Any]) -> State:
+    return {**state, "pooled": model.pooler(state["hidden"])}
+
+
+def encoder_groups(model: nn.Module) -> list[GroupDef]:
+    """``embeddings``, ``encoder.layer.0`` .. ``encoder.layer.N-1``, ``pooler`` (when the model has one)."""
+    embed_modules = ("embeddings", "embeddings_project") if hasattr(model, "embeddings_project") else ("embeddings",)
+    groups = [GroupDef("embeddings", embed_modules, _encoder_embed)]
+    groups += [GroupDef(f"encoder.layer.{i}", (f"encoder.layer.{i}",), partial(_encoder_layer, i))
+               for i in range(len(model.encoder.layer))]
+    if getattr(model, "pooler", None) is not None:
+        groups.append(GroupDef("pooler", ("pooler",), _encoder_pooler))
+    return groups
+
+
+# --- GPT-2-style decoders: embeddings (wte, wpe, drop), h.0..h.N-1, ln_f ----------------------------
+
+def _positions(hidden: Tensor) -> Tensor:
+    # GPT2Model uses 0..T-1 for every row (no cache), padding or not.
+    return torch.arange(hidden.shape[1], device=hidden.device).unsqueeze(0)
+
+
+def _decoder_embed(model: nn.Module, state: State, ctx: dict[str, Any]) -> State:
+    ids = state["input_ids"]
+    inputs_embeds = model.wte(ids)
+    hidden = inputs_embeds + model.wpe(_positions(inputs_embeds))
+    if state.get("token_type_ids") is not None:  # GPT-2 embeds token types with wte
+        hidden = hidden + model.wte(state["token_type_ids"])
+    return {"hidden": model.drop(hidden), "attention_mask": _mask_or_ones(state, ids)}
+
+
+def _decoder_block(index: int, model: nn.Module, state: State, ctx: dict[str, Any]) -> State:
+    hidden = state["hidden"]
+    if "mask" not in ctx:
+        from transformers.masking_utils import create_causal_mask
+
+        ctx["positions"] = _positions(hidden)
+        mask2d = state["attention_mask"].view(hidden.shape[0], -1)
+        ctx["mask"] = create_causal_mask(config=model.config, inputs_embeds=hidden, attention_mask=mask2d,
+                                         past_key_values=None, position_ids=ctx["positions"])
+    out = model.h[index](hidden, None, ctx["mask"], None, encoder_attention_mask=None, use_cache=False,
+                         position_ids=ctx["positions"], **_layer_kwargs(model.config))
+    return {**state, "hidden": _unwrap(out)}
+
+
+def _decoder_final_norm(model: nn.Module, state: State, ctx: dict[str, Any]) -> State:
+    return {**state, "hidden": model.ln_f(state["hidden"])}
+
+
+def decoder_groups(model: nn.Module) -> list[GroupDef]:
+    """``embeddings`` (wte, wpe, drop), ``h.0`` .. ``h.N-1``, ``ln_f``."""
+    groups = [GroupDef("embeddings", ("wte", "wpe", "drop"), _decoder_embed)]
+    groups += [GroupDef(f"h.{i}", (f"h.{i}",), partial(_decoder_block, i)) for i in range(len(model.h))]
+    groups.append(GroupDef("ln_f", ("ln_f",), _decoder_final_norm))
+    return groups
+
+
+register_hf_family(("bert", "roberta", "xlm-roberta", "camembert", "electra"), HFFamily("encoder", encoder_groups))
+register_hf_family(("gpt2",), HFFamily("decoder", decoder_groups))
