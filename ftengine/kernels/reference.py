@@ -62,11 +62,30 @@ def flat_grad_sqnorm(grad: torch.Tensor, segments: torch.Tensor) -> torch.Tensor
     return total.float()
 
 
+def _check_flat(op: str, param: torch.Tensor, grad: torch.Tensor, master: torch.Tensor | None,
+                states: dict[str, torch.Tensor | None]) -> None:
+    """The native kernels' argument checks, with the same messages (RuntimeError, as TORCH_CHECK raises)."""
+    if grad.dtype != param.dtype:
+        raise RuntimeError(f"{op}: grad dtype {_c10_name(grad.dtype)} differs from param dtype {_c10_name(param.dtype)}")
+    if (param.dtype != torch.float32) != (master is not None):
+        raise RuntimeError(f"{op}: " + ("16-bit params need fp32 master weights (pass master)"
+                                        if master is None else "float32 params take no master (got one)"))
+    for name, t in {"grad": grad, "master": master, **states}.items():
+        if t is not None and t.numel() != param.numel():
+            raise RuntimeError(f"{op}: {name} has {t.numel()} elements but param has {param.numel()}; "
+                               "every flat buffer must have param's length")
+
+
+def _c10_name(dtype: torch.dtype) -> str:
+    return {torch.float32: "Float", torch.float64: "Double", torch.bfloat16: "BFloat16", torch.float16: "Half"}.get(
+        dtype, str(dtype))
+
+
 def _grad_scale(grad_sqnorm: torch.Tensor | None, max_grad_norm: float, skip_nonfinite: bool) -> float | None:
     """Clip coefficient as torch.nn.utils.clip_grad_norm_ forms it; None = skip this step (non-finite norm)."""
     if grad_sqnorm is None:
         if max_grad_norm > 0 or skip_nonfinite:
-            raise ValueError("ftengine::*_step: clipping (max_grad_norm > 0) and skip_nonfinite need grad_sqnorm "
+            raise RuntimeError("ftengine::*_step: clipping (max_grad_norm > 0) and skip_nonfinite need grad_sqnorm "
                              "(from ftengine::flat_grad_sqnorm)")
         return 1.0
     norm = grad_sqnorm.reshape(()).float().sqrt()
@@ -94,6 +113,7 @@ def adamw_step(param: torch.Tensor, exp_avg: torch.Tensor, exp_avg_sq: torch.Ten
 
     ``hyper`` columns: lr, weight_decay, beta1, beta2, eps.
     """
+    _check_flat("ftengine::adamw_step", param, grad, master, {"exp_avg": exp_avg, "exp_avg_sq": exp_avg_sq})
     scale = _grad_scale(grad_sqnorm, max_grad_norm, skip_nonfinite)
     if scale is None:
         return
@@ -123,6 +143,7 @@ def sgd_step(param: torch.Tensor, momentum_buffer: torch.Tensor | None, master: 
 
     ``hyper`` columns: lr, weight_decay, momentum, nesterov (0/1). Without ``momentum_buffer`` it is plain SGD.
     """
+    _check_flat("ftengine::sgd_step", param, grad, master, {"momentum_buffer": momentum_buffer})
     scale = _grad_scale(grad_sqnorm, max_grad_norm, skip_nonfinite)
     if scale is None:
         return

@@ -1,0 +1,242 @@
+"""FlatOptimizer in lockstep with torch.optim.AdamW / SGD (frozen groups excluded there), masks, state_dict."""
+
+from __future__ import annotations
+
+import copy
+import math
+
+import pytest
+import torch
+
+from ftengine.kernels import _native
+from ftengine.kernels.testing import assert_close
+from ftengine.runtime.optimizer import FlatOptimizer
+
+BACKENDS = [pytest.param("reference", id="reference"),
+            pytest.param("auto", id="native", marks=[pytest.mark.native, pytest.mark.skipif(
+                not _native.available(), reason=f"native extension unavailable: {_native.IMPORT_ERROR}")])]
+# (name, parameter shapes): odd sizes, a single element, a vector past one SIMD/CUDA tile
+GROUPS = [("embeddings", [(13, 7), (7,)]), ("layer.0", [(4097,), (1,)]), ("layer.1", [(33, 3), (3,)]),
+          ("head", [(5, 3), (5,)])]
+
+
+def make_params(seed: int = 0) -> list[list[torch.nn.Parameter]]:
+    gen = torch.Generator().manual_seed(seed)
+    return [[torch.nn.Parameter(torch.randn(s, generator=gen)) for s in shapes] for _, shapes in GROUPS]
+
+
+def flat_groups(params: list[list[torch.nn.Parameter]], trainable: list[bool]) -> list[dict]:
+    return [dict(params=ps, name=name, lr=1e-2 * (i + 1), weight_decay=0.1 if i % 2 else 0.0, trainable=t)
+            for i, ((name, _), ps, t) in enumerate(zip(GROUPS, params, trainable))]
+
+
+def grads_for(step: int, params: list[list[torch.nn.Parameter]], scale: float = 1.0) -> list[list[torch.Tensor]]:
+    gen = torch.Generator().manual_seed(1000 + step)
+    return [[scale * torch.randn(p.shape, generator=gen) for p in ps] for ps in params]
+
+
+class TorchTwin:
+    """torch.optim over copies of the same parameters; a group joins (add_param_group) when it is unfrozen."""
+
+    def __init__(self, params: list[list[torch.nn.Parameter]], groups: list[dict], kind: str, **kw: float) -> None:
+        self.params = [[torch.nn.Parameter(p.detach().clone()) for p in ps] for ps in params]
+        self.kind, self.kw, self.groups = kind, kw, groups
+        self.opt: torch.optim.Optimizer | None = None
+        self.index: dict[int, int] = {}  # our group index -> torch group index
+
+    def sync_groups(self) -> None:
+        for i, g in enumerate(self.groups):
+            if g["trainable"] and i not in self.index:
+                tg = dict(params=self.params[i], lr=g["lr"], weight_decay=g["weight_decay"])
+                if self.opt is None:
+                    cls = torch.optim.AdamW if self.kind == "adamw" else torch.optim.SGD
+                    self.opt = cls([tg], foreach=False, **self.kw)
+                else:
+                    self.opt.add_param_group(tg)
+                self.index[i] = len(self.opt.param_groups) - 1
+            if i in self.index:
+                self.opt.param_groups[self.index[i]]["lr"] = g["lr"]
+
+    def step(self, grads: list[list[torch.Tensor]], max_norm: float | None) -> None:
+        self.sync_groups()
+        live = [i for i, g in enumerate(self.groups) if g["trainable"]]
+        for i, ps in enumerate(self.params):
+            for p, g in zip(ps, grads[i]):
+                p.grad = g.clone() if i in live else None  # frozen: not stepped (torch skips grad None)
+        if max_norm is not None:
+            torch.nn.utils.clip_grad_norm_([p for i in live for p in self.params[i]], max_norm, foreach=False)
+        self.opt.step()
+
+
+def compare(ours: FlatOptimizer, twin: TorchTwin, params: list[list[torch.nn.Parameter]]) -> None:
+    state = ours.state_dict()["state"]
+    pid = 0
+    for i, ps in enumerate(params):
+        for j, p in enumerate(ps):
+            ref = twin.params[i][j]
+            assert_close(p.detach().float(), ref.detach(), f"group {i} param {j}")
+            ref_state = twin.opt.state.get(ref, {}) if twin.opt is not None else {}
+            assert (pid in state) == bool(ref_state), f"group {i}: state presence differs"
+            for key, value in ref_state.items():
+                expected = value.float() if key == "step" else value
+                assert_close(state[pid][key].float(), expected, f"group {i} param {j} {key}")
+            pid += 1
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("clip", [None, 0.5], ids=["noclip", "clip"])
+def test_adamw_lockstep_with_torch_across_an_unfreeze(backend: str, clip: float | None) -> None:
+    params = make_params()
+    groups = flat_groups(params, [False, False, True, True])
+    twin = TorchTwin(params, [dict(g) for g in groups], "adamw", betas=(0.9, 0.99), eps=1e-6)
+    opt = FlatOptimizer(groups, betas=(0.9, 0.99), eps=1e-6, max_grad_norm=clip, backend=backend)
+    for step in range(12):
+        if step == 5:  # stage change: layer.0 unfreezes, gets its own bias correction from t=1
+            opt.set_trainable("layer.0", True)
+            twin.groups[1]["trainable"] = True
+        for g, tg in zip(opt.param_groups, twin.groups):  # a schedule moves lr every step
+            g["lr"] = tg["lr"] = 1e-2 * (1 + g["weight_decay"]) * (0.9 ** step)
+        grads = grads_for(step, params, scale=3.0)
+        for ps, gs in zip(params, grads):
+            for p, g in zip(ps, gs):
+                p.grad.copy_(g)
+        info = opt.step()
+        twin.step(grads, clip)
+        assert info["skipped"] is False and math.isfinite(info["grad_norm"])
+        compare(opt, twin, params)
+    assert opt.group_steps() == [0, 7, 12, 12]
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("nesterov", [False, True])
+def test_sgd_lockstep_with_torch(backend: str, nesterov: bool) -> None:
+    params = make_params()
+    groups = flat_groups(params, [False, True, True, True])
+    twin = TorchTwin(params, [dict(g) for g in groups], "sgd", momentum=0.9, nesterov=nesterov)
+    opt = FlatOptimizer(groups, kind="sgd", momentum=0.9, nesterov=nesterov, skip_nonfinite=False, backend=backend)
+    for step in range(10):
+        if step == 4:
+            opt.set_trainable("embeddings", True)
+            twin.groups[0]["trainable"] = True
+        grads = grads_for(step, params)
+        for ps, gs in zip(params, grads):
+            for p, g in zip(ps, gs):
+                p.grad.copy_(g)
+        assert math.isnan(opt.step()["grad_norm"])  # no clipping, no non-finite check: norm not computed
+        twin.step(grads, None)
+        compare(opt, twin, params)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_bf16_params_keep_fp32_master_in_lockstep_with_fp32_torch(backend: str) -> None:
+    params = make_params()
+    low = [[torch.nn.Parameter(p.detach().bfloat16()) for p in ps] for ps in params]
+    master0 = [[p.detach().bfloat16().float() for p in ps] for ps in params]
+    twin = TorchTwin([[torch.nn.Parameter(m) for m in ms] for ms in master0], flat_groups(params, [True] * 4), "adamw")
+    opt = FlatOptimizer(flat_groups(low, [True] * 4), backend=backend)
+    for step in range(8):
+        grads = [[g.bfloat16() for g in gs] for gs in grads_for(step, params)]
+        for ps, gs in zip(low, grads):
+            for p, g in zip(ps, gs):
+                p.grad.copy_(g)
+        opt.step()
+        twin.step([[g.float() for g in gs] for gs in grads], None)
+    state = opt.state_dict()["state"]
+    pid = 0
+    for i, ps in enumerate(low):
+        for j, p in enumerate(ps):
+            assert_close(state[pid]["master"], twin.params[i][j].detach(), f"master {i}.{j}")
+            assert torch.equal(p.detach(), state[pid]["master"].bfloat16())  # the bf16 param is the rounded master
+            pid += 1
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_nonfinite_grad_skips_and_reports(backend: str) -> None:
+    params = make_params()
+    opt = FlatOptimizer(flat_groups(params, [False, True, True, True]), max_grad_norm=1.0, backend=backend)
+    before = [p.detach().clone() for ps in params for p in ps]
+    params[0][0].grad.fill_(float("nan"))  # frozen group: ignored
+    params[2][0].grad.fill_(1.0)
+    assert opt.step()["skipped"] is False
+    params[2][0].grad[0, 0] = float("inf")
+    moved = [p.detach().clone() for ps in params for p in ps]
+    info = opt.step()
+    assert info["skipped"] is True and not math.isfinite(info["grad_norm"])
+    assert all(torch.equal(p, q) for p, q in zip((p.detach() for ps in params for p in ps), moved))
+    assert torch.equal(params[0][0].detach(), before[0]) and opt.group_steps() == [0, 1, 1, 1]
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_state_dict_round_trip_across_a_stage_change(backend: str) -> None:
+    params = make_params()
+    opt = FlatOptimizer(flat_groups(params, [False, False, True, True]), max_grad_norm=1.0, backend=backend)
+
+    def train(o: FlatOptimizer, ps: list[list[torch.nn.Parameter]], steps: range) -> None:
+        for step in steps:
+            for group, gs in zip(ps, grads_for(step, ps)):
+                for p, g in zip(group, gs):
+                    p.grad.copy_(g)
+            o.step()
+
+    train(opt, params, range(3))
+    saved = copy.deepcopy(opt.state_dict())  # what a checkpoint holds (copies, not views)
+    saved_params = [[p.detach().clone() for p in ps] for ps in params]
+    assert set(saved["state"]) == {4, 5, 6, 7}  # frozen groups never stepped: no state, as in torch
+    opt.set_trainable("layer.0", True)  # the run continues into stage 2
+    train(opt, params, range(3, 7))
+
+    resumed = [[torch.nn.Parameter(p.clone()) for p in ps] for ps in saved_params]
+    opt2 = FlatOptimizer(flat_groups(resumed, [True, True, True, True]), max_grad_norm=1.0, backend=backend)
+    opt2.load_state_dict(saved)  # restores the saved masks (stage 1) and step counts
+    assert [g["trainable"] for g in opt2.param_groups] == [False, False, True, True]
+    opt2.set_trainable("layer.0", True)
+    train(opt2, resumed, range(3, 7))
+    for ps, qs in zip(params, resumed):
+        for p, q in zip(ps, qs):
+            torch.testing.assert_close(q, p, rtol=0, atol=0)
+    assert opt2.group_steps() == opt.group_steps() == [0, 4, 7, 7]
+
+
+def test_lambda_lr_drives_the_kernel_lr() -> None:
+    params = make_params()
+    opt = FlatOptimizer(flat_groups(params, [True] * 4), backend="auto")
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 0.0 if s == 0 else 1.0)
+    before = [p.detach().clone() for ps in params for p in ps]
+    for ps in params:
+        for p in ps:
+            p.grad.fill_(1.0)
+    opt.step()  # lr 0: AdamW moves nothing (decay factor 1 - 0 * wd = 1)
+    assert all(torch.equal(p.detach(), q) for p, q in zip((p for ps in params for p in ps), before))
+    sched.step()
+    opt.step()
+    assert not torch.equal(params[3][0].detach(), before[6])
+
+
+def test_params_and_grads_are_views_and_survive_zero_grad() -> None:
+    params = make_params()
+    opt = FlatOptimizer(flat_groups(params, [True] * 4))
+    bucket = opt.buckets[0]
+    p = params[1][0]
+    assert p.untyped_storage().data_ptr() == bucket.param.untyped_storage().data_ptr()
+    (p * 2).sum().backward()
+    assert torch.all(p.grad == 2) and p.grad.untyped_storage().data_ptr() == bucket.grad.untyped_storage().data_ptr()
+    opt.zero_grad()
+    assert torch.all(p.grad == 0) and p.grad.untyped_storage().data_ptr() == bucket.grad.untyped_storage().data_ptr()
+    p.grad = None  # e.g. module.zero_grad(): the next backward allocates a fresh grad, which step() folds back in
+    (p * 3).sum().backward()
+    opt.step()
+    assert p.grad.untyped_storage().data_ptr() == bucket.grad.untyped_storage().data_ptr() and torch.all(p.grad == 3)
+
+
+def test_user_errors() -> None:
+    params = make_params()
+    with pytest.raises(ValueError, match=r"kind must be one of 'adamw', 'sgd' \(got 'lamb'\)"):
+        FlatOptimizer(flat_groups(params, [True] * 4), kind="lamb")
+    opt = FlatOptimizer(flat_groups(params, [True] * 4))
+    with pytest.raises(KeyError, match="no group 'layer.9'"):
+        opt.set_trainable("layer.9", True)
+    with pytest.raises(ValueError, match="groups are fixed at construction"):
+        opt.add_param_group(dict(params=[torch.nn.Parameter(torch.zeros(2))]))
+    other = FlatOptimizer(flat_groups(make_params(), [True] * 4)[:3])
+    with pytest.raises(ValueError, match="the state has 3 groups but this optimizer has 4"):
+        opt.load_state_dict(other.state_dict())
