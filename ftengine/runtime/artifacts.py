@@ -1,0 +1,46 @@
+"""The final model of a run, in a form that reloads without ftengine's training state.
+
+    model/model.safetensors   every tensor of the FineTuneModel (`backbone.*`, `head.*`), cloned and contiguous
+    model/head.json           what rebuilds the head: head spec, classes, feature size, backbone spec
+    model/backbone/           hf backbones only: `save_pretrained` of the fine-tuned transformers model and
+                              its tokenizer, loadable with `transformers.AutoModel.from_pretrained`
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from safetensors.torch import load_file, save_file
+from torch import nn
+
+from ftengine.runtime.checkpoint import model_state
+
+MODEL_DIR, WEIGHTS, HEAD_CONFIG, HF_DIR = "model", "model.safetensors", "head.json", "backbone"
+
+
+def save_final_model(run_dir: Path, model: nn.Module, spec: Any, labels: list[str]) -> Path:
+    """Write `model/` (see module docs); returns the folder."""
+    folder = run_dir / MODEL_DIR
+    folder.mkdir(parents=True, exist_ok=True)
+    save_file(model_state(model), str(folder / WEIGHTS), metadata={"format": "ftengine.FineTuneModel"})
+    config = dict(head=spec.head.model_dump(mode="json"), num_classes=len(labels), labels=list(labels),
+                  feature_dim=int(model.backbone.feature_dim), backbone=spec.backbone.model_dump(mode="json"))
+    (folder / HEAD_CONFIG).write_text(json.dumps(config, indent=2) + "\n")
+    if spec.backbone.kind == "hf":
+        hf_dir = folder / HF_DIR
+        original = model.backbone.model
+        # Clone: the flat optimizer's parameters are views into one buffer, which safetensors refuses to save.
+        state = {k: v.detach().cpu().clone().contiguous() for k, v in original.state_dict().items()}
+        original.save_pretrained(str(hf_dir), state_dict=state)
+        tokenizer = model.backbone.tokenizer
+        if tokenizer is not None:
+            tokenizer.save_pretrained(str(hf_dir))
+    return folder
+
+
+def load_final_weights(run_dir: Path, model: nn.Module) -> None:
+    """Load `model/model.safetensors` into a FineTuneModel of the same structure (strict)."""
+    state = load_file(str(run_dir / MODEL_DIR / WEIGHTS))
+    model.load_state_dict(state, strict=True)

@@ -1,0 +1,61 @@
+"""Device, precision and thread settings from `spec.training`."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+from ftengine.errors import RunError, SpecError
+
+
+def pick_device(name: str) -> torch.device:
+    """`auto` -> the first CUDA device when there is one, else the CPU.
+
+    Raises:
+        RunError: a CUDA device was asked for and none is usable.
+    """
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = torch.device(name)
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise RunError(f"training.device: no CUDA device is available (got '{name}'); use device: auto or cpu")
+        if device.index is not None and device.index >= torch.cuda.device_count():
+            raise RunError(f"training.device: there are {torch.cuda.device_count()} CUDA devices (got '{name}'); "
+                           "use cuda:0 .. cuda:N-1")
+    return device
+
+
+def autocast_dtype(precision: str, device: torch.device) -> torch.dtype | None:
+    """The autocast dtype for `training.precision` on `device` (None: plain fp32).
+
+    `auto` is bf16 on CUDA devices that support it (fp16 on older ones) and fp32 on the CPU, where autocast
+    brings no speed-up for these models.
+
+    Raises:
+        SpecError: fp16 on the CPU (no fp16 autocast support there).
+    """
+    if precision == "fp32":
+        return None
+    if precision == "auto":
+        if device.type != "cuda":
+            return None
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    if precision == "fp16" and device.type != "cuda":
+        raise SpecError(f"training.precision: fp16 autocast needs a CUDA device (got device {device}); "
+                        "use precision: bf16 or fp32")
+    return torch.bfloat16 if precision == "bf16" else torch.float16
+
+
+def grad_scaler(dtype: torch.dtype | None, device: torch.device) -> Any:
+    """A GradScaler for fp16 (its small exponent range needs loss scaling); None otherwise."""
+    if dtype is torch.float16:
+        return torch.amp.GradScaler(device.type)
+    return None
+
+
+def set_threads(threads: int | None) -> None:
+    """`training.threads` -> torch's intra-op thread count (None keeps torch's default)."""
+    if threads:
+        torch.set_num_threads(threads)

@@ -1,0 +1,48 @@
+"""Apply one stage of the plan to the model: which parameters take gradients, which modules run in train mode.
+
+Freezing never touches the optimizer's set of groups (see `param_groups`); here it only decides what
+autograd tracks and how stochastic / statistics-keeping layers behave:
+
+- trainable groups and the head run in train mode;
+- frozen groups follow `freeze.frozen_batchnorm` (BatchNorm running statistics) and `freeze.frozen_dropout`
+  (dropout, and containers whose `training` flag drives functional stochasticity such as drop-connect);
+- groups the head never reads (a BERT pooler under mean pooling) stay in eval mode and frozen.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from torch import nn
+
+_BATCHNORM = (nn.modules.batchnorm._BatchNorm,)
+
+
+def apply_freeze(model: nn.Module, graph: Any, stage: Any) -> None:
+    """Set `requires_grad` of every parameter from the stage plan (head parameters: the `head` group)."""
+    trainable = set(stage.trainable)
+    for name, param in model.named_parameters():
+        param.requires_grad_(graph.group_of(name) in trainable)
+
+
+def set_train_modes(model: nn.Module, graph: Any, stage: Any, freeze_spec: Any) -> None:
+    """Put the model in training mode for `stage`, with frozen layers following the spec's policy."""
+    model.train()
+    bn_train = freeze_spec.frozen_batchnorm == "train"
+    dropout_train = freeze_spec.frozen_dropout == "train"
+    trainable = set(stage.trainable)
+    for info in graph.backbone_groups:
+        if info.name in trainable:
+            continue
+        # The frozen prefix feeds the activation cache; a used frozen group above it follows the policy too.
+        keep_dropout = dropout_train and info.used
+        keep_bn = bn_train and info.used
+        for root in model.backbone.group_modules(info.name):
+            for module in root.modules():
+                module.training = keep_bn if isinstance(module, _BATCHNORM) else keep_dropout
+
+
+def trainable_summary(model: nn.Module) -> tuple[int, int]:
+    """(trainable, total) scalar parameter counts (after `apply_freeze`)."""
+    total = sum(p.numel() for p in model.parameters())
+    return sum(p.numel() for p in model.parameters() if p.requires_grad), total

@@ -1,0 +1,311 @@
+"""The training loop: stages of epochs of steps, as the execution graph says.
+
+Everything clever happens elsewhere (planner: what trains at which LR; cache: frozen-prefix activations;
+optimizer: one fused masked update). Per epoch this loop applies the stage (freeze, modes, LRs), trains on the
+epoch's batches from where it left off, validates, logs one row, saves `best` when the metric improved and
+`last` always, then moves its position on. The position is all a resumed run needs to continue exactly.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import signal
+import time
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch.utils.data import DataLoader
+
+from ftengine.errors import RunError
+from ftengine.runtime.checkpoint import BEST, LAST, model_state, save_checkpoint
+from ftengine.runtime.evaluate import Evaluation, autocast_context, evaluate
+from ftengine.runtime.freeze import apply_freeze, set_train_modes
+from ftengine.runtime.model import inputs_of, to_device
+from ftengine.runtime.param_groups import apply_stage_settings, lr_summary
+from ftengine.runtime.progress import format_epoch
+from ftengine.runtime.schedule import set_lrs
+from ftengine.runtime.seeding import capture_rng, derived_seed
+from ftengine.runtime.tracker import Verdict
+
+
+@dataclass
+class Position:
+    """Where a run is: the next batch to train. Saved in every checkpoint."""
+
+    stage: int = 0
+    epoch: int = 0  # epoch within the stage
+    batches_done: int = 0  # micro-batches of this epoch already trained
+    step_in_stage: int = 0  # optimizer steps taken in this stage (the schedule's clock)
+    global_step: int = 0
+    epochs_done: int = 0  # epochs completed in the run
+    finished: bool = False
+    loss_sum: float = 0.0  # this epoch's training loss so far (sum over examples) ...
+    examples: int = 0  # ... and the examples it covers
+    skipped_steps: int = 0
+
+    def next_epoch(self, stage_epochs: int, *, end_stage: bool, stop: bool, last_stage: bool) -> None:
+        """Move past a finished epoch (and its stage when it was the last epoch or plateaued)."""
+        self.epochs_done += 1
+        self.batches_done, self.loss_sum, self.examples = 0, 0.0, 0
+        if stop:
+            self.finished = True
+        elif end_stage or self.epoch + 1 >= stage_epochs:
+            self.stage, self.epoch, self.step_in_stage = self.stage + 1, 0, 0
+            self.finished = last_stage
+        else:
+            self.epoch += 1
+
+
+class Interrupted(RunError):
+    """Ctrl-C: a checkpoint was saved; exits with status 130."""
+
+    exit_code = 130
+
+
+@dataclass
+class Trainer:
+    """The pieces of one run, wired together by `run_spec`."""
+
+    spec: Any
+    graph: Any
+    model: torch.nn.Module
+    optimizer: Any
+    schedule: Any
+    tracker: Any
+    data: Any
+    cache: Any
+    device: torch.device
+    amp_dtype: torch.dtype | None
+    run_dir: Any
+    console: Any
+    log: Any
+    scaler: Any = None
+    pos: Position = field(default_factory=Position)
+    best_stage: int | None = None  # stage whose weights checkpoints/best holds
+    _base_lrs: dict[str, float] = field(default_factory=dict)
+    _stop_requested: bool = False
+
+    # --- the loop ----------------------------------------------------------------------------------------------
+
+    def fit(self) -> None:
+        """Train from `pos` to the end of the plan (or early stop / max_steps)."""
+        stages = self.graph.stages
+        self.console.epochs(sum(s.epochs for s in stages), self.pos.epochs_done)
+        with self._interrupts():
+            while not self.pos.finished and self.pos.stage < len(stages):
+                stage = stages[self.pos.stage]
+                if self.pos.epoch == 0 and self.pos.batches_done == 0:
+                    self.tracker.start_stage()
+                self._apply_stage(stage)
+                hit_max_steps = self._train_epoch(stage)
+                val = self._validate(stage)
+                verdict = self.tracker.update(self._watched(val), self.pos.epochs_done + 1, stage) if val \
+                    else Verdict(improved=True, stop_run=False, end_stage=False)
+                self._log_epoch(stage, val, verdict)
+                if verdict.improved and (self.spec.output.save_best or self.spec.training.restore_best):
+                    self.best_stage = self.pos.stage
+                    save_checkpoint(self.run_dir, BEST, dict(model=model_state(self.model), stage=self.pos.stage,
+                                                             metrics=self._last_row))
+                self.pos.next_epoch(stage.epochs, end_stage=verdict.end_stage, stop=verdict.stop_run or hit_max_steps,
+                                    last_stage=self.pos.stage == len(stages) - 1)
+                self._save_last()
+                self.console.epoch_done()
+                if verdict.stop_run:
+                    self.console.line(f"early stopping: {self.spec.training.early_stopping.metric} has not improved "
+                                      f"for {self.tracker.patience} epochs (best {self.tracker.best:.4f})")
+        self.console.close()
+
+    def _apply_stage(self, stage: Any) -> None:
+        apply_freeze(self.model, self.graph, stage)
+        self._base_lrs = apply_stage_settings(self.optimizer, stage)
+
+    def _train_epoch(self, stage: Any) -> bool:
+        """Train the rest of this epoch; True when `training.max_steps` was reached."""
+        pos, accum = self.pos, self.spec.training.grad_accum_steps
+        loader = self._train_loader()
+        total = pos.batches_done + len(loader)
+        set_train_modes(self.model, self.graph, stage, self.spec.freeze)
+        started, seen = time.perf_counter(), 0
+        bar = self.console.bar(loader, total=total, initial=pos.batches_done, desc=f"{stage.name} e{pos.epoch + 1}")
+        for i, batch in enumerate(bar, start=pos.batches_done):
+            first = i - i % accum
+            in_step = min(first + accum, total) - first  # micro-batches in this optimizer step (last may be short)
+            loss = self._loss(batch, stage)
+            self._backward(loss / in_step)
+            n = int(batch["labels"].shape[0])
+            pos.loss_sum, pos.examples, seen = pos.loss_sum + float(loss.detach()) * n, pos.examples + n, seen + n
+            if i + 1 < first + in_step:
+                continue
+            self._step(stage)
+            pos.batches_done = i + 1
+            if hasattr(bar, "set_postfix") and pos.global_step % self.spec.training.log_every == 0:
+                bar.set_postfix(loss=f"{pos.loss_sum / pos.examples:.4f}")
+            every = self.spec.output.checkpoint_every_steps
+            if every and pos.global_step % every == 0 and pos.batches_done < total:
+                self._save_last()
+            if self._stop_requested:
+                self._save_last()
+                raise self._interrupted()
+            if self.spec.training.max_steps and pos.global_step >= self.spec.training.max_steps:
+                break
+        if hasattr(bar, "close"):
+            bar.close()
+        self._epoch_seconds, self._epoch_seen = time.perf_counter() - started, seen
+        return bool(self.spec.training.max_steps and pos.global_step >= self.spec.training.max_steps)
+
+    def _step(self, stage: Any) -> None:
+        set_lrs(self.optimizer, self._base_lrs, self.schedule.factor(self.pos.stage, self.pos.step_in_stage))
+        if self.scaler is not None:
+            self.scaler.unscale_(self.optimizer)
+            info = self.scaler.step(self.optimizer)
+            self.scaler.update()
+        else:
+            info = self.optimizer.step()
+        self.optimizer.zero_grad()
+        if info and info.get("skipped"):
+            self.pos.skipped_steps += 1
+        self.pos.step_in_stage += 1
+        self.pos.global_step += 1
+
+    def _backward(self, loss: torch.Tensor) -> None:
+        (self.scaler.scale(loss) if self.scaler is not None else loss).backward()
+
+    # --- forward passes ----------------------------------------------------------------------------------------
+
+    def boundary(self, split: str, stage: Any) -> int:
+        """Where `split` batches start in `stage`: the cached boundary when the cache holds it, else 0."""
+        point = stage.cache
+        if self.cache is not None and point.allowed and self.cache.has(split, point.boundary):
+            return point.boundary
+        return 0
+
+    def logits(self, batch: dict[str, Any], split: str, stage: Any) -> torch.Tensor:
+        """(B, C) logits, from cached activations where the stage allows it."""
+        start = self.boundary(split, stage)
+        if start:
+            state = self.cache.lookup(split, start, batch["index"])
+        else:
+            state = inputs_of(to_device(batch, self.device))
+        with autocast_context(self.device, self.amp_dtype):
+            return self.model.forward_from(start, state, frozen_prefix=stage.frozen_prefix)
+
+    def _loss(self, batch: dict[str, Any], stage: Any) -> torch.Tensor:
+        logits = self.logits(batch, "train", stage).float()
+        weights = self.data.class_weights if self.spec.data.balance == "loss_weights" else None
+        weights = weights.to(self.device) if weights is not None else None
+        return F.cross_entropy(logits, batch["labels"].to(self.device), weight=weights)
+
+    def evaluate_split(self, split: str, stage: Any, *, interruptible: bool = False) -> Evaluation | None:
+        """Evaluate `split` with the current weights (None when the split is absent)."""
+        dataset = getattr(self.data, split, None)
+        if dataset is None or len(dataset) == 0:
+            return None
+        self.model.eval()
+        loader = self.data.make_loader(split, self.eval_batch_size, shuffle=False, seed=self.spec.training.seed)
+        with torch.random.fork_rng(devices=[]):  # creating a DataLoader iterator draws from the global RNG
+            batches = iter(loader)
+        stop = (lambda: self._stop_requested) if interruptible else (lambda: False)
+        return evaluate(lambda b: self.logits(b, split, stage), batches, len(self.data.labels), should_stop=stop)
+
+    @property
+    def eval_batch_size(self) -> int:
+        """`training.eval_batch_size`, default twice the training batch size."""
+        return self.spec.training.eval_batch_size or 2 * self.spec.training.batch_size
+
+    def _validate(self, stage: Any) -> Evaluation | None:
+        val = self.evaluate_split("validation", stage, interruptible=True)
+        if val is None and self._stop_requested:
+            self._save_last()  # training part of the epoch is done; a resume validates first
+            raise self._interrupted()
+        return val
+
+    def _train_loader(self) -> Any:
+        """The training DataLoader for the current epoch, starting at `pos.batches_done`."""
+        loader = self.data.make_loader("train", self.spec.training.batch_size, shuffle=True,
+                                       seed=self.spec.training.seed)
+        sampler = loader.batch_sampler
+        with torch.random.fork_rng(devices=[]):
+            if hasattr(sampler, "set_epoch") and hasattr(sampler, "skip"):
+                # Batch order is a pure function of (seed, epoch): the same in a resumed run.
+                sampler.set_epoch(self.pos.epochs_done)
+                sampler.skip(self.pos.batches_done)
+            else:  # any other sampler: seed the global RNG for its order, then drop the batches already done
+                torch.manual_seed(derived_seed(self.spec.training.seed, self.pos.epochs_done))
+                batches = list(sampler)[self.pos.batches_done:]
+                loader = DataLoader(loader.dataset, batch_sampler=batches, collate_fn=loader.collate_fn,
+                                    num_workers=loader.num_workers)
+            return _Primed(loader)
+
+    def _watched(self, val: Evaluation) -> float:
+        return val.metrics()[self.spec.training.early_stopping.metric]
+
+    # --- logging and checkpoints -------------------------------------------------------------------------------
+
+    def _log_epoch(self, stage: Any, val: Evaluation | None, verdict: Verdict) -> None:
+        pos = self.pos
+        seconds = max(self._epoch_seconds, 1e-9)
+        row = dict(stage=stage.name, stage_index=pos.stage, stage_epoch=pos.epoch + 1, stage_epochs=stage.epochs,
+                   epoch=pos.epochs_done + 1, step=pos.global_step,
+                   train_loss=pos.loss_sum / pos.examples if pos.examples else math.nan,
+                   **(val.metrics() if val else dict(val_loss=None, val_accuracy=None, val_macro_f1=None)),
+                   lr=lr_summary(self.optimizer), epoch_seconds=round(self._epoch_seconds, 3),
+                   samples_per_second=round(self._epoch_seen / seconds, 2), best=verdict.improved and val is not None,
+                   skipped_steps=pos.skipped_steps)
+        self._last_row = row
+        self.log.append(row)
+        self.console.line(format_epoch(row))
+
+    def checkpoint_state(self) -> dict[str, Any]:
+        """Everything a resumed run restores (see `run.restore`)."""
+        return dict(model=model_state(self.model), optimizer=self.optimizer.state_dict(), progress=asdict(self.pos),
+                    tracker=self.tracker.state_dict(), rng=capture_rng(), metrics_rows=self.log.rows,
+                    best_stage=self.best_stage, scaler=self.scaler.state_dict() if self.scaler is not None else None)
+
+    def _save_last(self) -> None:
+        if self.spec.output.save_last:
+            save_checkpoint(self.run_dir, LAST, self.checkpoint_state())
+
+    # --- Ctrl-C ------------------------------------------------------------------------------------------------
+
+    @contextlib.contextmanager
+    def _interrupts(self) -> Iterator[None]:
+        """First Ctrl-C: finish the current step, checkpoint, exit 130. Second Ctrl-C: stop at once."""
+        def handler(signum: int, frame: Any) -> None:
+            if self._stop_requested:
+                raise KeyboardInterrupt
+            self._stop_requested = True
+            self.console.always("ftengine: stopping after this step (Ctrl-C again to abort without saving)")
+
+        try:
+            previous = signal.signal(signal.SIGINT, handler)
+        except ValueError:  # not the main thread: leave Ctrl-C alone
+            yield
+            return
+        try:
+            yield
+        finally:
+            signal.signal(signal.SIGINT, previous)
+
+    def _interrupted(self) -> Interrupted:
+        where = f"stage {self.pos.stage} epoch {self.pos.epoch + 1} step {self.pos.global_step}"
+        how = "ftengine run <spec> --resume" if self.spec.output.save_last else "start again (output.save_last is off)"
+        return Interrupted(f"ftengine: interrupted; checkpoint saved in {self.run_dir} at {where}; continue with "
+                           f"{how}")
+
+
+class _Primed:
+    """A DataLoader whose iterator is created up front (so creating it cannot disturb the RNG mid-epoch)."""
+
+    def __init__(self, loader: Any) -> None:
+        self._len = len(loader)
+        self._it = iter(loader)
+
+    def __len__(self) -> int:
+        return self._len
+
+    def __iter__(self) -> Iterator[Any]:
+        return self._it

@@ -1,0 +1,55 @@
+"""FineTuneModel: a Backbone and a classification head, runnable from any layer-group boundary."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+INPUT_KEYS = ("input_ids", "attention_mask", "token_type_ids", "pixels")
+"""Batch keys the backbone reads; collate also adds `labels` and `index`, which the model never sees."""
+
+
+class FineTuneModel(nn.Module):
+    """`head(backbone(batch))`, with parameters named `backbone.<...>` and `head.<...>`.
+
+    Args:
+        backbone: an `ftengine.backbones.Backbone`.
+        head: maps the backbone's final state to logits (B, num_classes).
+    """
+
+    def __init__(self, backbone: nn.Module, head: nn.Module) -> None:
+        super().__init__()
+        self.backbone = backbone
+        self.head = head
+
+    def forward(self, batch: Mapping[str, Tensor]) -> Tensor:
+        """Logits for a collated batch of raw inputs."""
+        return self.forward_from(0, inputs_of(batch))
+
+    def forward_from(self, boundary: int, state: Mapping[str, Tensor], *, frozen_prefix: int = 0) -> Tensor:
+        """Logits from the activations entering group `boundary` (0: raw inputs).
+
+        Args:
+            boundary: first backbone group to run.
+            state: raw inputs (boundary 0), or cached activations entering `boundary`.
+            frozen_prefix: groups below this index are frozen: run them without building an autograd graph
+                (same numbers, no activation memory kept for backward).
+        """
+        if boundary < frozen_prefix:
+            with torch.no_grad():
+                state = self.backbone.forward_from(boundary, state, stop=frozen_prefix)
+            boundary = frozen_prefix
+        return self.head(self.backbone.forward_from(boundary, state))
+
+
+def inputs_of(batch: Mapping[str, Any]) -> dict[str, Tensor]:
+    """The backbone's inputs from a collated batch (drops `labels`, `index` and other bookkeeping)."""
+    return {k: v for k, v in batch.items() if k in INPUT_KEYS}
+
+
+def to_device(batch: Mapping[str, Any], device: torch.device) -> dict[str, Any]:
+    """Move every tensor of a batch to `device` (non-blocking from pinned memory)."""
+    return {k: v.to(device, non_blocking=True) if isinstance(v, Tensor) else v for k, v in batch.items()}

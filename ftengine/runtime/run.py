@@ -1,0 +1,225 @@
+"""`run_spec`: one fine-tuning run from a spec, start to finish (or from a checkpoint to finish)."""
+
+from __future__ import annotations
+
+import math
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from ftengine import __version__
+from ftengine.runtime.checkpoint import BEST, latest_checkpoint, load_checkpoint
+from ftengine.runtime.device import autocast_dtype, grad_scaler, pick_device, set_threads
+from ftengine.runtime.loop import Position, Trainer
+from ftengine.runtime.model import FineTuneModel
+from ftengine.runtime.outputs import (MetricsLog, claim_run_dir, read_run_info, run_dir_of, save_plots, write_json,
+                                      write_spec_files)
+from ftengine.runtime.param_groups import build_param_groups
+from ftengine.runtime.progress import Console
+from ftengine.runtime.schedule import Schedule
+from ftengine.runtime.seeding import restore_rng, seed_everything
+from ftengine.runtime.tracker import Tracker
+
+
+@dataclass
+class RunResult:
+    """What a finished run produced.
+
+    Attributes:
+        run_dir: the run directory.
+        metrics: final numbers: best validation epoch's metrics, test metrics (`test_*`), timings.
+    """
+
+    run_dir: Path
+    metrics: dict[str, Any]
+
+
+@dataclass
+class Built:
+    """The model and data of a run, ready to train or evaluate."""
+
+    model: FineTuneModel
+    data: Any
+    graph: Any
+    device: torch.device
+
+
+def build(spec: Any, spec_dir: Path, device: torch.device, *, pretrained: bool = True) -> Built:
+    """Backbone, data, plan (with the data's class count) and head, seeded by `training.seed`."""
+    from ftengine.backbones import build_backbone
+    from ftengine.data import build_data
+    from ftengine.heads import build_head
+    from ftengine.planner import plan
+
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")  # weights come from local folders or packages
+    seed_everything(spec.training.seed)  # random heads (and random-init backbones) start the same every run
+    backbone = build_backbone(spec.backbone, pretrained=pretrained, device=device, base_dir=spec_dir)
+    data = build_data(spec.data, backbone, spec_dir, spec.training.seed)
+    graph = plan(spec, backbone, num_classes=len(data.labels))
+    head = build_head(spec.head, backbone, len(data.labels))
+    return Built(FineTuneModel(backbone, head).to(device), data, graph, device)
+
+
+def make_optimizer(model: FineTuneModel, graph: Any, opt: Any) -> Any:
+    """The fused FlatOptimizer over per-(layer group, decay) parameter groups, every parameter from step 0."""
+    try:
+        from ftengine.runtime.optimizer import FlatOptimizer
+    except ImportError:  # the fused optimizer is optional at build time; same interface, plain PyTorch
+        from ftengine.runtime._fallback_optimizer import FlatOptimizer
+    return FlatOptimizer(build_param_groups(model, graph, opt.no_decay), kind=opt.kind, betas=opt.betas, eps=opt.eps,
+                         momentum=opt.momentum, nesterov=opt.nesterov, max_grad_norm=opt.max_grad_norm,
+                         skip_nonfinite=opt.skip_nonfinite, state_dtype=opt.state_dtype, backend=opt.backend)
+
+
+def run_spec(spec: Any, spec_path: str | Path, *, resume: bool | str | Path = False, quiet: bool = False,
+             overrides: tuple[str, ...] | list[str] = ()) -> RunResult:
+    """Fine-tune as `spec` says and write the run directory.
+
+    Args:
+        spec: a loaded Spec, or None to load `spec_path` with `overrides`.
+        spec_path: the spec file (names the run and anchors relative paths).
+        resume: continue the run in the spec's run directory from its last checkpoint (True), or the run in
+            this directory; without a checkpoint there the run starts from the beginning.
+        quiet: no progress bars or per-epoch lines.
+        overrides: `key.path=value` overrides, used only when `spec` is None.
+
+    Raises:
+        SpecError, PlanError, DataError: the spec, plan or data is wrong (one line per problem).
+        RunError: the run directory is taken, the device is missing, or the run was interrupted (exit 130).
+    """
+    spec_path = Path(spec_path)
+    if spec is None:
+        from ftengine.spec import load_spec
+
+        spec = load_spec(spec_path, list(overrides))
+    started = time.perf_counter()
+    console = Console(quiet)
+    run_dir = Path(resume) if isinstance(resume, (str, Path)) else run_dir_of(spec, spec_path)
+    resuming = claim_run_dir(run_dir, resume=bool(resume), overwrite=spec.output.overwrite)
+    info = read_run_info(run_dir)
+    if resuming and info.get("status") == "finished":
+        console.always(f"ftengine: {run_dir} is already finished; nothing to resume")
+        return RunResult(run_dir, info.get("final", {}))
+    set_threads(spec.training.threads)
+    device = pick_device(spec.training.device)
+    amp = autocast_dtype(spec.training.precision, device)
+    built = build(spec, spec_path.parent, device)
+    model, data, graph = built.model, built.data, built.graph
+    load_seconds = time.perf_counter() - started
+    state = load_checkpoint(latest_checkpoint(run_dir)) if resuming else None
+    if state is None:
+        write_spec_files(run_dir, spec, graph, data.labels)
+        info = dict(status="running", spec_path=str(spec_path.resolve()), ftengine=__version__, device=str(device))
+        write_json(run_dir / "run.json", info)
+    else:
+        model.load_state_dict(state["model"])
+        console.line(f"resuming {run_dir} at stage {state['progress']['stage']} epoch "
+                     f"{state['progress']['epoch'] + 1}, step {state['progress']['global_step']}")
+    console.line(f"run directory: {run_dir}\n{graph.describe()}")
+    optimizer = make_optimizer(model, graph, spec.optimizer)
+    accum = spec.training.grad_accum_steps
+    steps_per_epoch = math.ceil(len(data.make_loader("train", spec.training.batch_size, shuffle=True,
+                                                     seed=spec.training.seed)) / accum)
+    trainer = Trainer(
+        spec=spec, graph=graph, model=model, optimizer=optimizer,
+        schedule=Schedule(spec.schedule, [s.epochs * steps_per_epoch for s in graph.stages]),
+        tracker=Tracker.from_spec(spec.training.early_stopping), data=data, cache=None, device=device,
+        amp_dtype=amp, run_dir=run_dir, console=console,
+        log=MetricsLog(run_dir / "metrics.jsonl", keep=state["metrics_rows"] if state else 0),
+        scaler=grad_scaler(amp, device))
+    if state is not None:
+        optimizer.load_state_dict(state["optimizer"])
+        trainer.tracker.load_state_dict(state["tracker"])
+        trainer.pos, trainer.best_stage = Position(**state["progress"]), state["best_stage"]
+        if trainer.scaler is not None and state.get("scaler"):
+            trainer.scaler.load_state_dict(state["scaler"])
+    trainer.cache = open_cache(spec, graph, model, data, device, run_dir, trainer.pos.stage, console)
+    if state is not None:
+        restore_rng(state["rng"])  # last: everything above may draw random numbers
+    train_started = time.perf_counter()
+    try:
+        trainer.fit()
+        metrics = finish(trainer, spec, data, run_dir, console)
+    finally:
+        if trainer.cache is not None:
+            trainer.cache.close()
+    metrics.update(load_seconds=round(load_seconds, 2), train_seconds=round(time.perf_counter() - train_started, 2),
+                   total_seconds=round(time.perf_counter() - started, 2))
+    write_json(run_dir / "run.json", {**info, "status": "finished", "final": metrics})
+    console.always(summary_line(metrics, run_dir))
+    return RunResult(run_dir, metrics)
+
+
+def open_cache(spec: Any, graph: Any, model: FineTuneModel, data: Any, device: torch.device, run_dir: Path,
+               stage: int, console: Console) -> Any:
+    """The activation cache for the stages still to run (None when no stage can use one)."""
+    if stage >= len(graph.stages) or not graph.cache_boundaries():
+        return None
+    from ftengine.runtime.cache import ActivationCache
+
+    source = getattr(spec.backbone, "source", None) or getattr(spec.backbone, "arch", None) or spec.backbone.factory
+    cache = ActivationCache.create(spec.cache, graph, model.backbone, data, device=device, run_dir=run_dir,
+                                   description={"spec": run_dir.name, "model": str(source)})
+    if cache is None:
+        return None
+    model.backbone.eval()  # the fill runs the frozen prefix as training will: dropout off, BatchNorm fixed
+    cache.prepare(graph.cache_boundaries(), batch_size=spec.training.eval_batch_size or 2 * spec.training.batch_size,
+                  quiet=console.quiet or not console.bars, stage=stage)
+    stats = cache.stats()
+    console.line(f"activation cache: {stats['tier']} tier, {stats['bytes'] / 2**20:.0f} MiB at boundaries "
+                 f"{stats['boundaries']} (filled in {stats['fill_seconds']:.1f}s)")
+    return cache
+
+
+def finish(trainer: Trainer, spec: Any, data: Any, run_dir: Path, console: Console) -> dict[str, Any]:
+    """Restore the best weights, test them, save the model, report and plots; returns the final metrics."""
+    from ftengine.runtime.artifacts import save_final_model
+
+    graph, rows = trainer.graph, MetricsLog.read(run_dir / "metrics.jsonl")
+    weights_stage = min(trainer.pos.stage, len(graph.stages) - 1)
+    final_row = rows[-1] if rows else {}
+    best_path = run_dir / "checkpoints" / BEST / "checkpoint.pt"
+    if spec.training.restore_best and best_path.is_file():
+        best = load_checkpoint(best_path)
+        trainer.model.load_state_dict(best["model"])
+        if hasattr(trainer.optimizer, "reload_params"):
+            trainer.optimizer.reload_params()
+        weights_stage, final_row = best["stage"], best["metrics"]
+    test = trainer.evaluate_split("test", graph.stages[weights_stage])
+    metrics: dict[str, Any] = {k: final_row.get(k) for k in ("val_loss", "val_accuracy", "val_macro_f1", "epoch",
+                                                              "stage")}
+    metrics["epochs_run"] = len(rows)
+    if test is not None:
+        metrics.update(test.metrics("test_"))
+        write_report(run_dir, test, data)
+    save_final_model(run_dir, trainer.model, spec, data.labels)
+    if spec.output.plots:
+        save_plots(run_dir, rows)
+    if not spec.output.save_best and best_path.is_file():
+        best_path.unlink()
+    return metrics
+
+
+def write_report(run_dir: Path, test: Any, data: Any) -> None:
+    """report.json for the test split (accuracy, macro-F1, per-class precision/recall, confusion matrix)."""
+    from ftengine.runtime.report import build_report
+
+    write_json(run_dir / "report.json", build_report(test.labels, test.probs, data.labels))
+
+
+def summary_line(metrics: dict[str, Any], run_dir: Path) -> str:
+    """The closing lines: validation (and test) numbers, time, where the results are."""
+    def fmt(key: str) -> str:
+        value = metrics.get(key)
+        return f"{key} {value:.4f}" if isinstance(value, float) else f"{key} -"
+
+    parts = [fmt("val_accuracy"), fmt("val_macro_f1")]
+    if metrics.get("test_accuracy") is not None:
+        parts += [fmt("test_accuracy"), fmt("test_macro_f1")]
+    minutes, seconds = divmod(metrics.get("total_seconds", 0.0), 60)
+    return (f"done in {int(minutes)}m{seconds:04.1f}s (best epoch {metrics.get('epoch')}, stage "
+            f"{metrics.get('stage')}): " + "  ".join(parts) + f"\nrun directory: {run_dir}")
