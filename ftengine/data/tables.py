@@ -1,0 +1,185 @@
+"""Reading labelled tables (CSV, TSV, JSON lines) with errors that name the file, line and column."""
+
+from __future__ import annotations
+
+import csv
+import difflib
+import hashlib
+import io
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ftengine.errors import DataError
+from ftengine.spec.paths import is_package_path, resolve_path
+
+_FORMATS = {".csv": "csv", ".tsv": "tsv", ".tab": "tsv", ".jsonl": "jsonl", ".json": "jsonl", ".ndjson": "jsonl"}
+
+
+@dataclass(frozen=True)
+class Table:
+    """A parsed table.
+
+    Attributes:
+        path: the file.
+        columns: column names (CSV header, or JSON keys in order of first appearance).
+        rows: one dict per data row.
+        lines: 1-based line number of each row in the file (what an editor shows).
+        digest: sha256 of the file's bytes.
+    """
+
+    path: Path
+    columns: list[str]
+    rows: list[dict[str, Any]]
+    lines: list[int]
+    digest: str
+
+
+def locate(value: str, spec_dir: Path | None, where: str, *, want_dir: bool = False) -> Path:
+    """Resolve a spec path and require that it exists.
+
+    Raises:
+        DataError: ``<where>: file not found: <path>; check the path (relative to the spec file's folder <dir>)``.
+    """
+    try:
+        path = resolve_path(value, spec_dir)
+    except FileNotFoundError as exc:
+        raise DataError(f"{where}: {exc} (got '{value}'); install it or fix the path") from exc
+    kind = "folder" if want_dir else "file"
+    if not path.exists():
+        base = "inside the installed package" if is_package_path(value) else \
+            f"relative to the spec file's folder {Path(spec_dir or Path.cwd()).resolve()}"
+        raise DataError(f"{where}: {kind} not found: {path}; check the path ({base})")
+    if want_dir and not path.is_dir():
+        raise DataError(f"{where}: expected a folder with one subfolder per class (got the file {path}); "
+                        "point it at the folder")
+    if not want_dir and path.is_dir():
+        raise DataError(f"{where}: expected a file (got the folder {path}); point it at the data file")
+    return path
+
+
+def table_format(path: Path, declared: str, where: str) -> str:
+    """``csv``, ``tsv`` or ``jsonl`` from the declared format, or the extension when ``auto``."""
+    by_ext = _FORMATS.get(path.suffix.lower())
+    if declared == "jsonl":
+        return "jsonl"
+    if declared == "csv":
+        return "tsv" if by_ext == "tsv" else "csv"
+    if by_ext is None:
+        raise DataError(f"{where}: cannot tell the format of {path} from its extension (got '{path.suffix}'); "
+                        "set data.format: csv or jsonl")
+    return by_ext
+
+
+def decode(path: Path, raw: bytes, encoding: str, where: str) -> str:
+    """Decode file bytes; a bad byte is reported with its line number and a hint to set data.encoding."""
+    try:
+        text = raw.decode(encoding)
+    except LookupError as exc:
+        raise DataError(f"data.encoding: unknown encoding (got '{encoding}'); use e.g. utf-8, latin-1 or cp1252") from exc
+    except UnicodeDecodeError as exc:
+        line = raw[:exc.start].count(b"\n") + 1
+        raise DataError(f"{where}: {path} line {line}: byte 0x{raw[exc.start]:02x} is not valid {encoding} "
+                        f"(got encoding '{encoding}'); set data.encoding to the file's encoding, e.g. latin-1") from exc
+    return text.removeprefix("\ufeff")  # a UTF-8 byte-order mark is not part of the first column's name
+
+
+def read_table(path: Path, where: str, *, fmt: str = "auto", encoding: str = "utf-8") -> Table:
+    """Read a CSV/TSV (header row) or JSON-lines file.
+
+    Args:
+        path: an existing file.
+        where: spec field for messages (``data.train``).
+        fmt: ``auto`` (by extension), ``csv`` or ``jsonl``.
+        encoding: text encoding.
+
+    Raises:
+        DataError: undecodable bytes, malformed rows (with line numbers), or no data rows.
+    """
+    raw = path.read_bytes()
+    text = decode(path, raw, encoding, where)
+    kind = table_format(path, fmt, where)
+    columns, rows, lines = _read_jsonl(path, text, where) if kind == "jsonl" else \
+        _read_csv(path, text, where, "\t" if kind == "tsv" else ",")
+    if not rows:
+        raise DataError(f"{where}: {path} has no data rows (got {'a header only' if columns else 'an empty file'}); "
+                        "add labelled rows or point at another file")
+    return Table(path, columns, rows, lines, hashlib.sha256(raw).hexdigest())
+
+
+def _read_csv(path: Path, text: str, where: str, delimiter: str) -> tuple[list[str], list[dict[str, Any]], list[int]]:
+    reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter)
+    rows: list[dict[str, Any]] = []
+    lines: list[int] = []
+    header: list[str] = []
+    try:
+        for record in reader:
+            if not header:
+                header = [h.strip() for h in record]
+                continue
+            if not record or record == [""]:
+                continue  # blank line
+            if len(record) != len(header):
+                shown = delimiter.replace("\t", "\\t")
+                raise DataError(f"{where}: {path} line {reader.line_num}: expected {len(header)} fields "
+                                f"({', '.join(header)}) (got {len(record)}); quote fields that contain '{shown}'")
+            rows.append(dict(zip(header, record, strict=True)))
+            lines.append(reader.line_num)
+    except csv.Error as exc:
+        raise DataError(f"{where}: {path} line {reader.line_num}: cannot parse the row ({exc}); fix the quoting") from exc
+    return header, rows, lines
+
+
+def _read_jsonl(path: Path, text: str, where: str) -> tuple[list[str], list[dict[str, Any]], list[int]]:
+    columns: dict[str, None] = {}
+    rows: list[dict[str, Any]] = []
+    lines: list[int] = []
+    for number, line in enumerate(text.splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise DataError(f"{where}: {path} line {number}: not valid JSON ({exc.msg} at column {exc.colno}); "
+                            "write one JSON object per line") from exc
+        if not isinstance(record, dict):
+            raise DataError(f"{where}: {path} line {number}: expected a JSON object (got {type(record).__name__}); "
+                            'write one object per line, e.g. {"text": "...", "label": "..."}')
+        columns.update(dict.fromkeys(record))
+        rows.append(record)
+        lines.append(number)
+    return list(columns), rows, lines
+
+
+def require_column(table: Table, column: str, field: str) -> None:
+    """Raise a did-you-mean DataError when ``column`` is not in the table.
+
+    Args:
+        table: the table.
+        column: the column the spec names.
+        field: the spec field naming it (``data.text_column``).
+    """
+    if column in table.columns:
+        return
+    close = difflib.get_close_matches(column, table.columns, n=1, cutoff=0.5)
+    hint = f"did you mean '{close[0]}'?" if close else f"set {field} to one of them"
+    raise DataError(f"{field}: {table.path} has no column '{column}' (columns: {', '.join(table.columns)}); {hint}")
+
+
+def cell(table: Table, i: int, column: str, where: str, *, required: bool = True) -> str | None:
+    """Row ``i``'s value in ``column`` as a string (JSON numbers become their text).
+
+    Raises:
+        DataError: the value is missing or empty while ``required``, or is not text/number.
+    """
+    value = table.rows[i].get(column)
+    if isinstance(value, bool) or isinstance(value, (int, float)):
+        value = str(value).lower() if isinstance(value, bool) else str(value)
+    if value is not None and not isinstance(value, str):
+        raise DataError(f"{where}: {table.path} line {table.lines[i]}, column '{column}': expected text "
+                        f"(got {type(value).__name__}); store a string")
+    if required and (value is None or value.strip() == ""):
+        raise DataError(f"{where}: {table.path} line {table.lines[i]}, column '{column}': empty value "
+                        "(got nothing); fill it in or remove the row")
+    return value
