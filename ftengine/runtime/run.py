@@ -66,10 +66,8 @@ def build(spec: Any, spec_dir: Path, device: torch.device, *, pretrained: bool =
 
 def make_optimizer(model: FineTuneModel, graph: Any, opt: Any) -> Any:
     """The fused FlatOptimizer over per-(layer group, decay) parameter groups, every parameter from step 0."""
-    try:
-        from ftengine.runtime.optimizer import FlatOptimizer
-    except ImportError:  # the fused optimizer is optional at build time; same interface, plain PyTorch
-        from ftengine.runtime._fallback_optimizer import FlatOptimizer
+    from ftengine.runtime.optimizer import FlatOptimizer
+
     return FlatOptimizer(build_param_groups(model, graph, opt.no_decay), kind=opt.kind, betas=opt.betas, eps=opt.eps,
                          momentum=opt.momentum, nesterov=opt.nesterov, max_grad_norm=opt.max_grad_norm,
                          skip_nonfinite=opt.skip_nonfinite, state_dtype=opt.state_dtype, backend=opt.backend)
