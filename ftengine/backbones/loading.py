@@ -102,8 +102,12 @@ def load_state_dict_file(path: Path, where: str, key: str | None = None) -> dict
 
 
 def load_into(model: nn.Module, state: dict[str, Tensor], *, where: str, strict: bool,
-              dropped: Iterable[str] = ()) -> dict[str, list[str]]:
+              dropped: Iterable[str] = (), strict_fix: str = "fix the checkpoint or set backbone.strict=false",
+              ) -> dict[str, list[str]]:
     """Load ``state`` into ``model``, ignoring keys under dropped modules (e.g. a removed classifier).
+
+    Args:
+        strict_fix: the "how to fix" part of the message for a strict mismatch.
 
     Returns:
         ``{"missing": [...], "unexpected": [...], "ignored": [...]}``.
@@ -128,7 +132,7 @@ def load_into(model: nn.Module, state: dict[str, Tensor], *, where: str, strict:
     if strict and (report["missing"] or report["unexpected"]):
         raise SpecError(f"{where}: checkpoint does not match the model exactly (missing: "
                         f"{shorten(report['missing']) or 'none'}; unexpected: {shorten(report['unexpected']) or 'none'}); "
-                        "fix the checkpoint or set backbone.strict=false")
+                        f"{strict_fix}")
     return report
 
 

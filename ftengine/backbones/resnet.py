@@ -112,7 +112,8 @@ def load_resnet(arch: str, *, weights: str | None = None, pretrained: bool = Tru
     loaded = bool(pretrained and not meta and weights)
     if loaded:
         state = _download(enum_weights) if enum_weights is not None else load_state_dict_file(path, "backbone.weights")
-        report = load_into(model, state, where="backbone.weights", strict=True, dropped=("fc",))
+        report = load_into(model, state, where="backbone.weights", strict=True, dropped=("fc",),
+                           strict_fix=f"use a state dict saved from torchvision's {arch}")
     if not meta:
         model = model.to(device)
     return Backbone(
