@@ -246,23 +246,31 @@ def text_boundary_shape(backbone: Backbone, index: int, example_len: int | None)
 
 
 def image_boundary_shape(backbone: Backbone, index: int, example_len: int | None) -> tuple[int, ...]:
-    """Image boundaries: found by running the groups on a fake one-image batch (no compute, no memory)."""
+    """Image boundaries: found by running the groups on a fake one-image batch (no compute, no memory).
+
+    One fake pass records every boundary for a given image side; results are cached on the backbone.
+    """
     from torch._subclasses.fake_tensor import FakeTensorMode
 
     side = example_len or (backbone.preprocessing or {}).get("image_size")
     if not side:
         raise ValueError("boundary_shape: no image size (pass example_len or set preprocessing image_size)")
-    param = next(backbone.parameters(), None)
-    device = param.device if param is not None else torch.device("cpu")
-    # Eval mode: a one-image batch must not touch BatchNorm statistics (nor fail on 1x1 maps).
-    modes = {m: m.training for m in backbone.modules()}
-    backbone.eval()
-    try:
-        with FakeTensorMode(allow_non_fake_inputs=True), torch.no_grad():
-            pixels = torch.empty(1, 3, side, side, device=device)
-            state = backbone.forward_from(0, {"pixels": pixels}, stop=index)
-    finally:
-        for module, training in modes.items():
-            module.training = training
-    key = "pixels" if index == 0 else "features"
-    return tuple(state[key].shape[1:])
+    cache: dict[int, list[tuple[int, ...]]] = backbone.__dict__.setdefault("_image_shapes", {})
+    if side not in cache:
+        param = next(backbone.parameters(), None)
+        device = param.device if param is not None else torch.device("cpu")
+        # Eval mode: a one-image batch must not touch BatchNorm statistics (nor fail on 1x1 maps).
+        modes = {m: m.training for m in backbone.modules()}
+        backbone.eval()
+        try:
+            with FakeTensorMode(allow_non_fake_inputs=True), torch.no_grad():
+                state: State = {"pixels": torch.empty(1, 3, side, side, device=device)}
+                shapes = [(3, side, side)]
+                for k in range(len(backbone.groups)):
+                    state = backbone.forward_from(k, state, stop=k + 1)
+                    shapes.append(tuple(state["features"].shape[1:]))
+        finally:
+            for module, training in modes.items():
+                module.training = training
+        cache[side] = shapes
+    return cache[side][index]

@@ -57,7 +57,7 @@ def _construct(factory_path: str, kwargs: dict[str, Any], meta: bool) -> nn.Modu
         raise SpecError(f"backbone.kwargs: {factory_path} rejected the arguments ({exc}); "
                         "fix backbone.kwargs") from exc
     except Exception as exc:  # noqa: BLE001 - user code: report it in one line, keep the chain for --debug
-        first = str(exc).splitlines()[0][:200] if str(exc) else ""
+        first = str(exc).splitlines()[0][:400] if str(exc) else ""
         raise SpecError(f"backbone.factory: {factory_path}(**kwargs) failed ({type(exc).__name__}: {first}); "
                         "check backbone.kwargs") from exc
     if not isinstance(model, nn.Module):

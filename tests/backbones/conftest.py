@@ -10,6 +10,15 @@ import torch
 from backbone_helpers import EFFNET_CKPT, effnet_spec
 
 
+@pytest.fixture(autouse=True)
+def _one_torch_thread():
+    """Small convolutions on a busy shared CPU run 10-40x slower with 2 threads than with 1 (oversubscription)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 @pytest.fixture(scope="session")
 def minilm_backbone(minilm_dir: Path):
     """The bundled MiniLM built through the spec path, in eval mode (shared: do not mutate)."""
