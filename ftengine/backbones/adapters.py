@@ -117,7 +117,7 @@ def _effnet_head(model: nn.Module, state: State, ctx: dict[str, Any]) -> State:
 
 @register_adapter("efficientnet_lite")
 def efficientnet_lite_adapter(model: nn.Module) -> Adaptation:
-    """``efficientnet_lite_pytorch.EfficientNet``: ``stem``, ``_blocks.0`` .. ``_blocks.N-1``, ``head``.
+    """``efficientnet_lite_pytorch.EfficientNet``: ``stem``, ``_blocks.0`` .. ``_blocks.N-1``, ``conv_head``.
 
     Reproduces ``extract_features`` (drop-connect schedule included); pooling, dropout and ``_fc``
     are the head's job, so ``_fc`` is dropped. Inputs are RGB in [0, 1] normalised with mean = std = 0.5.
@@ -130,7 +130,7 @@ def efficientnet_lite_adapter(model: nn.Module) -> Adaptation:
     groups = [GroupDef("stem", ("_conv_stem", "_bn0", "_swish"), _effnet_stem)]
     groups += [GroupDef(f"_blocks.{i}", (f"_blocks.{i}",), partial(_effnet_block, i),
                         has_dropout=bool(_effnet_rate(model, i)) or None) for i in range(len(model._blocks))]
-    groups.append(GroupDef("head", ("_conv_head", "_bn1", "_swish"), _effnet_head))
+    groups.append(GroupDef("conv_head", ("_conv_head", "_bn1", "_swish"), _effnet_head))
     size = model._global_params.image_size
     return Adaptation(groups, drop=("_fc",), feature_dim=model._bn1.num_features,
                       preprocessing={"image_size": size, "mean": [0.5] * 3, "std": [0.5] * 3})

@@ -10,12 +10,12 @@ import copy
 
 import pytest
 import torch
-
 from backbone_helpers import EFFNET_CKPT, effnet_spec
+
 from ftengine.backbones import build_backbone
 from ftengine.errors import SpecError
 
-TOL = dict(rtol=1e-4, atol=1e-5)
+TOL = {"rtol": 1e-4, "atol": 1e-5}
 
 
 @pytest.fixture(scope="module")
@@ -42,7 +42,7 @@ def _entering(backbone, model, pixels) -> tuple[torch.Tensor, dict[int, torch.Te
 
 def test_groups_and_preprocessing(effnet_backbone, library_model):
     backbone = effnet_backbone
-    assert backbone.group_names == ["stem", *(f"_blocks.{i}" for i in range(16)), "head"]
+    assert backbone.group_names == ["stem", *(f"_blocks.{i}" for i in range(16)), "conv_head"]
     assert (backbone.modality, backbone.family, backbone.feature_dim) == ("image", "cnn", 1280)
     assert backbone.preprocessing == {"image_size": 224, "mean": [0.5] * 3, "std": [0.5] * 3}
     fc = sum(p.numel() for p in library_model._fc.parameters())
@@ -127,19 +127,19 @@ def test_strict_checkpoints(tmp_path, effnet_ckpt_path):
     ({"factory": "foo.bar:Model"},
      "backbone.factory: cannot import 'foo.bar' (No module named 'foo'); install the package or fix the path"),
     ({"factory": "efficientnet_lite_pytorch:EfficientNet.from_nam"},
-     "backbone.factory: 'efficientnet_lite_pytorch.EfficientNet' has no attribute 'from_nam' "
-     "(got 'efficientnet_lite_pytorch:EfficientNet.from_nam'); check the name"),
+     ("backbone.factory: 'efficientnet_lite_pytorch.EfficientNet' has no attribute 'from_nam' "
+     "(got 'efficientnet_lite_pytorch:EfficientNet.from_nam'); check the name")),
     ({"kwargs": {"model_name": "efficientnet-lite9"}},
-     "backbone.factory: efficientnet_lite_pytorch:EfficientNet.from_name(**kwargs) failed (ValueError: model_name "
+     ("backbone.factory: efficientnet_lite_pytorch:EfficientNet.from_name(**kwargs) failed (ValueError: model_name "
      "should be one of: efficientnet-b0, efficientnet-b1, efficientnet-b2, efficientnet-b3, efficientnet-b4, "
      "efficientnet-b5, efficientnet-b6, efficientnet-b7, efficientnet-b8, efficientnet-l2, efficientnet-lite0, "
-     "efficientnet-lite1, efficientnet-lite2, efficientnet-lite3, efficientnet-lite4); check backbone.kwargs"),
+     "efficientnet-lite1, efficientnet-lite2, efficientnet-lite3, efficientnet-lite4); check backbone.kwargs")),
     ({"kwargs": {}},
-     "backbone.kwargs: efficientnet_lite_pytorch:EfficientNet.from_name rejected the arguments "
-     "(EfficientNet.from_name() missing 1 required positional argument: 'model_name'); fix backbone.kwargs"),
+     ("backbone.kwargs: efficientnet_lite_pytorch:EfficientNet.from_name rejected the arguments "
+     "(EfficientNet.from_name() missing 1 required positional argument: 'model_name'); fix backbone.kwargs")),
     ({"adapter": "efficientnet"},
-     "backbone.adapter: unknown adapter 'efficientnet' (registered: efficientnet_lite, sequential); "
-     "use one of these or 'package.module:function'"),
+     ("backbone.adapter: unknown adapter 'efficientnet' (registered: efficientnet_lite, sequential); "
+     "use one of these or 'package.module:function'")),
 ])
 def test_errors_are_one_clear_line(changes, message, effnet_ckpt_path):
     with pytest.raises(SpecError) as err:
