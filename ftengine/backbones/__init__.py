@@ -18,7 +18,25 @@ register_builder("torchvision")(build_torchvision)
 register_builder("module")(build_module)
 
 __all__ = [
-    "ADAPTERS", "Adaptation", "Backbone", "BackboneBuilder", "BUILDERS", "GroupDef", "GroupRunner", "HFFamily",
-    "HF_FAMILIES", "LayerGroup", "RESNET_ARCHS", "State", "build_backbone", "register_adapter", "register_builder",
-    "load_hf_backbone", "load_module_backbone", "load_resnet", "register_hf_family", "resolve_adapter", "wrap_hf_model",
+    "ADAPTERS",
+    "BUILDERS",
+    "HF_FAMILIES",
+    "RESNET_ARCHS",
+    "Adaptation",
+    "Backbone",
+    "BackboneBuilder",
+    "GroupDef",
+    "GroupRunner",
+    "HFFamily",
+    "LayerGroup",
+    "State",
+    "build_backbone",
+    "load_hf_backbone",
+    "load_module_backbone",
+    "load_resnet",
+    "register_adapter",
+    "register_builder",
+    "register_hf_family",
+    "resolve_adapter",
+    "wrap_hf_model",
 ]

@@ -77,7 +77,7 @@ def load_state_dict_file(path: Path, where: str, key: str | None = None) -> dict
         try:
             # str(): some libraries and older torch builds mishandle Path objects here.
             data = torch.load(str(path), map_location="cpu", weights_only=True)
-        except Exception as exc:  # noqa: BLE001 - any unpickling failure means the same thing to the user
+        except Exception as exc:  # any unpickling failure means the same thing to the user
             reason = str(exc).splitlines()[0][:200]
             raise SpecError(f"{where}: cannot read '{path}' as a weights-only checkpoint ({reason}); "
                             "re-save it with torch.save(model.state_dict(), path)") from exc

@@ -56,7 +56,7 @@ def _construct(factory_path: str, kwargs: dict[str, Any], meta: bool) -> nn.Modu
     except TypeError as exc:
         raise SpecError(f"backbone.kwargs: {factory_path} rejected the arguments ({exc}); "
                         "fix backbone.kwargs") from exc
-    except Exception as exc:  # noqa: BLE001 - user code: report it in one line, keep the chain for --debug
+    except Exception as exc:  # user code: one line here, the chain stays for --debug
         first = str(exc).splitlines()[0][:400] if str(exc) else ""
         raise SpecError(f"backbone.factory: {factory_path}(**kwargs) failed ({type(exc).__name__}: {first}); "
                         "check backbone.kwargs") from exc
@@ -94,7 +94,7 @@ def load_module_backbone(
         adaptation = adapt(model)
     except SpecError:
         raise
-    except Exception as exc:  # noqa: BLE001 - a user adapter failing is reported against the spec field
+    except Exception as exc:  # a user adapter failing is reported against the spec field
         raise SpecError(f"backbone.adapter: '{adapter}' failed on {type(model).__name__} "
                         f"({type(exc).__name__}: {exc}); use an adapter that fits the model") from exc
     for name in adaptation.drop:

@@ -60,7 +60,7 @@ def preprocessing_for(weights: Any | None) -> dict[str, Any]:
 def _download(weights: Any) -> dict[str, torch.Tensor]:
     try:
         return weights.get_state_dict(progress=False)
-    except Exception as exc:  # noqa: BLE001 - URLError, HTTPError, OSError, hash errors: all "could not fetch"
+    except Exception as exc:  # URLError, HTTPError, OSError, hash errors: all "could not fetch"
         from torch.hub import get_dir
 
         reason = str(exc).splitlines()[0][:160] if str(exc) else type(exc).__name__

@@ -9,7 +9,7 @@ def tiny_config(model_type: str, attn: str = "sdpa"):
     """A 3-layer random config of a supported model type (no download)."""
     from transformers import AutoConfig
 
-    common = dict(vocab_size=97, num_hidden_layers=3, num_attention_heads=2, attn_implementation=attn)
+    common = {"vocab_size": 97, "num_hidden_layers": 3, "num_attention_heads": 2, "attn_implementation": attn}
     if model_type == "gpt2":
         return AutoConfig.for_model("gpt2", n_embd=32, n_positions=64, n_layer=3, n_head=2, vocab_size=97,
                                     attn_implementation=attn)
@@ -22,7 +22,7 @@ def effnet_spec(**changes):
     """The module-kind spec of the bundled EfficientNet-Lite0."""
     from ftengine.spec import ModuleBackboneSpec
 
-    fields = dict(factory="efficientnet_lite_pytorch:EfficientNet.from_name",
-                  kwargs={"model_name": "efficientnet-lite0", "batch_norm_momentum": 0.9},
-                  checkpoint=EFFNET_CKPT, adapter="efficientnet_lite")
+    fields = {"factory": "efficientnet_lite_pytorch:EfficientNet.from_name",
+              "kwargs": {"model_name": "efficientnet-lite0", "batch_norm_momentum": 0.9},
+              "checkpoint": EFFNET_CKPT, "adapter": "efficientnet_lite"}
     return ModuleBackboneSpec(**{**fields, **changes})

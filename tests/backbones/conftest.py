@@ -6,7 +6,6 @@ from pathlib import Path
 
 import pytest
 import torch
-
 from backbone_helpers import EFFNET_CKPT, effnet_spec
 
 

@@ -10,12 +10,12 @@ import copy
 
 import pytest
 import torch
-
 from backbone_helpers import tiny_config
+
 from ftengine.backbones import build_backbone, wrap_hf_model
 from ftengine.spec import HFBackboneSpec
 
-TOL = dict(rtol=1e-5, atol=1e-5)
+TOL = {"rtol": 1e-5, "atol": 1e-5}
 
 
 def test_minilm_groups_and_names(minilm_backbone, minilm_model):

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 import torch
-
 from backbone_helpers import tiny_config
+
 from ftengine.backbones import build_backbone
 from ftengine.errors import RunError, SpecError
 from ftengine.spec import HFBackboneSpec

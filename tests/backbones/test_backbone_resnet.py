@@ -18,7 +18,7 @@ from ftengine.backbones import build_backbone
 from ftengine.errors import RunError, SpecError
 from ftengine.spec import TorchvisionBackboneSpec
 
-TOL = dict(rtol=1e-5, atol=1e-5)
+TOL = {"rtol": 1e-5, "atol": 1e-5}
 
 
 def _build(arch: str = "resnet18", weights: str | None = None, **kwargs):
