@@ -16,6 +16,23 @@ from typing import Any
 
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
+from torch import Tensor
+
+from ftengine.runtime.metrics import classification_metrics
+
+
+def build_report(y_true: Tensor, probs: Tensor, labels: Sequence[str]) -> dict[str, Any]:
+    """Report metrics from true class ids (N,) and predicted probabilities (N, C), plus ``loss`` (mean NLL).
+
+    Rows with a negative true label (unlabelled) are left out.
+    """
+    y, p = y_true.long().cpu(), probs.float().cpu()
+    metrics = classification_metrics(y, p.argmax(dim=1), labels)
+    known = y >= 0
+    if known.any():
+        picked = p[known].gather(1, y[known].unsqueeze(1)).clamp(min=1e-12)
+        metrics["loss"] = float(-picked.log().mean())
+    return metrics
 
 
 def format_report(metrics: dict[str, Any], title: str = "test set") -> str:
@@ -87,12 +104,18 @@ def plot_confusion(metrics: dict[str, Any], path: Path, title: str = "test set")
 
 
 def read_metrics(path: str | Path) -> list[dict[str, Any]]:
-    """Rows of ``metrics.jsonl``; a row repeated after a resume (same stage, epoch, step, keys) keeps its last copy."""
+    """Rows of ``metrics.jsonl``; a row repeated after a resume (same stage, epoch, step, keys) keeps its last copy.
+
+    A torn last line (a crash mid-write) is ignored.
+    """
     rows: dict[tuple, dict[str, Any]] = {}
     for line in Path(path).read_text().splitlines():
         if line.strip():
-            row = json.loads(line)
-            rows[(row.get("stage"), row.get("epoch"), row.get("step"), tuple(sorted(row)))] = row
+            try:
+                row = json.loads(line)
+            except ValueError:
+                break
+            rows[(_stage(row), row.get("epoch"), row.get("step"), tuple(sorted(row)))] = row
     return sorted(rows.values(), key=lambda r: (r.get("step", 0) or 0))
 
 
@@ -106,18 +129,26 @@ def _series(rows: Sequence[dict[str, Any]], key: str) -> tuple[list[float], list
     return xs, ys
 
 
+def _stage(row: dict[str, Any]) -> Any:
+    return row.get("stage_index", row.get("stage"))
+
+
+def _stage_name(row: dict[str, Any]) -> str:
+    """``stage_name``, or ``stage`` when it holds a name, else ``stage <index>``."""
+    name = row.get("stage_name") or (row.get("stage") if isinstance(row.get("stage"), str) else None)
+    return str(name) if name else f"stage {_stage(row)}"
+
+
 def _stage_marks(ax: Any, rows: Sequence[dict[str, Any]]) -> None:
     """Dashed line where each stage starts (at the last step of the stage before), labelled with its name."""
-    if rows and any(r.get("stage") != rows[0].get("stage") for r in rows):
-        name = rows[0].get("stage_name") or f"stage {rows[0].get('stage')}"
-        ax.annotate(name, (0, 1), xycoords="axes fraction", xytext=(3, -12), textcoords="offset points",
+    if rows and any(_stage(r) != _stage(rows[0]) for r in rows):
+        ax.annotate(_stage_name(rows[0]), (0, 1), xycoords="axes fraction", xytext=(3, -12), textcoords="offset points",
                     fontsize=8, color="0.3")
     for prev, row in zip(rows, rows[1:]):
-        if row.get("stage") != prev.get("stage"):
+        if _stage(row) != _stage(prev):
             x = prev.get("step", 0)
             ax.axvline(x, color="0.45", linestyle="--", linewidth=1)
-            name = row.get("stage_name") or f"stage {row.get('stage')}"
-            ax.annotate(name, (x, 1), xycoords=("data", "axes fraction"), xytext=(3, -12), textcoords="offset points",
+            ax.annotate(_stage_name(row), (x, 1), xycoords=("data", "axes fraction"), xytext=(3, -12), textcoords="offset points",
                         fontsize=8, color="0.3")
 
 
