@@ -11,6 +11,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from ftengine.runtime.metrics import classification_metrics
+
 
 @dataclass
 class Evaluation:
@@ -19,10 +21,11 @@ class Evaluation:
     Attributes:
         loss: mean cross-entropy (unweighted, so it compares across balance settings).
         accuracy: fraction of correct argmax predictions.
-        macro_f1: unweighted mean of per-class F1 (classes absent from both labels and predictions excluded).
+        macro_f1: unweighted mean of per-class F1 over every class of the label list.
         probs: (N, C) float32 softmax probabilities, in the split's example order.
         labels: (N,) int64 true labels.
         index: (N,) int64 example ids.
+        report: every classification metric (`ftengine.runtime.metrics.metrics_from_confusion`) plus `loss`.
     """
 
     loss: float
@@ -31,6 +34,7 @@ class Evaluation:
     probs: Tensor
     labels: Tensor
     index: Tensor
+    report: dict[str, Any]
 
     @property
     def preds(self) -> Tensor:
@@ -42,27 +46,15 @@ class Evaluation:
         return {f"{prefix}loss": self.loss, f"{prefix}accuracy": self.accuracy, f"{prefix}macro_f1": self.macro_f1}
 
 
-def macro_f1(labels: Tensor, preds: Tensor, num_classes: int) -> float:
-    """Macro-averaged F1 over the classes present in `labels` or `preds` (scikit-learn's `f1_score(average="macro")`
-    with its zero-division default)."""
-    confusion = torch.bincount(labels * num_classes + preds, minlength=num_classes**2).view(num_classes, num_classes)
-    tp = confusion.diag().double()
-    support, predicted = confusion.sum(1).double(), confusion.sum(0).double()
-    denom = support + predicted
-    f1 = torch.where(denom > 0, 2 * tp / denom.clamp(min=1), torch.zeros_like(tp))
-    present = denom > 0
-    return float(f1[present].mean()) if present.any() else 0.0
-
-
 @torch.no_grad()
-def evaluate(logits_of: Callable[[dict[str, Any]], Tensor], batches: Iterable[dict[str, Any]], num_classes: int,
+def evaluate(logits_of: Callable[[dict[str, Any]], Tensor], batches: Iterable[dict[str, Any]], names: list[str],
              *, should_stop: Callable[[], bool] = lambda: False) -> Evaluation | None:
     """Run `logits_of` over every batch (model in eval mode is the caller's job) and score it.
 
     Args:
         logits_of: batch -> (B, C) logits.
         batches: collated batches with `labels` and `index`.
-        num_classes: C.
+        names: class names (C of them).
         should_stop: polled between batches; when it turns true the pass is abandoned (returns None).
     """
     probs, labels, index, loss_sum = [], [], [], 0.0
@@ -79,10 +71,9 @@ def evaluate(logits_of: Callable[[dict[str, Any]], Tensor], batches: Iterable[di
     p, y, i = torch.cat(probs), torch.cat(labels), torch.cat(index)
     order = torch.argsort(i)  # eval batches come longest-first; report in the split's own order
     p, y, i = p[order], y[order], i[order]
-    loss = loss_sum / len(y)
-    preds = p.argmax(dim=1)
-    return Evaluation(loss=loss, accuracy=float((preds == y).double().mean()), macro_f1=macro_f1(y, preds, num_classes),
-                      probs=p, labels=y, index=i)
+    report = {**classification_metrics(y, p.argmax(dim=1), names), "loss": loss_sum / len(y)}
+    return Evaluation(loss=report["loss"], accuracy=report["accuracy"], macro_f1=report["macro_f1"], probs=p, labels=y,
+                      index=i, report=report)
 
 
 def autocast_context(device: torch.device, dtype: torch.dtype | None) -> contextlib.AbstractContextManager:

@@ -18,7 +18,6 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
-from torch.utils.data import DataLoader
 
 from ftengine.errors import RunError
 from ftengine.runtime.checkpoint import BEST, LAST, model_state, save_checkpoint
@@ -28,7 +27,7 @@ from ftengine.runtime.model import inputs_of, to_device
 from ftengine.runtime.param_groups import apply_stage_settings, lr_summary
 from ftengine.runtime.progress import format_epoch
 from ftengine.runtime.schedule import set_lrs
-from ftengine.runtime.seeding import capture_rng, derived_seed
+from ftengine.runtime.seeding import capture_rng
 from ftengine.runtime.tracker import Verdict
 
 
@@ -205,11 +204,12 @@ class Trainer:
         if dataset is None or len(dataset) == 0:
             return None
         self.model.eval()
-        loader = self.data.make_loader(split, self.eval_batch_size, shuffle=False, seed=self.spec.training.seed)
+        loader = self.data.make_loader(split, self.eval_batch_size, shuffle=False, seed=self.spec.training.seed,
+                                       num_workers=self.spec.training.num_workers, pin_memory=self.device.type == "cuda")
         with torch.random.fork_rng(devices=[]):  # creating a DataLoader iterator draws from the global RNG
             batches = iter(loader)
         stop = (lambda: self._stop_requested) if interruptible else (lambda: False)
-        return evaluate(lambda b: self.logits(b, split, stage), batches, len(self.data.labels), should_stop=stop)
+        return evaluate(lambda b: self.logits(b, split, stage), batches, self.data.labels, should_stop=stop)
 
     @property
     def eval_batch_size(self) -> int:
@@ -224,20 +224,15 @@ class Trainer:
         return val
 
     def _train_loader(self) -> Any:
-        """The training DataLoader for the current epoch, starting at `pos.batches_done`."""
+        """The training DataLoader for the current epoch, starting at `pos.batches_done`.
+
+        Its batch order is a pure function of (seed, epoch), so a resumed run sees the batches an unbroken run saw.
+        """
         loader = self.data.make_loader("train", self.spec.training.batch_size, shuffle=True,
-                                       seed=self.spec.training.seed)
-        sampler = loader.batch_sampler
-        with torch.random.fork_rng(devices=[]):
-            if hasattr(sampler, "set_epoch") and hasattr(sampler, "skip"):
-                # Batch order is a pure function of (seed, epoch): the same in a resumed run.
-                sampler.set_epoch(self.pos.epochs_done)
-                sampler.skip(self.pos.batches_done)
-            else:  # any other sampler: seed the global RNG for its order, then drop the batches already done
-                torch.manual_seed(derived_seed(self.spec.training.seed, self.pos.epochs_done))
-                batches = list(sampler)[self.pos.batches_done:]
-                loader = DataLoader(loader.dataset, batch_sampler=batches, collate_fn=loader.collate_fn,
-                                    num_workers=loader.num_workers)
+                                       seed=self.spec.training.seed, epoch=self.pos.epochs_done,
+                                       skip_batches=self.pos.batches_done, num_workers=self.spec.training.num_workers,
+                                       pin_memory=self.device.type == "cuda")
+        with torch.random.fork_rng(devices=[]):  # creating a DataLoader iterator draws from the global RNG
             return _Primed(loader)
 
     def _watched(self, val: Evaluation) -> float:

@@ -9,7 +9,8 @@
         checkpoints/        last/ (resume), best/, latest.json
         model/              model.safetensors + head.json (+ backbone/ save_pretrained for hf backbones)
         report.json         test-split report
-        plots/              loss.png, metrics.png
+        report.txt          the same, as a table
+        plots/              loss, metrics, lr, throughput, confusion matrix (PNG)
 """
 
 from __future__ import annotations
@@ -109,39 +110,3 @@ class MetricsLog:
         with open(self.path, "a") as f:
             f.write(json.dumps(row) + "\n")
         self.rows += 1
-
-
-def save_plots(run_dir: Path, rows: list[dict[str, Any]]) -> list[Path]:
-    """plots/loss.png (train and validation loss) and plots/metrics.png (validation accuracy, macro-F1) per epoch,
-    with dotted lines where a new stage starts."""
-    if not rows:
-        return []
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    folder = run_dir / "plots"
-    folder.mkdir(exist_ok=True)
-    epochs = [r["epoch"] for r in rows]
-    starts = [r["epoch"] - 0.5 for a, r in zip(rows, rows[1:]) if r["stage_index"] != a["stage_index"]]
-    paths = []
-    for name, keys, ylabel in (("loss", ("train_loss", "val_loss"), "cross-entropy"),
-                               ("metrics", ("val_accuracy", "val_macro_f1"), "score")):
-        fig, ax = plt.subplots(figsize=(6.4, 4.0))
-        for key in keys:
-            points = [(e, r[key]) for e, r in zip(epochs, rows) if r.get(key) is not None]
-            if points:
-                ax.plot(*zip(*points), marker="o", label=key)
-        for x in starts:
-            ax.axvline(x, color="grey", linestyle=":", linewidth=1)
-        ax.set_xlabel("epoch")
-        ax.set_ylabel(ylabel)
-        ax.grid(alpha=0.3)
-        ax.legend()
-        fig.tight_layout()
-        path = folder / f"{name}.png"
-        fig.savefig(path, dpi=100)
-        plt.close(fig)
-        paths.append(path)
-    return paths

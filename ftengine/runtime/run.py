@@ -16,7 +16,7 @@ from ftengine.runtime.checkpoint import BEST, latest_checkpoint, load_checkpoint
 from ftengine.runtime.device import autocast_dtype, grad_scaler, pick_device, set_threads
 from ftengine.runtime.loop import Position, Trainer
 from ftengine.runtime.model import FineTuneModel
-from ftengine.runtime.outputs import (MetricsLog, claim_run_dir, read_run_info, run_dir_of, save_plots, write_json,
+from ftengine.runtime.outputs import (MetricsLog, claim_run_dir, read_run_info, run_dir_of, write_json,
                                       write_spec_files)
 from ftengine.runtime.param_groups import build_param_groups
 from ftengine.runtime.progress import Console
@@ -165,8 +165,10 @@ def open_cache(spec: Any, graph: Any, model: FineTuneModel, data: Any, device: t
     if cache is None:
         return None
     model.backbone.eval()  # the fill runs the frozen prefix as training will: dropout off, BatchNorm fixed
-    cache.prepare(graph.cache_boundaries(), batch_size=spec.training.eval_batch_size or 2 * spec.training.batch_size,
-                  quiet=console.quiet or not console.bars, stage=stage)
+    # A cold cache fills and a warm one loads: neither may change the random numbers training draws next.
+    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+        cache.prepare(graph.cache_boundaries(), batch_size=spec.training.eval_batch_size or 2 * spec.training.batch_size,
+                      quiet=console.quiet or not console.bars, stage=stage)
     stats = cache.stats()
     console.line(f"activation cache: {stats['tier']} tier, {stats['bytes'] / 2**20:.0f} MiB at boundaries "
                  f"{stats['boundaries']} (filled in {stats['fill_seconds']:.1f}s)")
@@ -176,6 +178,7 @@ def open_cache(spec: Any, graph: Any, model: FineTuneModel, data: Any, device: t
 def finish(trainer: Trainer, spec: Any, data: Any, run_dir: Path, console: Console) -> dict[str, Any]:
     """Restore the best weights, test them, save the model, report and plots; returns the final metrics."""
     from ftengine.runtime.artifacts import save_final_model
+    from ftengine.runtime.report import plot_history, write_report
 
     graph, rows = trainer.graph, MetricsLog.read(run_dir / "metrics.jsonl")
     weights_stage = min(trainer.pos.stage, len(graph.stages) - 1)
@@ -193,20 +196,14 @@ def finish(trainer: Trainer, spec: Any, data: Any, run_dir: Path, console: Conso
     metrics["epochs_run"] = len(rows)
     if test is not None:
         metrics.update(test.metrics("test_"))
-        write_report(run_dir, test, data)
+        write_report(run_dir, test.report, split="test", plots=spec.output.plots,
+                     extra={"weights": "best" if spec.training.restore_best else "last", "epoch": final_row.get("epoch")})
     save_final_model(run_dir, trainer.model, spec, data.labels)
-    if spec.output.plots:
-        save_plots(run_dir, rows)
+    if spec.output.plots and rows:
+        plot_history(run_dir / "metrics.jsonl", run_dir / "plots")
     if not spec.output.save_best and best_path.is_file():
         best_path.unlink()
     return metrics
-
-
-def write_report(run_dir: Path, test: Any, data: Any) -> None:
-    """report.json for the test split (accuracy, macro-F1, per-class precision/recall, confusion matrix)."""
-    from ftengine.runtime.report import build_report
-
-    write_json(run_dir / "report.json", build_report(test.labels, test.probs, data.labels))
 
 
 def summary_line(metrics: dict[str, Any], run_dir: Path) -> str:

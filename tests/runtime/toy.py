@@ -6,14 +6,15 @@ the planner plans it like any other image backbone, so stages, LRs and cache poi
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import torch
 from torch import nn
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import Dataset
 
 from ftengine.backbones.backbone import Backbone, GroupDef
-from ftengine.data.sampling import EpochBatchSampler
+from ftengine.data import DataBundle
 from ftengine.spec import Spec
 
 IN, HIDDEN = 8, 16
@@ -60,35 +61,22 @@ class _Split(Dataset):
         return {"pixels": self.x[i], "label": int(self.y[i]), "index": i}
 
 
-class ToyData:
-    """A learnable 3-class problem (labels from a fixed random projection) with the DataBundle interface."""
+def _collate(examples: list[dict[str, Any]]) -> dict[str, torch.Tensor]:
+    return {"pixels": torch.stack([e["pixels"] for e in examples]),
+            "labels": torch.tensor([e["label"] for e in examples]),
+            "index": torch.tensor([e["index"] for e in examples])}
 
-    def __init__(self, n_train: int = 96, n_val: int = 48, n_test: int = 48, seed: int = 0) -> None:
-        g = torch.Generator().manual_seed(seed)
-        w = torch.randn(IN, 3, generator=g)
-        splits = {}
-        for name, n in (("train", n_train), ("validation", n_val), ("test", n_test)):
-            x = torch.randn(n, IN, generator=g)
-            splits[name] = _Split(x, (x @ w).argmax(1)) if n else None
-        self.train, self.validation, self.test = splits["train"], splits["validation"], splits["test"]
-        self.labels = ["a", "b", "c"]
-        self.class_weights = torch.tensor([1.0, 2.0, 0.5])
-        self.train_sampler_weights = None
-        self.lengths = None
-        self.deterministic = True
 
-    def collate(self, examples: list[dict[str, Any]]) -> dict[str, torch.Tensor]:
-        return {"pixels": torch.stack([e["pixels"] for e in examples]),
-                "labels": torch.tensor([e["label"] for e in examples]),
-                "index": torch.tensor([e["index"] for e in examples])}
-
-    def make_loader(self, split: str, batch_size: int, shuffle: bool, seed: int) -> DataLoader:
-        dataset = getattr(self, split)
-        sampler = EpochBatchSampler(len(dataset), batch_size, shuffle=shuffle, seed=seed)
-        return DataLoader(dataset, batch_sampler=sampler, collate_fn=self.collate)
-
-    def fingerprint(self) -> str:
-        return "toy"
+def toy_data(n_train: int = 96, n_val: int = 48, n_test: int = 48, seed: int = 0) -> DataBundle:
+    """A learnable 3-class problem (labels from a fixed random projection) in a real DataBundle."""
+    g = torch.Generator().manual_seed(seed)
+    w = torch.randn(IN, 3, generator=g)
+    splits = {}
+    for name, n in (("train", n_train), ("validation", n_val), ("test", n_test)):
+        x = torch.randn(n, IN, generator=g)
+        splits[name] = _Split(x, (x @ w).argmax(1)) if n else None
+    return DataBundle(kind="toy", modality="image", labels=["a", "b", "c"], collate=_collate,
+                      class_weights=torch.tensor([1.0, 2.0, 0.5]), fingerprint_parts={"toy": seed}, **splits)
 
 
 def toy_spec(**sections: Any) -> Spec:
@@ -109,7 +97,7 @@ def toy_spec(**sections: Any) -> Spec:
 
 
 def toy_build(spec: Spec, spec_dir: Any, device: torch.device, *, pretrained: bool = True,
-              data: ToyData | None = None) -> Any:
+              data: DataBundle | None = None) -> Any:
     """Stand-in for `ftengine.runtime.run.build`: seeded toy backbone, head and data, planned for real."""
     from ftengine.planner import plan
     from ftengine.runtime.model import FineTuneModel
@@ -118,6 +106,9 @@ def toy_build(spec: Spec, spec_dir: Any, device: torch.device, *, pretrained: bo
 
     seed_everything(spec.training.seed)
     backbone = toy_backbone()
-    data = data or ToyData()
+    data = data or toy_data()
     graph = plan(spec, backbone, num_classes=len(data.labels))
     return Built(FineTuneModel(backbone, ToyHead(len(data.labels))).to(device), data, graph, device)
+
+
+REPO_SPECS = Path(__file__).resolve().parents[2] / "specs"
