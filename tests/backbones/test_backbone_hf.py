@@ -142,3 +142,18 @@ def test_deepcopy_is_independent(minilm_backbone, padded_batch):
     assert clone.model.encoder.layer[5] is clone.encoder.layer[5]
     assert not torch.allclose(before, after)  # the copy's runners act on the copy's modules
     assert minilm_backbone.encoder.layer[5].output.dense.weight.abs().sum() > 0
+
+
+@pytest.mark.gpu
+@torch.no_grad()
+def test_minilm_on_cuda_bf16_matches_its_own_forward(minilm_dir, padded_batch):
+    if not torch.cuda.is_available():
+        pytest.skip("needs a CUDA device")
+    backbone = build_backbone(HFBackboneSpec(source=str(minilm_dir)), device="cuda").eval()
+    batch = {k: v.cuda() for k, v in padded_batch.items()}
+    with torch.autocast("cuda", dtype=torch.bfloat16):
+        ref = backbone.model(**batch, output_hidden_states=True)
+        for k in range(1, 7):
+            out = backbone.forward_from(k, {"hidden": ref.hidden_states[k - 1], "attention_mask": batch["attention_mask"]})
+            # Same kernels on the same inputs; bf16's tolerance covers any non-deterministic reduction order.
+            torch.testing.assert_close(out["hidden"], ref.last_hidden_state, rtol=1.6e-2, atol=1e-2)
