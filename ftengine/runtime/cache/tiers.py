@@ -67,16 +67,17 @@ def plan_tiers(sizes: Mapping[tuple[str, int], int], uses: Mapping[int, int], ti
 
 
 def stale_boundaries(graph: Any, boundaries: Sequence[int], from_stage: int = 0) -> dict[int, str]:
-    """Boundaries whose prefix is trained by a stage that runs before a later stage reads them.
-
-    Filling such a boundary now would store activations of weights that change before they are used; the
-    reading stage then runs its prefix live instead.
+    """Boundaries not to fill now, with the reason: their prefix is trained by a stage that runs before a later
+    stage reads them (the activations would go stale: that stage runs its prefix live instead), or only stages
+    before ``from_stage`` read them (a resumed run no longer needs them).
     """
     stages = list(graph.stages)[from_stage:]
     out: dict[int, str] = {}
     for b in boundaries:
         readers = [s for s in stages if s.cache.allowed and s.cache.boundary == b]
         if not readers:
+            if any(s.cache.allowed and s.cache.boundary == b for s in graph.stages):  # read only by finished stages
+                out[b] = f"only stages before {from_stage} read boundary {b}: nothing left to serve"
             continue
         last = readers[-1].index
         for stage in stages:

@@ -187,7 +187,9 @@ def test_boundary_trained_before_it_is_read_is_not_cached(minilm_backbone, tiny_
     assert skipped["boundary"] == 5 and "trains encoder.layer.1 below boundary 5" in skipped["reason"]
     resumed = build(spec, graph, minilm_backbone, tiny_data)  # resumed in stage 1: layer 1 is done training
     resumed.prepare(graph.cache_boundaries(), splits=("train",), quiet=True, stage=1)
-    assert resumed.has("train", 5)
+    assert resumed.has("train", 5) and not resumed.has("train", 2)  # stage 0 (the only reader of 2) is over
+    assert resumed.stats()["skipped"][0]["reason"] == "only stages before 1 read boundary 2: nothing left to serve"
+    assert resumed.stats()["forward_passes"] == {"train": {5: 1}}
 
 
 def test_lookup_errors_say_what_is_cached(minilm_backbone, tiny_data, cache_dir):
