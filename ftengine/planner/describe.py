@@ -12,8 +12,8 @@ if TYPE_CHECKING:
 
 def human_count(n: int) -> str:
     """`1,155`, `22.7M`, `4.7K` style parameter counts."""
-    for size, unit in ((1e9, "B"), (1e6, "M"), (1e4, "K")):
-        if n >= size:
+    for threshold, size, unit in ((1e9, 1e9, "B"), (1e6, 1e6, "M"), (1e4, 1e3, "K")):
+        if n >= threshold:
             return f"{n / size:.1f}{unit}"
     return f"{n:,}"
 

@@ -10,8 +10,6 @@ import pytest
 
 from ftengine.cli import main
 
-BROKEN = Path(__file__).resolve().parent / "broken"
-REPO = Path(__file__).resolve().parents[2]
 
 
 class Result(NamedTuple):
@@ -28,10 +26,3 @@ def cli(capsys: pytest.CaptureFixture[str]) -> Callable[..., Result]:
         captured = capsys.readouterr()
         return Result(code, captured.out, captured.err)
     return run
-
-
-@pytest.fixture(scope="session")
-def backbones_ready() -> None:
-    """Skip while ftengine.backbones is not in the tree yet (its import errors still fail loudly)."""
-    if not (REPO / "ftengine" / "backbones" / "__init__.py").exists():
-        pytest.skip("ftengine.backbones is not built yet")

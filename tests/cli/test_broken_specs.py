@@ -71,7 +71,7 @@ def test_spec_problems(cli, name: str) -> None:
 
 
 @pytest.mark.parametrize("name", sorted(PLAN_PROBLEMS))
-def test_plan_problems(cli, backbones_ready, name: str) -> None:
+def test_plan_problems(cli, name: str) -> None:
     path = BROKEN / name
     _check(cli("validate", path), path, PLAN_PROBLEMS[name])
 
@@ -90,7 +90,7 @@ def test_missing_spec_file_and_bad_override(cli, tmp_path: Path) -> None:
     assert result.err == "override 'training.epochs': expected key.path=value; e.g. training.epochs=2\n"
 
 
-def test_missing_package_names_the_install(cli, backbones_ready) -> None:
+def test_missing_package_names_the_install(cli) -> None:
     result = cli("validate", BROKEN / "missing_package.yaml")
     assert result.code == 2
     line, = result.err.splitlines()

