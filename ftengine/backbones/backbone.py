@@ -14,6 +14,7 @@ runners act on the copied modules.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -262,8 +263,10 @@ def image_boundary_shape(backbone: Backbone, index: int, example_len: int | None
         # Eval mode: a one-image batch must not touch BatchNorm statistics (nor fail on 1x1 maps).
         modes = {m: m.training for m in backbone.modules()}
         backbone.eval()
+        # Meta parameters take meta inputs directly; real ones need fake inputs (no compute either way).
+        fake = FakeTensorMode(allow_non_fake_inputs=True) if device.type != "meta" else contextlib.nullcontext()
         try:
-            with FakeTensorMode(allow_non_fake_inputs=True), torch.no_grad():
+            with fake, torch.no_grad():
                 state: State = {"pixels": torch.empty(1, 3, side, side, device=device)}
                 shapes = [(3, side, side)]
                 for k in range(len(backbone.groups)):
