@@ -63,7 +63,7 @@ def make_splits(train: Rows, validation: Rows | None, test: Rows | None, *, spli
         if not part.items:
             raise DataError(f"{part.where}: the {name} split is empty (got no rows from {part.source}); add rows")
     # Content digests (not paths) identify the files: a moved file keeps its cached activations.
-    settings = dict(split=split.model_dump(), limit=limit, labels=labels, splits=sorted(rows))
+    settings = {"split": split.model_dump(), "limit": limit, "labels": labels, "splits": sorted(rows)}
     return Splits(labels, rows, ids, settings)
 
 

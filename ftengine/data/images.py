@@ -88,20 +88,24 @@ def _files_digest(paths: list[Path], root: Path) -> Callable[[], str]:
     return digest
 
 
+def _images(folder: Path) -> list[Path]:
+    """Image files under ``folder`` at any depth, sorted."""
+    return sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_EXTENSIONS and p.is_file())
+
+
 def folder_rows(root: Path, where: str, *, require_labels: bool = True) -> Rows:
     """Images under ``root/<class>/`` (any depth); without class folders and ``require_labels`` False: all images."""
     classes = sorted(d for d in root.iterdir() if d.is_dir() and not d.name.startswith("."))
-    images = lambda d: sorted(p for p in d.rglob("*") if p.suffix.lower() in IMAGE_EXTENSIONS and p.is_file())  # noqa: E731
     if not classes:
         if require_labels:
             found = sum(1 for p in root.iterdir() if p.is_file())
             raise DataError(f"{where}: {root} has no class subfolders (got {found} files at the top); put each class's "
                             f"images in their own subfolder, e.g. {root / 'cat' / '001.jpg'}")
-        items: list[Path] = images(root)
+        items: list[Path] = _images(root)
         return Rows(items, [None] * len(items), [0] * len(items), root, where, _files_digest(items, root))
     items, labels = [], []
     for folder in classes:
-        found = images(folder)
+        found = _images(folder)
         if not found:
             raise DataError(f"{where}: class folder {folder} has no images (got none with extension "
                             f"{', '.join(IMAGE_EXTENSIONS)}); add images or remove the folder")
@@ -145,8 +149,8 @@ def _bundle(kind: str, spec: Any, backbone: Any, splits: Any, seed: int,
     datasets = {name: ImageDataset(part.items, splits.ids[name], train_tf if name == "train" else eval_tf,
                                    part.where, source) for name, part in splits.rows.items()}
     class_weights, sampler_weights = balance_weights(spec.balance, splits.ids["train"], len(splits.labels))
-    stats = dict(counts={name: counts(i, splits.labels) for name, i in splits.ids.items()},
-                 notes=[pre["note"]] if pre["note"] else [], image_size=pre["image_size"])
+    stats = {"counts": {name: counts(i, splits.labels) for name, i in splits.ids.items()},
+             "notes": [pre["note"]] if pre["note"] else [], "image_size": pre["image_size"]}
     parts = dict(kind=kind, **splits.settings, **transform_identity(pre, augment), **extra_parts)
     return DataBundle(kind=kind, modality="image", train=datasets["train"], validation=datasets.get("validation"),
                       test=datasets.get("test"), labels=splits.labels, collate=collate_images,
@@ -167,7 +171,7 @@ def build_image_files(spec: ImageFolderDataSpec | ImageCsvDataSpec, backbone: An
     splits = make_splits(given["train"], given.get("validation"), given.get("test"), split=spec.split,
                          limit=spec.limit, explicit=spec.labels)
     digests = {name: rows.digest for name, rows in given.items()}  # callables: hashed only when asked
-    extra = dict(columns=[spec.path_column, spec.label_column]) if not folder else {}
+    extra = {"columns": [spec.path_column, spec.label_column]} if not folder else {}
     return _bundle(spec.kind, spec, backbone, splits, seed, None, dict(digests=digests, **extra))
 
 
@@ -185,7 +189,7 @@ def build_digits(spec: DigitsDataSpec, backbone: Any, spec_dir: Path | None, see
     rows = Rows(list(range(n)), [str(int(t)) for t in digits.target], [0] * n, "sklearn.datasets.load_digits", "data")
     splits = make_splits(rows, None, None, split=spec.split, limit=spec.limit, explicit=None)
     digest = hashlib.sha256(digits.images.tobytes() + digits.target.tobytes()).hexdigest()
-    return _bundle(spec.kind, spec, backbone, splits, seed, _Digits(images), dict(digests={"arrays": digest}))
+    return _bundle(spec.kind, spec, backbone, splits, seed, _Digits(images), {"digests": {"arrays": digest}})
 
 
 def load_images(spec: Any, backbone: Any, path: Path, labels: list[str], *, require_labels: bool,

@@ -38,7 +38,7 @@ class Rows:
     where: str
     digest: str | Callable[[], str] = ""
 
-    def select(self, indices: Sequence[int]) -> "Rows":
+    def select(self, indices: Sequence[int]) -> Rows:
         """The rows at ``indices`` (in that order)."""
         return Rows([self.items[i] for i in indices], [self.labels[i] for i in indices],
                     [self.lines[i] for i in indices], self.source, self.where, self.digest)

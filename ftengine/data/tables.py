@@ -174,7 +174,7 @@ def cell(table: Table, i: int, column: str, where: str, *, required: bool = True
         DataError: the value is missing or empty while ``required``, or is not text/number.
     """
     value = table.rows[i].get(column)
-    if isinstance(value, bool) or isinstance(value, (int, float)):
+    if isinstance(value, (bool, int, float)):
         value = str(value).lower() if isinstance(value, bool) else str(value)
     if value is not None and not isinstance(value, str):
         raise DataError(f"{where}: {table.path} line {table.lines[i]}, column '{column}': expected text "

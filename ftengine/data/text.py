@@ -118,8 +118,8 @@ def tokenize(tokenizer: Any, rows: Rows, max_length: int) -> tuple[list[list[int
 
 def tokenizer_identity(tokenizer: Any, max_length: int) -> dict[str, Any]:
     """What identifies the tokenization (for the fingerprint)."""
-    return dict(tokenizer=type(tokenizer).__name__, name_or_path=str(getattr(tokenizer, "name_or_path", "")),
-                vocab_size=len(tokenizer), max_length=max_length)
+    return {"tokenizer": type(tokenizer).__name__, "name_or_path": str(getattr(tokenizer, "name_or_path", "")),
+            "vocab_size": len(tokenizer), "max_length": max_length}
 
 
 def _tokenizer(backbone: Any) -> Any:
@@ -131,7 +131,7 @@ def _tokenizer(backbone: Any) -> Any:
 
 
 def _datasets(tokenizer: Any, rows: dict[str, Rows], ids: dict[str, list[int]], max_length: int) -> tuple[dict, dict]:
-    datasets, stats = {}, dict(tokenized=0, tokenize_seconds=0.0)
+    datasets, stats = {}, {"tokenized": 0, "tokenize_seconds": 0.0}
     for name, part in rows.items():
         start = time.perf_counter()
         input_ids, token_types = tokenize(tokenizer, part, max_length)

@@ -31,8 +31,8 @@ def preprocessing(backbone: Any, image_size: int | None, where: str = "data.imag
     if not size:
         raise DataError(f"{where}: no image size (got null, and the backbone does not name one); set {where}, e.g. 224")
     note = None if pre.get("mean") is not None else "backbone gives no mean/std; normalising with ImageNet statistics"
-    return dict(image_size=int(size), mean=[float(m) for m in pre.get("mean") or IMAGENET_MEAN],
-                std=[float(s) for s in pre.get("std") or IMAGENET_STD], note=note)
+    return {"image_size": int(size), "mean": [float(m) for m in pre.get("mean") or IMAGENET_MEAN],
+            "std": [float(s) for s in pre.get("std") or IMAGENET_STD], "note": note}
 
 
 def build_transform(image_size: int, mean: Sequence[float], std: Sequence[float], augment: AugmentSpec | None = None,
@@ -65,5 +65,6 @@ def build_transform(image_size: int, mean: Sequence[float], std: Sequence[float]
 
 def transform_identity(pre: dict[str, Any], augment: AugmentSpec | None) -> dict[str, Any]:
     """The settings that decide the pixels (for the fingerprint)."""
-    return dict(image_size=pre["image_size"], mean=pre["mean"], std=pre["std"], resize="shorter_side+center_crop",
-                interpolation="bilinear+antialias", augment=augment.model_dump() if augment is not None else None)
+    return {"image_size": pre["image_size"], "mean": pre["mean"], "std": pre["std"],
+            "resize": "shorter_side+center_crop", "interpolation": "bilinear+antialias",
+            "augment": augment.model_dump() if augment is not None else None}

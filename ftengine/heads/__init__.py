@@ -13,7 +13,7 @@ from torch import nn
 
 from ftengine.errors import DataError, PlanError
 from ftengine.heads.classifier import ClassificationHead, init_linear
-from ftengine.heads.pooling import AUTO_POOLING, IMAGE_POOLINGS, POOLINGS, TEXT_POOLINGS
+from ftengine.heads.pooling import AUTO_POOLING, IMAGE_POOLINGS, TEXT_POOLINGS
 from ftengine.spec.head import HeadSpec
 
 __all__ = ["AUTO_POOLING", "HEAD_KINDS", "ClassificationHead", "build_head", "init_linear", "resolve_pooling"]

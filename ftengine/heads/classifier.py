@@ -76,8 +76,8 @@ class ClassificationHead(nn.Module):
     @property
     def config(self) -> dict[str, Any]:
         """Everything needed to rebuild this head (saved next to the weights): ``ClassificationHead(**config)``."""
-        return dict(in_features=self.in_features, num_classes=self.num_classes, hidden=list(self.hidden_sizes),
-                    dropout=self.dropout_p, activation=self.activation, pooling=self.pooling)
+        return {"in_features": self.in_features, "num_classes": self.num_classes, "hidden": list(self.hidden_sizes),
+                "dropout": self.dropout_p, "activation": self.activation, "pooling": self.pooling}
 
     def extra_repr(self) -> str:
         return f"pooling={self.pooling}"

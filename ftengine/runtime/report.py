@@ -8,6 +8,7 @@ Training curves come from ``metrics.jsonl`` rows with the keys ``stage``, ``epoc
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
 from collections.abc import Sequence
@@ -144,7 +145,7 @@ def _stage_marks(ax: Any, rows: Sequence[dict[str, Any]]) -> None:
     if rows and any(_stage(r) != _stage(rows[0]) for r in rows):
         ax.annotate(_stage_name(rows[0]), (0, 1), xycoords="axes fraction", xytext=(3, -12), textcoords="offset points",
                     fontsize=8, color="0.3")
-    for prev, row in zip(rows, rows[1:]):
+    for prev, row in itertools.pairwise(rows):
         if _stage(row) != _stage(prev):
             x = prev.get("step", 0)
             ax.axvline(x, color="0.45", linestyle="--", linewidth=1)

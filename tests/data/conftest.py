@@ -23,4 +23,4 @@ def text_backbone(minilm_tokenizer: Any) -> SimpleNamespace:
 def image_backbone() -> SimpleNamespace:
     """An image backbone stand-in with ImageNet-style preprocessing."""
     return SimpleNamespace(tokenizer=None, modality="image", family="cnn", feature_dim=8,
-                           preprocessing=dict(image_size=16, mean=[0.5, 0.4, 0.3], std=[0.2, 0.25, 0.3]))
+                           preprocessing={"image_size": 16, "mean": [0.5, 0.4, 0.3], "std": [0.2, 0.25, 0.3]})

@@ -8,8 +8,9 @@ import random
 from pathlib import Path
 from typing import Any
 
-WORDS = ("good bad great awful fine movie film plot actor scene boring lovely terrible story slow fast music dull "
-         "bright warm cold sharp funny sad long short loud quiet odd clever silly sweet").split()
+WORDS = ["good", "bad", "great", "awful", "fine", "movie", "film", "plot", "actor", "scene", "boring", "lovely",
+         "terrible", "story", "slow", "fast", "music", "dull", "bright", "warm", "cold", "sharp", "funny", "sad",
+         "long", "short", "loud", "quiet", "odd", "clever", "silly", "sweet"]
 
 
 def write_csv(path: Path, rows: list[dict[str, Any]], delimiter: str = ",", encoding: str = "utf-8") -> Path:

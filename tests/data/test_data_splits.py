@@ -7,7 +7,16 @@ from collections import Counter
 import pytest
 import torch
 
-from ftengine.data.splits import Rows, class_weights, encode, label_list, sampler_weights, sort_labels, split_indices, subset
+from ftengine.data.splits import (
+    Rows,
+    class_weights,
+    encode,
+    label_list,
+    sampler_weights,
+    sort_labels,
+    split_indices,
+    subset,
+)
 from ftengine.errors import DataError
 from ftengine.spec.data import SplitSpec
 

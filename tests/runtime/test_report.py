@@ -22,11 +22,11 @@ def history(path: Path) -> Path:
     for index, (stage, epochs) in enumerate([("head", 2), ("upper", 1), ("all", 2)]):
         for epoch in range(epochs):
             step += 50
-            rows.append(dict(stage=stage, stage_index=index, epoch=len(rows) + 1, step=step,
-                             train_loss=math.exp(-step / 200), val_loss=math.exp(-step / 250) + 0.1,
-                             val_accuracy=0.5 + step / 1000, val_macro_f1=0.45 + step / 1000,
-                             lr={"head": 1e-3, "encoder.layer.5": 0.0 if index == 0 else 2e-5}, epoch_seconds=10.0,
-                             samples_per_second=300.0 if index == 0 else 40.0))
+            rows.append({"stage": stage, "stage_index": index, "epoch": len(rows) + 1, "step": step,
+                         "train_loss": math.exp(-step / 200), "val_loss": math.exp(-step / 250) + 0.1,
+                         "val_accuracy": 0.5 + step / 1000, "val_macro_f1": 0.45 + step / 1000,
+                         "lr": {"head": 1e-3, "encoder.layer.5": 0.0 if index == 0 else 2e-5},
+                         "epoch_seconds": 10.0, "samples_per_second": 300.0 if index == 0 else 40.0})
     path.write_text("".join(json.dumps(r) + "\n" for r in rows) + '{"stage": "all", "ste')  # torn last line
     return path
 
