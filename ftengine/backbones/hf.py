@@ -59,6 +59,14 @@ def _load_error(source: str, location: str, exc: Exception) -> Exception:
                     "run once with network access to cache it, or set backbone.source to a local model directory")
 
 
+def _fp32_kwarg() -> dict[str, torch.dtype]:
+    # fp32 master weights whatever the checkpoint stores; transformers renamed torch_dtype to dtype in 4.56.
+    import transformers
+
+    major, minor = (int(x) for x in transformers.__version__.split(".")[:2])
+    return {"dtype" if (major, minor) >= (4, 56) else "torch_dtype": torch.float32}
+
+
 @contextlib.contextmanager
 def _quiet_progress() -> Iterator[None]:
     # transformers draws a "Loading weights" bar per model; the CLI has its own progress output.
@@ -129,7 +137,7 @@ def load_hf_backbone(source: str, *, revision: str | None = None, trust_remote_c
         try:
             with _quiet_progress():
                 model = AutoModel.from_pretrained(location, revision=revision, trust_remote_code=trust_remote_code,
-                                                  dtype=torch.float32)
+                                                  **_fp32_kwarg())
         except (OSError, ValueError) as exc:
             raise _load_error(source, location, exc) from exc
     else:

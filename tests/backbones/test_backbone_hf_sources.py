@@ -38,6 +38,14 @@ def test_saved_gpt2_loads_its_weights(tmp_path):
     assert meta.groups == backbone.groups
 
 
+def test_half_precision_checkpoint_loads_as_fp32(tmp_path):
+    from transformers import AutoModel
+
+    AutoModel.from_config(tiny_config("bert")).to(torch.bfloat16).save_pretrained(tmp_path)
+    backbone = _build(str(tmp_path))
+    assert {p.dtype for p in backbone.parameters()} == {torch.float32}  # fp32 master weights; autocast does the rest
+
+
 def test_uncached_hub_id_offline_is_a_clear_run_error(monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     with pytest.raises(RunError) as err:
