@@ -56,12 +56,6 @@ def test_override_problems_are_spec_problems(cli) -> None:
     ]
 
 
-def test_run_placeholder_says_training_is_not_built(cli) -> None:
-    result = cli("run", SPECS / "text_full_finetune.yaml")
-    assert result.code == 1
-    assert "training is not built yet" in result.err
-
-
 def test_console_entry_subprocess() -> None:
     proc = subprocess.run([sys.executable, "-m", "ftengine", "plan", str(SPECS / "resnet18_image_folder.yaml"),
                            "backbone.weights=null"], cwd=REPO, capture_output=True, text=True, timeout=120)
