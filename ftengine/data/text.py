@@ -130,11 +130,23 @@ def _tokenizer(backbone: Any) -> Any:
     return tokenizer
 
 
+def _no_empty(tokenizer: Any, input_ids: list[list[int]], token_types: list[list[int]] | None) -> None:
+    """Give an empty text one token (tokenizers without special tokens, e.g. GPT-2, return none for ""),
+    so no row of a batch is all padding."""
+    filler = next((t for t in (tokenizer.eos_token_id, tokenizer.unk_token_id, tokenizer.pad_token_id) if t is not None), 0)
+    for i, ids in enumerate(input_ids):
+        if not ids:
+            input_ids[i] = [filler]
+            if token_types is not None:
+                token_types[i] = [0]
+
+
 def _datasets(tokenizer: Any, rows: dict[str, Rows], ids: dict[str, list[int]], max_length: int) -> tuple[dict, dict]:
     datasets, stats = {}, {"tokenized": 0, "tokenize_seconds": 0.0}
     for name, part in rows.items():
         start = time.perf_counter()
         input_ids, token_types = tokenize(tokenizer, part, max_length)
+        _no_empty(tokenizer, input_ids, token_types)
         stats["tokenize_seconds"] += time.perf_counter() - start
         stats["tokenized"] += len(input_ids)
         datasets[name] = TextDataset(input_ids, ids[name], token_type_ids=token_types, texts=part.items, lines=part.lines)

@@ -147,3 +147,12 @@ def test_sklearn_digits_resized_three_channels_normalised(image_backbone: Any) -
     assert data.labels[example["label"]] == str(digits.target[item])
     small = build_data(DigitsDataSpec(limit=200), image_backbone, None, 0)
     assert len(small.train) + len(small.validation) == 200 and small.fingerprint() != data.fingerprint()
+
+
+def test_fingerprint_follows_image_bytes(tmp_path: Path, image_backbone: Any) -> None:
+    make_folder(tmp_path / "imgs", {"a": 3, "b": 3})
+    spec = ImageFolderDataSpec(train="imgs", split={"validation": 0.0})
+    base = build_data(spec, image_backbone, tmp_path, seed=0).fingerprint()
+    assert build_data(spec, image_backbone, tmp_path, seed=1).fingerprint() == base
+    save_image(tmp_path / "imgs" / "a" / "0.png", 999)  # same name, new pixels
+    assert build_data(spec, image_backbone, tmp_path, seed=0).fingerprint() != base

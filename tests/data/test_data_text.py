@@ -138,3 +138,22 @@ def test_bundled_tweets_with_limit(tweets_csv: Path, text_backbone: Any) -> None
     assert 5 < data.stats["mean_tokens"] < 64
     assert data.stats["tokenized"] == 600  # only the subset is tokenized, not the file's 38,158 rows
     assert data.describe().startswith("data (text): 480 train, 60 validation, 60 test examples, 3 classes")
+
+
+def test_empty_text_still_gets_a_token(tmp_path: Path) -> None:
+    class NoSpecials:  # GPT-2-like: no [CLS]/[SEP], so "" tokenizes to nothing
+        eos_token_id, unk_token_id, pad_token_id, model_max_length, name_or_path = 7, None, 7, 1024, "toy"
+        model_input_names = ("input_ids", "attention_mask")
+
+        def __call__(self, texts: list[str], pairs: Any = None, **kw: Any) -> dict[str, Any]:
+            return {"input_ids": [[len(w) for w in t.split()][: kw["max_length"]] for t in texts]}
+
+        def __len__(self) -> int:
+            return 50
+
+    write_csv(tmp_path / "train.csv", [{"text": "", "label": "a"}, {"text": "two words", "label": "b"}])
+    data = build_data(spec(split={"validation": 0.0}), SimpleNamespace(tokenizer=NoSpecials(), modality="text"),
+                      tmp_path, seed=0)
+    assert data.train.input_ids == [[7], [3, 5]]
+    batch = data.collate([data.train[0], data.train[1]])
+    assert batch["attention_mask"].tolist() == [[1, 0], [1, 1]] and "token_type_ids" not in batch
