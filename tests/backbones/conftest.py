@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from backbone_helpers import EFFNET_CKPT, effnet_spec
+from backbone_specs import EFFNET_CKPT, effnet_spec
 
 
 @pytest.fixture(autouse=True)

@@ -10,7 +10,7 @@ import copy
 
 import pytest
 import torch
-from backbone_helpers import tiny_config
+from backbone_specs import tiny_config
 
 from ftengine.backbones import build_backbone, wrap_hf_model
 from ftengine.spec import HFBackboneSpec

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-from backbone_helpers import tiny_config
+from backbone_specs import tiny_config
 
 from ftengine.backbones import build_backbone
 from ftengine.errors import RunError, SpecError

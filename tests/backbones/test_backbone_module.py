@@ -10,7 +10,7 @@ import copy
 
 import pytest
 import torch
-from backbone_helpers import EFFNET_CKPT, effnet_spec
+from backbone_specs import EFFNET_CKPT, effnet_spec
 
 from ftengine.backbones import build_backbone
 from ftengine.errors import SpecError

@@ -1,4 +1,4 @@
-"""Helpers shared by the backbone tests (specs and tiny random configs)."""
+"""Specs and tiny random configs shared by the backbone tests."""
 
 from __future__ import annotations
 
