@@ -1,4 +1,4 @@
-"""Shared loading helpers: import paths, checkpoint files, state-dict surgery, one-line errors."""
+"""Shared loading functions: import paths, checkpoint files, state-dict surgery, one-line errors."""
 
 from __future__ import annotations
 
