@@ -136,7 +136,15 @@ def class_count(spec: Spec, backbone: Any, graph: ExecutionGraph) -> list[str]:
 
 
 @check
-def pooler_exists(spec: Spec, backbone: Any, graph: ExecutionGraph) -> list[str]:
+def head_pooling_fits(spec: Spec, backbone: Any, graph: ExecutionGraph) -> list[str]:
+    """The pooling applies to the backbone's modality (the heads package's rule) and a `pooler` exists."""
+    from ftengine.errors import PlanError
+    from ftengine.heads import resolve_pooling
+
+    try:
+        resolve_pooling(spec.head.pooling, backbone)
+    except PlanError as err:
+        return err.problems
     if spec.head.pooling == "pooler" and "pooler" not in _names(backbone):
         return [f"head.pooling: this backbone has no pooler group (got 'pooler'; groups {compress_list(_names(backbone))}); "
                 f"use auto ({auto_pooling(backbone.family)} for this backbone)"]

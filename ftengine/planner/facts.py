@@ -8,12 +8,12 @@ from ftengine.spec import Spec
 
 DIGITS_CLASSES = 10  # scikit-learn's digits: 0-9
 
-_AUTO_POOLING = {"encoder": "mean", "decoder": "last", "cnn": "avg"}
-
 
 def auto_pooling(family: str) -> str:
-    """What `head.pooling: auto` means for a backbone family (encoder: mean, decoder: last, cnn: avg)."""
-    return _AUTO_POOLING.get(family, "mean")
+    """What `head.pooling: auto` means for a backbone family (the heads package decides: encoder mean, ...)."""
+    from ftengine.heads.pooling import AUTO_POOLING
+
+    return AUTO_POOLING[family]
 
 
 def pooling(spec: Spec, backbone: Any) -> str:

@@ -94,12 +94,16 @@ def test_digits_have_ten_classes(resnet: FakeBackbone) -> None:
         "head.num_classes: sklearn_digits has 10 classes (got 9); drop head.num_classes or make it 10"]
 
 
-def test_pooler_pooling_needs_a_pooler(resnet: FakeBackbone) -> None:
+def test_pooling_must_fit_the_backbone(resnet: FakeBackbone, bert: FakeBackbone) -> None:
     from planner_fakes import image_spec
 
-    assert problems(image_spec(head={"pooling": "pooler", "num_classes": 2}), resnet) == [
-        "head.pooling: this backbone has no pooler group (got 'pooler'; groups stem, layer1 .. layer4); "
-        "use auto (avg for this backbone)"]
+    # the heads package's modality rule, reported at plan time
+    assert problems(image_spec(head={"pooling": "cls", "num_classes": 2}), resnet) == [
+        "head.pooling: 'cls' does not apply to a image backbone (got 'cls'); use auto (avg) or one of avg, max"]
+    bert.groups = bert.groups[:-1]  # a BERT-style encoder without a pooler
+    assert problems(make_spec(head={"pooling": "pooler"}), bert) == [
+        "head.pooling: this backbone has no pooler group (got 'pooler'; groups embeddings, encoder.layer.0 .. "
+        "encoder.layer.5); use auto (mean for this backbone)"]
 
 
 def test_reserved_group_names() -> None:

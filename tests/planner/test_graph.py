@@ -78,3 +78,14 @@ def test_describe_without_known_classes(bert: FakeBackbone) -> None:
     rows = [line.split("  ") for line in text.splitlines()[3:6]]
     assert [[cell.strip() for cell in row if cell.strip()][4] for row in rows[1:]] == [
         "head / 1,610 + head", "1,600 + head / 1,610 + head"]
+
+
+@pytest.mark.parametrize("head", [{"kind": "linear"}, {"kind": "mlp", "hidden": [16, 12], "activation": "relu"}])
+def test_head_size_matches_the_built_head(bert: FakeBackbone, head: dict) -> None:
+    from ftengine.heads import build_head
+
+    spec = make_spec(head=head, freeze={"preset": "feature_extraction"})
+    graph = plan(spec, bert)
+    module = build_head(spec.head, bert, 3)
+    assert graph.groups[-1].num_params == sum(p.numel() for p in module.parameters())
+    assert graph.stages[0].trainable_params == graph.groups[-1].num_params
