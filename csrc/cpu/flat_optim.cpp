@@ -11,6 +11,7 @@
 #include <torch/library.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cstddef>
 #include <type_traits>
 #include <vector>
@@ -51,14 +52,19 @@ std::vector<Piece> trainable_pieces(const char* op, const at::Tensor& segments, 
   return pieces;
 }
 
-// fn(block, piece, lo, hi) for every piece slice [lo, hi) of every block, blocks shared out in one parallel region.
+// fn(block, piece, lo, hi) for every piece slice [lo, hi) of every block. ONE parallel region; threads claim blocks
+// from a shared counter (dynamic, not a static split: on a busy machine a descheduled thread does not hold up the
+// step while the others idle).
 template <typename Fn>
 void parallel_over_pieces(const std::vector<Piece>& pieces, const Fn& fn) {
   if (pieces.empty()) return;
   const int64_t total = pieces.back().vbegin + pieces.back().length;
   const int64_t blocks = (total + kBlock - 1) / kBlock;
-  at::parallel_for(0, blocks, 1, [&](int64_t b0, int64_t b1) {
-    for (int64_t b = b0; b < b1; ++b) {
+  std::atomic<int64_t> next{0};
+  const int64_t workers = std::min<int64_t>(at::get_num_threads(), blocks);
+  at::parallel_for(0, workers, 1, [&](int64_t, int64_t) {
+    for (int64_t b = next.fetch_add(1, std::memory_order_relaxed); b < blocks;
+         b = next.fetch_add(1, std::memory_order_relaxed)) {
       const int64_t vlo = b * kBlock, vhi = std::min(total, vlo + kBlock);
       auto it = std::upper_bound(pieces.begin(), pieces.end(), vlo,
                                  [](int64_t v, const Piece& p) { return v < p.vbegin; }) - 1;
@@ -113,15 +119,57 @@ inline __attribute__((always_inline)) void sgd_loop(float* __restrict w, P low, 
   }
 }
 
+// Software prefetch kPrefetch elements ahead, kSub elements at a time: one core's hardware prefetchers alone leave
+// DRAM bandwidth unused with 4-5 concurrent streams (measured: ~25% faster per core on bf16-moment steps).
+constexpr int64_t kSub = 512;
+constexpr int64_t kPrefetch = 2048;
+
+// Prefetches n elements at p, for writing unless the stream is read-only (grads).
+template <typename Ptr>
+inline __attribute__((always_inline)) void prefetch(Ptr p, int64_t n) {
+  if constexpr (!std::is_same_v<Ptr, std::nullptr_t>) {
+    using T = std::remove_pointer_t<Ptr>;
+    const char* c = reinterpret_cast<const char*>(p);
+    for (int64_t b = 0; b < n * static_cast<int64_t>(sizeof(T)); b += 64) {
+      if constexpr (std::is_const_v<T>) __builtin_prefetch(c + b, 0, 3);
+      else __builtin_prefetch(c + b, 1, 3);
+    }
+  }
+}
+
+template <typename T>
+inline __attribute__((always_inline)) T advance(T p, int64_t i) {
+  if constexpr (std::is_same_v<T, std::nullptr_t>) return nullptr;
+  else return p + i;
+}
+
+// Runs body(i, len) over [0, n) in kSub slices, prefetching the slice kPrefetch ahead in every stream.
+template <typename Body, typename... Streams>
+inline __attribute__((always_inline)) void prefetched(int64_t n, const Body& body, Streams... streams) {
+  for (int64_t i = 0; i < n; i += kSub) {
+    const int64_t len = std::min(kSub, n - i);
+    if (i + kPrefetch < n) {
+      const int64_t ahead = std::min(len, n - i - kPrefetch);
+      (prefetch(advance(streams, i + kPrefetch), ahead), ...);
+    }
+    body(i, len);
+  }
+}
+
 #define FT_SQNORM(G) \
-  FT_CLONES double sqnorm_kernel(const G* g, int64_t n) { return sqnorm_loop(g, n); }
+  FT_CLONES double sqnorm_kernel(const G* g, int64_t n) {                                   \
+    double acc = 0.0;                                                                        \
+    prefetched(n, [&](int64_t i, int64_t len) { acc += sqnorm_loop(g + i, len); }, g);       \
+    return acc;                                                                              \
+  }
 FT_SQNORM(float)
 FT_SQNORM(bf16_t)
 FT_SQNORM(fp16_t)
 
-#define FT_ADAMW(P, G, S)                                                                               \
-  FT_CLONES void adamw_kernel(float* w, P low, const G* g, S* m, S* v, int64_t n, const AdamWCoeffs& c) { \
-    adamw_loop(w, low, g, m, v, n, c);                                                                  \
+#define FT_ADAMW(P, G, S)                                                                                     \
+  FT_CLONES void adamw_kernel(float* w, P low, const G* g, S* m, S* v, int64_t n, const AdamWCoeffs& c) {       \
+    prefetched(n, [&](int64_t i, int64_t len) { adamw_loop(w + i, advance(low, i), g + i, m + i, v + i, len, c); }, \
+               w, low, g, m, v);                                                                                      \
   }
 FT_ADAMW(std::nullptr_t, float, float)
 FT_ADAMW(std::nullptr_t, float, bf16_t)
@@ -130,9 +178,10 @@ FT_ADAMW(bf16_t*, bf16_t, bf16_t)
 FT_ADAMW(fp16_t*, fp16_t, float)
 FT_ADAMW(fp16_t*, fp16_t, bf16_t)
 
-#define FT_SGD(P, G, B)                                                                   \
-  FT_CLONES void sgd_kernel(float* w, P low, const G* g, B buf, int64_t n, const SgdCoeffs& c) { \
-    sgd_loop(w, low, g, buf, n, c);                                                       \
+#define FT_SGD(P, G, B)                                                                                   \
+  FT_CLONES void sgd_kernel(float* w, P low, const G* g, B buf, int64_t n, const SgdCoeffs& c) {         \
+    prefetched(n, [&](int64_t i, int64_t len) { sgd_loop(w + i, advance(low, i), g + i, advance(buf, i), len, c); }, \
+               w, low, g, buf);                                                                               \
   }
 #define FT_SGD_ALL_BUFS(P, G) FT_SGD(P, G, std::nullptr_t) FT_SGD(P, G, float*) FT_SGD(P, G, bf16_t*)
 FT_SGD_ALL_BUFS(std::nullptr_t, float)

@@ -110,7 +110,8 @@ struct AdamWCoeffs {
   float lerp_weight;    // 1 - beta1
   float beta2, one_minus_beta2;
   float neg_step_size;  // -lr / (1 - beta1^t)
-  float bc2_sqrt;       // sqrt(1 - beta2^t)
+  float inv_bc2_sqrt;   // 1 / sqrt(1 - beta2^t): a multiply instead of torch's divide (<= 1 ulp apart, one
+                        // fewer division per element: divisions bound the CPU kernel's in-cache speed)
   float eps;
   float grad_scale;     // clip coefficient
   int active;           // group trainable and step not skipped
@@ -125,21 +126,21 @@ FT_HD AdamWCoeffs adamw_coeffs(const double* h, int64_t step, float grad_scale, 
   c.beta2 = static_cast<float>(beta2);
   c.one_minus_beta2 = static_cast<float>(1.0 - beta2);
   c.neg_step_size = static_cast<float>(-(lr / (1.0 - pow(beta1, t))));
-  c.bc2_sqrt = static_cast<float>(sqrt(1.0 - pow(beta2, t)));
+  c.inv_bc2_sqrt = static_cast<float>(1.0 / sqrt(1.0 - pow(beta2, t)));
   c.eps = static_cast<float>(eps);
   c.grad_scale = grad_scale;
   c.active = active ? 1 : 0;
   return c;
 }
 
-// One element of AdamW in torch.optim.AdamW's operation order (single-tensor path).
+// One element of AdamW in torch.optim.AdamW's operation order (single-tensor path; see inv_bc2_sqrt).
 FT_HD void adamw_element(float& w, float g, float& m, float& v, const AdamWCoeffs& c) {
   g *= c.grad_scale;
   w *= c.wd_factor;
   // torch lerp: weight < 0.5 ? start + weight * (end - start) : end - (end - start) * (1 - weight)
   m = c.lerp_weight < 0.5f ? m + c.lerp_weight * (g - m) : g - (g - m) * (1.0f - c.lerp_weight);
   v = v * c.beta2 + c.one_minus_beta2 * g * g;
-  const float denom = sqrtf(v) / c.bc2_sqrt + c.eps;
+  const float denom = sqrtf(v) * c.inv_bc2_sqrt + c.eps;
   w = w + (c.neg_step_size * m) / denom;
 }
 

@@ -1,0 +1,280 @@
+"""Optimizer workbench: FlatOptimizer against torch.optim.AdamW (for-loop, foreach, fused) on real model shapes.
+
+llm.c style: build the inputs, run the reference, run each backend and validate its output, then time. Each case is a
+model's parameter shapes (BERT-base, ResNet-50; structure only, built on the meta device) split into N optimizer
+groups, a precision and a frozen fraction (the input-side groups are frozen; torch gets only the trainable groups,
+as other tools do). Reported per implementation: ms/step (median of repeats, wall clock; CPU time too, since a
+shared machine deschedules threads), effective GB/s = bytes moved per parameter x trainable parameters / time, and
+the ratio to a plain copy of the same number of bytes timed right before and after it (same run, same load).
+Used by `ftengine bench optimizer`, bench/optimizer.py and bench/bench_optimizer.py.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import statistics
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+
+import torch
+
+from ftengine.kernels.flat import bytes_per_param
+from ftengine.kernels.testing import tol
+
+# parameter dtype; "bf16" = bf16 parameters with fp32 master weights and fp32 moments (the "-bf16m" impls: bf16 moments)
+PRECISIONS = {"fp32": torch.float32, "bf16": torch.bfloat16}
+IMPLS = ("ftengine", "ftengine-bf16m", "torch-forloop", "torch-foreach", "torch-fused")
+NATURAL = {"bert-base": lambda n: "embeddings" if n.startswith("embeddings") else
+           ".".join(n.split(".")[:3]) if n.startswith("encoder") else "pooler",
+           "resnet50": lambda n: n.split(".")[0] if n.startswith("layer") else "fc" if n.startswith("fc") else "stem"}
+
+
+@dataclass(frozen=True)
+class Case:
+    """One benchmark setting."""
+
+    model: str
+    groups: int
+    precision: str
+    frozen: float
+
+    @property
+    def name(self) -> str:
+        return f"{self.model}/g{self.groups}/{self.precision}/frozen{int(self.frozen * 100)}"
+
+
+def model_shapes(model: str) -> list[tuple[str, tuple[int, ...]]]:
+    """(name, shape) of every parameter of ``model`` ("bert-base" or "resnet50"), from the real architecture."""
+    with torch.device("meta"):
+        if model == "bert-base":
+            from transformers import BertConfig, BertModel
+
+            module = BertModel(BertConfig(), add_pooling_layer=True)
+        elif model == "resnet50":
+            import torchvision
+
+            module = torchvision.models.resnet50()
+        else:
+            raise ValueError(f"bench optimizer: unknown model {model!r}; choose bert-base or resnet50")
+    return [(n, tuple(p.shape)) for n, p in module.named_parameters()]
+
+
+def split_groups(model: str, shapes: list[tuple[str, tuple[int, ...]]], groups: int) -> list[list[tuple[int, ...]]]:
+    """Per-layer groups when ``groups`` is the model's natural count (BERT 14, ResNet 6), else a contiguous split
+    into ``groups`` runs of about equally many parameters (as per-module groups with biases and norms split out:
+    big and tiny groups interleave); 1 = everything in one group."""
+    natural: dict[str, list[tuple[int, ...]]] = {}
+    for name, shape in shapes:
+        natural.setdefault(NATURAL[model](name), []).append(shape)
+    if groups == len(natural):
+        return list(natural.values())
+    if not 1 <= groups <= len(shapes):
+        raise ValueError(f"bench optimizer: {model} has {len(shapes)} parameters; groups must be 1..{len(shapes)} "
+                         f"(got {groups})")
+    out: list[list[tuple[int, ...]]] = [[] for _ in range(groups)]
+    for i, (_, shape) in enumerate(shapes):
+        out[i * groups // len(shapes)].append(shape)
+    return out
+
+
+def frozen_mask(group_shapes: list[list[tuple[int, ...]]], fraction: float) -> list[bool]:
+    """trainable flags: input-side groups frozen until at least ``fraction`` of the parameters are."""
+    sizes = [sum(torch.Size(s).numel() for s in g) for g in group_shapes]
+    total, acc, mask = sum(sizes), 0, []
+    for n in sizes:
+        mask.append(acc >= fraction * total)
+        acc += n
+    return mask
+
+
+@dataclass
+class Setup:
+    """Parameters and grads of one case on one device, built for one implementation."""
+
+    params: list[list[torch.nn.Parameter]]
+    trainable: list[bool]
+    step: Callable[[], object] = field(default=lambda: None)
+    optimizer: object = None
+
+    @property
+    def trainable_params(self) -> int:
+        return sum(p.numel() for ps, t in zip(self.params, self.trainable) if t for p in ps)
+
+
+def build(case: Case, impl: str, device: str, shrink: int | None = None, seed: int = 0) -> Setup:
+    """Parameters (random), grads (random, fixed seed) and the step function of ``impl`` for ``case``."""
+    from ftengine.runtime.optimizer import FlatOptimizer
+
+    dtype = PRECISIONS[case.precision]
+    shapes = split_groups(case.model, model_shapes(case.model), case.groups)
+    if shrink:  # validation replica: same groups and masks, each parameter cut to at most `shrink` elements
+        shapes = [[(min(torch.Size(s).numel(), shrink),) for s in g] for g in shapes]
+    trainable = frozen_mask(shapes, case.frozen)
+    gen = torch.Generator(device=device).manual_seed(seed)
+    params = [[torch.nn.Parameter(torch.randn(s, generator=gen, device=device).to(dtype)) for s in g] for g in shapes]
+    for g in params:
+        for p in g:
+            p.grad = torch.randn(p.shape, generator=gen, device=device).to(dtype)
+    setup = Setup(params, trainable)
+    lrs = [1e-4 * (0.9 ** (len(params) - i)) for i in range(len(params))]
+    if impl.startswith("ftengine"):
+        state = "bf16" if impl.endswith("bf16m") else "fp32"
+        groups = [dict(params=ps, name=f"g{i}", lr=lr, weight_decay=0.01, trainable=t)
+                  for i, (ps, lr, t) in enumerate(zip(params, lrs, trainable))]
+        backend = "reference" if impl.startswith("ftengine-reference") else "auto"
+        opt = FlatOptimizer(groups, max_grad_norm=None, skip_nonfinite=False, state_dtype=state, backend=backend)
+    else:
+        groups = [dict(params=ps, lr=lr, weight_decay=0.01) for ps, lr, t in zip(params, lrs, trainable) if t]
+        flags = {"torch-forloop": dict(foreach=False), "torch-foreach": dict(foreach=True),
+                 "torch-fused": dict(fused=True)}[impl]
+        opt = torch.optim.AdamW(groups, **flags)
+    setup.step, setup.optimizer = opt.step, opt
+    return setup
+
+
+def impl_bytes(case: Case, impl: str) -> int:
+    """Bytes moved per trainable parameter by ``impl`` (torch keeps state in the parameter dtype, no master)."""
+    pdt = PRECISIONS[case.precision]
+    if impl.startswith("ftengine"):
+        state = torch.bfloat16 if impl.endswith("bf16m") else torch.float32
+        return bytes_per_param("adamw", pdt, state, grad_norm=False)
+    p = torch.empty((), dtype=pdt).element_size()
+    return 7 * p  # read p, g, m, v; write p, m, v (all in the parameter dtype)
+
+
+def validate(case: Case, impl: str, device: str, steps: int = 2) -> str:
+    """Run ``impl`` and the reference on a small replica of ``case``; raise if any parameter differs."""
+    bf16m = impl.endswith("bf16m")
+    low = PRECISIONS[case.precision] != torch.float32 or bf16m
+    if impl.startswith("torch") and low:
+        return "not compared (torch keeps bf16 state without fp32 master weights: different numerics)"
+    ref = build(case, "ftengine-reference" + ("-bf16m" if bf16m else ""), device, shrink=4097)
+    got = build(case, impl, device, shrink=4097)
+    for _ in range(steps):
+        ref.step()
+        got.step()
+    tolerance = tol(torch.bfloat16 if low else torch.float32)
+    for a, b in zip((p for g in got.params for p in g), (p for g in ref.params for p in g)):
+        torch.testing.assert_close(a.detach().float(), b.detach().float(), **tolerance,
+                                   msg=lambda m: f"{case.name} {impl} differs from the reference: {m}")
+    return "ok"
+
+
+def _timed(fn: Callable[[], object], device: str, reps: int) -> tuple[list[float], list[float]]:
+    """Wall-clock and process-CPU milliseconds of ``reps`` calls (after one warm-up call)."""
+    fn()
+    wall, cpu = [], []
+    for _ in range(reps):
+        if device.startswith("cuda"):
+            torch.cuda.synchronize()
+        w0, c0 = time.perf_counter(), time.process_time()
+        fn()
+        if device.startswith("cuda"):
+            torch.cuda.synchronize()
+        wall.append((time.perf_counter() - w0) * 1e3)
+        cpu.append((time.process_time() - c0) * 1e3)
+    return wall, cpu
+
+
+def copy_gbps(nbytes: int, device: str, reps: int) -> float:
+    """Bandwidth of a plain copy moving ``nbytes`` (read + write), in 256 MiB slices (far larger than any cache)."""
+    chunk = min(256 << 20, max(nbytes // 2, 1 << 20))
+    src = torch.ones(chunk, dtype=torch.uint8, device=device)
+    dst = torch.empty_like(src)
+    times = max(1, round(nbytes / (2 * chunk)))
+
+    def copy() -> None:
+        for _ in range(times):
+            dst.copy_(src)
+
+    wall, _ = _timed(copy, device, reps)
+    return 2 * chunk * times / statistics.median(wall) / 1e6
+
+
+def run_case(case: Case, impls: tuple[str, ...], device: str, reps: int, log: Callable[[str], None]) -> list[dict]:
+    """Validate and time every implementation of one case; one result row per implementation."""
+    rows = []
+    for impl in impls:
+        status = validate(case, impl, device)
+        setup = build(case, impl, device)
+        nbytes = impl_bytes(case, impl) * setup.trainable_params
+        before = copy_gbps(nbytes, device, max(3, reps // 2))
+        wall, cpu = _timed(setup.step, device, reps)
+        after = copy_gbps(nbytes, device, max(3, reps // 2))
+        del setup
+        ms = statistics.median(wall)
+        row = dict(case=case.name, **asdict(case), impl=impl, validation=status,
+                   trainable_params=nbytes // impl_bytes(case, impl), bytes_per_param=impl_bytes(case, impl),
+                   ms_median=ms, ms_min=min(wall), ms_all=[round(x, 2) for x in wall],
+                   cpu_ms_median=statistics.median(cpu), gbps=nbytes / ms / 1e6,
+                   copy_gbps=(before + after) / 2, ratio_to_copy=nbytes / ms / 1e6 / ((before + after) / 2))
+        rows.append(row)
+        log(f"{case.name:34s} {impl:15s} {ms:8.1f} ms  {row['gbps']:6.1f} GB/s  copy {row['copy_gbps']:5.1f} GB/s  "
+            f"x{row['ratio_to_copy']:.2f} of copy  [{status}]")
+    fused = next((r["ms_median"] for r in rows if r["impl"] == "torch-fused"), None)
+    for r in rows:
+        r["speedup_vs_torch_fused"] = fused / r["ms_median"] if fused else None
+    return rows
+
+
+def environment(device: str) -> dict:
+    """Device, versions and load: what a reader needs to judge the numbers."""
+    from ftengine import __version__
+    from ftengine.kernels import backend_info
+
+    if device.startswith("cuda"):
+        name = torch.cuda.get_device_name(torch.device(device))
+    else:
+        name = next((line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name")),
+                    platform.processor()) if os.path.exists("/proc/cpuinfo") else platform.processor()
+    return dict(device=device, device_name=name, torch_threads=torch.get_num_threads(), cpu_count=os.cpu_count(),
+                python=platform.python_version(), torch=torch.__version__, ftengine=__version__,
+                backend=backend_info(), loadavg=os.getloadavg() if hasattr(os, "getloadavg") else None,
+                date=time.strftime("%Y-%m-%dT%H:%M:%S%z"))
+
+
+def add_arguments(parser) -> None:  # noqa: ANN001 (argparse.ArgumentParser; kept import-free)
+    """Options shared by `ftengine bench optimizer` and bench/optimizer.py."""
+    parser.add_argument("--models", default="bert-base,resnet50", help="comma list: bert-base, resnet50")
+    parser.add_argument("--groups", default="1,14,26,100", help="comma list of optimizer group counts")
+    parser.add_argument("--precisions", default="fp32,bf16",
+                        help="fp32, bf16 (bf16 params + fp32 master weights and moments)")
+    parser.add_argument("--frozen", default="0,0.5", help="comma list of frozen fractions (input-side groups)")
+    parser.add_argument("--impls", default=",".join(IMPLS), help=f"comma list of {', '.join(IMPLS)}")
+    parser.add_argument("--reps", type=int, default=5, help="timed steps per implementation (median reported)")
+    parser.add_argument("--device", default="cpu", help="cpu or cuda[:N]")
+    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
+    parser.add_argument("--quick", action="store_true", help="BERT-base only, 14 and 26 groups (a few minutes on CPU)")
+
+
+def run_sweep(args, log: Callable[[str], None] = print) -> dict:  # noqa: ANN001 (argparse.Namespace)
+    """Every case of the sweep described by ``args``; returns the JSON-able result (environment + rows)."""
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    models = ["bert-base"] if args.quick else args.models.split(",")
+    group_counts = [14, 26] if args.quick else [int(g) for g in args.groups.split(",")]
+    impls = tuple(args.impls.split(","))
+    unknown = [i for i in impls if i not in IMPLS]
+    if unknown:
+        raise ValueError(f"bench optimizer: --impls: unknown {', '.join(unknown)}; choose from {', '.join(IMPLS)}")
+    env = environment(args.device)
+    log(f"device {env['device_name']} | torch {env['torch']} threads {env['torch_threads']} | "
+        f"backend {env['backend']['active']} | load {env['loadavg']}")
+    rows, skipped = [], []
+    for model in models:
+        for groups in group_counts:
+            for precision in args.precisions.split(","):
+                for frozen in (float(f) for f in args.frozen.split(",")):
+                    case = Case(model, groups, precision, frozen)
+                    if frozen > 0 and groups == 1:
+                        skipped.append(f"{case.name}: one group cannot be partly frozen")
+                        continue
+                    rows += run_case(case, impls, args.device, args.reps, log)
+    env["loadavg_end"] = os.getloadavg() if hasattr(os, "getloadavg") else None
+    settings = dict(models=models, groups=group_counts, precisions=args.precisions.split(","),
+                    frozen=args.frozen, impls=list(impls), reps=args.reps, optimizer="AdamW lr~1e-4 wd 0.01",
+                    bytes_note="bytes_per_param: reads + writes of one step per trainable parameter "
+                               "(torch: state in the parameter dtype, no master weights)")
+    return dict(benchmark="optimizer", environment=env, settings=settings, skipped=skipped, results=rows)
