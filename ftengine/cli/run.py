@@ -1,34 +1,70 @@
-"""`ftengine run SPEC`: placeholder until the training runtime lands; it validates and plans, then stops."""
+"""`ftengine run SPEC`: fine-tune as the spec says, writing a run directory (or continue one with --resume)."""
 
 from __future__ import annotations
 
 import argparse
-import sys
+from pathlib import Path
 
-from ftengine.cli._common import add_spec_arguments, formatter, load_and_plan
+from ftengine.cli._common import OVERRIDES_HELP, _prefixed, formatter, load
+from ftengine.errors import PlanError, RunError, SpecError
 
 EPILOG = """\
 examples:
   ftengine run specs/quickstart.yaml
-  ftengine run specs/text_feature_extraction.yaml training.epochs=1
+  ftengine run specs/text_feature_extraction.yaml training.epochs=1 data.limit=2000
+  ftengine run specs/quickstart.yaml --resume          # continue runs/quickstart from its last checkpoint
+  ftengine run --resume runs/quickstart                # the same, from the run directory alone
+  ftengine run specs/quickstart.yaml output.overwrite=true
 
-This build does not train yet: `run` validates the spec, prints the plan and exits with status 1.
+The run directory (output.dir/output.name, default runs/<spec file name>) receives the resolved spec,
+plan.json, labels.json, metrics.jsonl (one row per epoch), checkpoints/ (last, best), model/ (weights
+and head config; hf backbones also a save_pretrained folder), report.json for the test split, and plots/.
+A finished run directory is never overwritten unless output.overwrite=true. Ctrl-C saves a checkpoint
+and exits with status 130; --resume continues from it, mid-epoch and mid-stage.
 """
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add the `run` command."""
     parser = subparsers.add_parser(
-        "run", help="fine-tune as the spec says (not built yet: validates and plans only)",
-        description="Fine-tune as the spec says.", epilog=EPILOG, formatter_class=formatter())
-    add_spec_arguments(parser)
+        "run", help="fine-tune as the spec says (or --resume a run)", description="Fine-tune as the spec says.",
+        epilog=EPILOG, formatter_class=formatter())
+    parser.add_argument("spec", metavar="SPEC", nargs="?", help="spec file (.yaml, .yml or .json)")
+    parser.add_argument("overrides", metavar="KEY=VALUE", nargs="*", help=OVERRIDES_HELP)
+    parser.add_argument("--resume", nargs="?", const=True, default=False, metavar="RUN_DIR",
+                        help="continue from the last checkpoint of the spec's run directory, or of RUN_DIR")
+    parser.add_argument("--quiet", action="store_true", help="no progress bars or per-epoch lines")
+
+
+def _targets(args: argparse.Namespace) -> tuple[Path, Path | None, bool | Path]:
+    """(spec file to load, original spec path when resuming a directory, resume argument for run_spec)."""
+    resume = args.resume
+    if isinstance(resume, str) and Path(resume).suffix in (".yaml", ".yml", ".json") and Path(resume).is_file():
+        args.spec, resume = resume, True  # `run --resume SPEC`: the spec, not a run directory
+    if isinstance(resume, str):
+        run_dir = Path(resume)
+        if not (run_dir / "spec.resolved.yaml").is_file():
+            raise RunError(f"--resume: {run_dir} is not a run directory (no spec.resolved.yaml); pass the folder a "
+                           "run printed, or the spec file: ftengine run SPEC --resume")
+        return run_dir / "spec.resolved.yaml", run_dir, run_dir
+    if args.spec is None:
+        raise SpecError("ftengine run: no spec file given; usage: ftengine run SPEC [KEY=VALUE ...] "
+                        "or ftengine run --resume RUN_DIR")
+    return Path(args.spec), None, resume
 
 
 def main(args: argparse.Namespace) -> int:
-    """Validate and plan, then say plainly that training is not built."""
-    planned = load_and_plan(args.spec, args.overrides)
-    print(f"plan: {planned.path}")
-    print(planned.graph.describe())
-    print("ftengine run: training is not built yet in this version; the spec is valid and the plan above is "
-          "what a run will do", file=sys.stderr)
-    return 1
+    """Load the spec (with overrides), train, print the results and the run directory."""
+    from ftengine.runtime import run_spec
+    from ftengine.runtime.outputs import read_run_info
+
+    spec_file, run_dir, resume = _targets(args)
+    if args.spec is not None and run_dir is not None and args.spec != str(spec_file):
+        args.overrides = [args.spec, *args.overrides]  # `run --resume DIR key=value`: the first one lands in SPEC
+    path, spec = load(str(spec_file), list(args.overrides))
+    origin = Path(read_run_info(run_dir).get("spec_path", path)) if run_dir is not None else path
+    try:
+        run_spec(spec, origin, resume=resume, quiet=args.quiet)
+    except (SpecError, PlanError) as err:
+        raise _prefixed(err, origin) from None
+    return 0

@@ -33,7 +33,15 @@ def save_final_model(run_dir: Path, model: nn.Module, spec: Any, labels: list[st
         original = model.backbone.model
         # Clone: the flat optimizer's parameters are views into one buffer, which safetensors refuses to save.
         state = {k: v.detach().cpu().clone().contiguous() for k, v in original.state_dict().items()}
-        original.save_pretrained(str(hf_dir), state_dict=state)
+        from transformers.utils import logging as hf_logging
+
+        was_on = hf_logging.is_progress_bar_enabled()
+        hf_logging.disable_progress_bar()  # the run prints its own progress; no "Writing model shards" bar
+        try:
+            original.save_pretrained(str(hf_dir), state_dict=state)
+        finally:
+            if was_on:
+                hf_logging.enable_progress_bar()
         tokenizer = model.backbone.tokenizer
         if tokenizer is not None:
             tokenizer.save_pretrained(str(hf_dir))

@@ -117,7 +117,8 @@ def run_spec(spec: Any, spec_path: str | Path, *, resume: bool | str | Path = Fa
         model.load_state_dict(state["model"])
         console.line(f"resuming {run_dir} at stage {state['progress']['stage']} epoch "
                      f"{state['progress']['epoch'] + 1}, step {state['progress']['global_step']}")
-    console.line(f"run directory: {run_dir}\n{graph.describe()}")
+    describe = getattr(data, "describe", None)
+    console.line(f"run directory: {run_dir}\n{describe() if describe else ''}\n{graph.describe()}")
     optimizer = make_optimizer(model, graph, spec.optimizer)
     accum = spec.training.grad_accum_steps
     steps_per_epoch = math.ceil(len(data.make_loader("train", spec.training.batch_size, shuffle=True,

@@ -1,0 +1,145 @@
+"""Reusing a finished run: `evaluate_run` (metrics on its test split or another labelled file) and `predict_run`.
+
+The model is rebuilt from the run directory alone: the resolved spec, `labels.json` and `model/` (for hf
+backbones the saved transformers folder, so the run stays usable after the original model folder moves).
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from ftengine.errors import RunError
+from ftengine.runtime.artifacts import HF_DIR, MODEL_DIR, WEIGHTS, load_final_weights
+from ftengine.runtime.device import pick_device
+from ftengine.runtime.evaluate import Evaluation, evaluate
+from ftengine.runtime.model import FineTuneModel, inputs_of, to_device
+from ftengine.runtime.outputs import read_run_info
+
+
+@dataclass
+class LoadedRun:
+    """A finished run's spec, labels and fine-tuned model (eval mode)."""
+
+    run_dir: Path
+    spec: Any
+    spec_dir: Path
+    labels: list[str]
+    model: FineTuneModel
+    device: torch.device
+
+
+def load_run(run_dir: str | Path, device: str = "auto") -> LoadedRun:
+    """Rebuild the fine-tuned model of a finished run.
+
+    Raises:
+        RunError: not a finished run directory (with how to finish or find one).
+    """
+    from ftengine.backbones import build_backbone
+    from ftengine.heads import build_head
+    from ftengine.spec import load_spec
+
+    run_dir = Path(run_dir)
+    weights = run_dir / MODEL_DIR / WEIGHTS
+    if not weights.is_file():
+        what = "is not a run directory" if not (run_dir / "spec.resolved.yaml").is_file() else "has no final model yet"
+        raise RunError(f"{run_dir}: {what} (no {MODEL_DIR}/{WEIGHTS}); pass the folder a finished `ftengine run` "
+                       "printed, or finish this one with `ftengine run --resume " f"{run_dir}`")
+    spec = load_spec(run_dir / "spec.resolved.yaml")
+    spec_dir = Path(read_run_info(run_dir).get("spec_path", run_dir / "spec.resolved.yaml")).parent
+    labels = json.loads((run_dir / "labels.json").read_text())
+    backbone_spec = spec.backbone
+    if spec.backbone.kind == "hf" and (run_dir / MODEL_DIR / HF_DIR).is_dir():
+        backbone_spec = backbone_spec.model_copy(update={"source": str((run_dir / MODEL_DIR / HF_DIR).resolve())})
+    dev = pick_device(device)
+    # Structure only: every weight comes from model.safetensors below.
+    backbone = build_backbone(backbone_spec, pretrained=False, device=dev, base_dir=spec_dir)
+    model = FineTuneModel(backbone, build_head(spec.head, backbone, len(labels))).to(dev)
+    load_final_weights(run_dir, model)
+    return LoadedRun(run_dir, spec, spec_dir, labels, model.eval(), dev)
+
+
+def _run_split(run: LoadedRun, data: Any, split: str) -> Evaluation:
+    loader = data.make_loader(split, run.spec.training.eval_batch_size or 2 * run.spec.training.batch_size,
+                              shuffle=False)
+    result = evaluate(lambda b: run.model(inputs_of(to_device(b, run.device))), loader, run.labels)
+    if result is None:
+        raise RunError(f"{run.run_dir}: the {split} split is empty; nothing to evaluate")
+    return result
+
+
+def evaluate_run(run_dir: str | Path, data: str | Path | None = None, *, device: str = "auto") -> dict[str, Any]:
+    """Metrics of a finished run's model on its test split (validation when it has none) or on `data`.
+
+    Returns:
+        The report dict (accuracy, macro-F1, per-class precision/recall/F1, confusion matrix, loss) plus
+        `split` and `data` (what was evaluated).
+    """
+    from ftengine.data import build_data, load_file
+
+    run = load_run(run_dir, device)
+    if data is not None:
+        bundle = load_file(run.spec.data, run.model.backbone, data, run.labels, require_labels=True, where="--data")
+        split, source = "test", str(data)
+    else:
+        bundle = build_data(run.spec.data, run.model.backbone, run.spec_dir, run.spec.training.seed)
+        split = "test" if bundle.test is not None else "validation"
+        source = f"the run's {split} split"
+        if bundle.split(split) is None:
+            raise RunError(f"{run.run_dir}: the run has no test or validation split; pass --data FILE")
+    with torch.no_grad():
+        result = _run_split(run, bundle, split)
+    return {"split": split, "data": source, **result.report}
+
+
+def predict_run(run_dir: str | Path, input_file: str | Path, output: str | Path | None = None, *,
+                device: str = "auto") -> Path:
+    """Predict labels for every example of `input_file` (labels in it are optional and ignored).
+
+    Writes CSV (default) or JSON lines (`.jsonl` output): the input (text or image path), the predicted `label`,
+    its `confidence`, and `p_<class>` for every class, in input order.
+
+    Returns:
+        The predictions file (default `<run_dir>/predictions/<input stem>.csv`).
+    """
+    from ftengine.data import load_file
+
+    run = load_run(run_dir, device)
+    bundle = load_file(run.spec.data, run.model.backbone, input_file, run.labels, require_labels=False,
+                       where="--input")
+    loader = bundle.make_loader("test", run.spec.training.eval_batch_size or 2 * run.spec.training.batch_size,
+                                shuffle=False)
+    probs, index = [], []
+    with torch.no_grad():
+        for batch in loader:
+            probs.append(torch.softmax(run.model(inputs_of(to_device(batch, run.device))).float(), dim=1).cpu())
+            index.append(batch["index"])
+    p = torch.cat(probs)[torch.argsort(torch.cat(index))]
+    out = Path(output) if output else run.run_dir / "predictions" / f"{Path(input_file).stem}.csv"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    rows = [_row(bundle.test, i, p[i], run.labels) for i in range(len(p))]
+    if out.suffix in (".jsonl", ".json", ".ndjson"):
+        out.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    else:
+        with open(out, "w", newline="") as f:
+            writer = csv.DictWriter(f, fieldnames=list(rows[0]) if rows else ["label"])
+            writer.writeheader()
+            writer.writerows(rows)
+    return out
+
+
+def _row(dataset: Any, i: int, probs: torch.Tensor, labels: list[str]) -> dict[str, Any]:
+    texts = getattr(dataset, "texts", None)
+    if texts is not None:
+        text, pair = texts[i]
+        source: dict[str, Any] = {"text": text, **({"text_pair": pair} if pair is not None else {})}
+    else:
+        source = {"path": str(dataset.items[i])}
+    best = int(probs.argmax())
+    return {**source, "label": labels[best], "confidence": round(float(probs[best]), 6),
+            **{f"p_{name}": round(float(v), 6) for name, v in zip(labels, probs.tolist(), strict=True)}}
