@@ -13,15 +13,6 @@ from ftengine.kernels import reference
 
 LIB = torch.library.Library("ftengine", "DEF")
 
-LIB.define("scale_add(Tensor x, Tensor y, float alpha) -> Tensor")
-LIB.impl("scale_add", reference.scale_add, "CompositeExplicitAutograd")
-
-
-@torch.library.register_fake("ftengine::scale_add", lib=LIB)
-def _scale_add_fake(x: torch.Tensor, y: torch.Tensor, alpha: float) -> torch.Tensor:
-    return torch.empty_like(x)
-
-
 # --- activation cache (ftengine/runtime/cache): ragged gather; CPU/CUDA kernels in csrc/*/gather_ragged.* ----------
 
 LIB.define("gather_ragged(Tensor data, Tensor offsets, Tensor lengths, Tensor index, SymInt max_len, "

@@ -7,11 +7,6 @@ import torch
 from ftengine.kernels import _native  # noqa: F401  (defines the schemas and loads the native kernels)
 
 
-def scale_add(x: torch.Tensor, y: torch.Tensor, alpha: float) -> torch.Tensor:
-    """``x + alpha * y`` (placeholder op that proves the build and dispatch chain)."""
-    return torch.ops.ftengine.scale_add(x, y, alpha)
-
-
 def flat_grad_sqnorm(grad: torch.Tensor, segments: torch.Tensor) -> torch.Tensor:
     """Float32 scalar: sum of squares of ``grad`` over the trainable rows of ``segments`` (int64 [G, 3])."""
     return torch.ops.ftengine.flat_grad_sqnorm(grad, segments)

@@ -9,11 +9,6 @@ from __future__ import annotations
 import torch
 
 
-def scale_add(x: torch.Tensor, y: torch.Tensor, alpha: float) -> torch.Tensor:
-    """Placeholder op proving the dispatch chain: ``x + alpha * y``."""
-    return x + alpha * y
-
-
 # --- activation cache (ftengine/runtime/cache): ragged gather ----------------------------------------------------
 
 def gather_ragged(data: torch.Tensor, offsets: torch.Tensor, lengths: torch.Tensor, index: torch.Tensor,
