@@ -36,7 +36,7 @@ def main() -> int:
     out = args.out or ROOT / "bench" / "results" / f"cache-{args.device.replace(':', '')}-{stamp}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=2, default=str) + "\n")
-    print(json.dumps(result, indent=2, default=str))
+    print(f"targets: {result['targets']}")
     print(f"wrote {out}", file=sys.stderr)
     return 0
 

@@ -175,13 +175,28 @@ def run_cache_bench(args: Any) -> dict[str, Any]:
                                   settings={k: v for k, v in vars(args).items() if not k.startswith("_")
                                             and isinstance(v, (int, float, str, list, type(None)))})
     result["gather"] = gather_bench(args.device, args.batch_size, args.max_length)
+    print(f"gather {args.batch_size}x{args.max_length}x384 (fp32 out), us: "
+          f"{ {k: v for k, v in result['gather'].items() if k in ('fp32', 'bf16')} }", flush=True)
     scenarios = {}
     with tempfile.TemporaryDirectory(prefix="ftengine-bench-cache-") as cache_dir:
         for name in args.scenarios:  # a cache dir per scenario: each one fills from cold
             scenarios[name] = _timed_scenario(name, args, f"{cache_dir}/{name}")
+            print(_line(name, scenarios[name]), flush=True)
     result["scenarios"] = scenarios
     result["targets"] = _targets(scenarios)
     return result
+
+
+def _line(name: str, r: dict[str, Any]) -> str:
+    """One human-readable line per scenario (the JSON has everything)."""
+    head = f"{name}: {r['train_examples']} train examples, {r['bytes_stored'] / 2**20:.1f} MiB cached ({r['tier']})"
+    if "stage_epoch_seconds" in r:
+        return (f"{head}; fill {r['fill_seconds']:.2f}s, stage epochs {r['stage_epoch_seconds']} s, forward passes "
+                f"per boundary {r['forward_passes_per_boundary']}, layer 0 ran {r['frozen_layer0_passes_over_train']:.2f}"
+                " passes over the training set")
+    return (f"{head}; epoch uncached {r['median_uncached']:.3f}s, filling {r['filling_epoch_seconds']:.3f}s, cached "
+            f"{r['median_cached']:.3f}s -> {r['speedup']:.2f}x (bound {r['derived_bound']:.2f}x from frozen share "
+            f"{r['frozen_fraction']:.3f}: {100 * r['fraction_of_bound']:.0f}% of it)")
 
 
 def _targets(s: dict[str, Any]) -> dict[str, Any]:
