@@ -24,6 +24,8 @@ import torch
 from torch import nn
 
 FORMAT = 1
+_UMASK = os.umask(0o022)
+os.umask(_UMASK)  # read the process umask (the only portable way is to set it and set it back)
 LAST, BEST, POINTER = "last", "best", "latest.json"
 
 
@@ -32,6 +34,7 @@ def atomic_write(path: Path, write: Callable[[BinaryIO], None]) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
+        os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600 files; give them the permissions open() would
         with os.fdopen(fd, "wb") as f:
             write(f)
             f.flush()
