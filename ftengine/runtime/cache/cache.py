@@ -110,8 +110,9 @@ class ActivationCache:
             splits: splits to cache (absent ones are skipped).
             batch_size: fill batch size.
             quiet: no progress bar.
-            stage: first stage still to run (a resumed run): a boundary whose prefix trains in a stage from
-                here on before a later stage reads it is not cached (its activations would go stale).
+            stage: first stage still to run (a resumed run). Not filled: a boundary whose prefix trains in a
+                stage from here on before a later stage reads it (its activations would go stale), and one that
+                only stages before ``stage`` read.
         """
         n_groups = len(self.backbone.groups)
         wanted = sorted({int(b) for b in boundaries})
@@ -182,7 +183,9 @@ class ActivationCache:
         sizes = {k: int((read_manifest(p) or {}).get("bytes", 0)) for k, p in paths.items()}
         uses = {b: sum(s.epochs for s in self.graph.stages if s.cache.allowed and s.cache.boundary == b)
                 for _, b in paths}
-        tiers = plan_tiers(sizes, uses, self.spec.tier, self.spec.budget_mb * 2**20, self.device)
+        # Entries loaded by an earlier prepare() keep their share of the memory budget.
+        held = sum(st.nbytes for k, st in self._stores.items() if st.tier != "disk" and k not in paths)
+        tiers = plan_tiers(sizes, uses, self.spec.tier, max(0, self.spec.budget_mb * 2**20 - held), self.device)
         for k, path in paths.items():
             tier, note = tiers[k]
             try:
