@@ -47,7 +47,7 @@ def load_run(run_dir: str | Path, device: str = "auto") -> LoadedRun:
     run_dir = Path(run_dir)
     weights = run_dir / MODEL_DIR / WEIGHTS
     if not weights.is_file():
-        what = "is not a run directory" if not (run_dir / "spec.resolved.yaml").is_file() else "has no final model yet"
+        what = "not a run directory" if not (run_dir / "spec.resolved.yaml").is_file() else "the run has not finished"
         raise RunError(f"{run_dir}: {what} (no {MODEL_DIR}/{WEIGHTS}); pass the folder a finished `ftengine run` "
                        "printed, or finish this one with `ftengine run --resume " f"{run_dir}`")
     spec = load_spec(run_dir / "spec.resolved.yaml")

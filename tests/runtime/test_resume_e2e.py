@@ -8,61 +8,15 @@ after the unfreeze.
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
-import yaml
+from cli_runs import ftengine_run as _ftengine
 
-REPO = Path(__file__).resolve().parents[2]
 TIMING = ("epoch_seconds", "samples_per_second")
-
-
-@pytest.fixture(scope="module")
-def tiny_bert(tmp_path_factory, minilm_dir: Path) -> Path:
-    """A random 2-layer BERT (hidden 64) saved with the MiniLM tokenizer."""
-    import torch
-    from transformers import AutoTokenizer, BertConfig, BertModel
-
-    folder = tmp_path_factory.mktemp("tiny_bert")
-    tokenizer = AutoTokenizer.from_pretrained(str(minilm_dir))
-    torch.manual_seed(0)
-    config = BertConfig(vocab_size=len(tokenizer), hidden_size=64, num_hidden_layers=2, num_attention_heads=2,
-                        intermediate_size=128, max_position_embeddings=128)
-    BertModel(config).save_pretrained(str(folder))
-    tokenizer.save_pretrained(str(folder))
-    return folder
-
-
-@pytest.fixture(scope="module")
-def spec_file(tmp_path_factory, tiny_bert: Path, tweets_csv: Path) -> Path:
-    folder = tmp_path_factory.mktemp("spec")
-    spec = {
-        "backbone": {"kind": "hf", "source": str(tiny_bert)},
-        "head": {"kind": "linear", "dropout": 0.1},
-        "data": {"kind": "text", "train": str(tweets_csv), "encoding": "latin-1", "label_column": "sentiment",
-                 "labels": ["negative", "neutral", "positive"], "limit": 400, "split": {"validation": 0.2},
-                 "max_length": 48},
-        "freeze": {"stages": [{"name": "head", "trainable": ["head"], "epochs": 1},
-                              {"name": "top", "trainable": ["head", "encoder.layer.1"], "epochs": 3}]},
-        "optimizer": {"lr": 1e-3, "head_lr": 1e-2},
-        "schedule": {"kind": "cosine", "warmup_ratio": 0.1},
-        "training": {"batch_size": 8, "threads": 1, "seed": 3},
-        "output": {"dir": str(folder / "runs"), "checkpoint_every_steps": 3, "plots": False},
-    }
-    path = folder / "resume.yaml"
-    path.write_text(yaml.safe_dump(spec))
-    return path
-
-
-def _ftengine(*args: str, cache: Path) -> subprocess.Popen:
-    env = {**os.environ, "PYTHONPATH": str(REPO), "HF_HUB_OFFLINE": "1", "FTENGINE_CACHE_DIR": str(cache)}
-    return subprocess.Popen([sys.executable, "-m", "ftengine", "run", *args], cwd=REPO, env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
 def _finish(proc: subprocess.Popen) -> tuple[int, str, str]:
@@ -89,14 +43,6 @@ def _stop_after(proc: subprocess.Popen, run_dir: Path, step: int, sig: int) -> d
             return latest
         time.sleep(0.002)
     pytest.fail(f"the run ended or stalled before step {step}: {proc.communicate()[1][-2000:]}")
-
-
-@pytest.fixture(scope="module")
-def reference(spec_file: Path, tmp_path_factory) -> Path:
-    code, out, err = _finish(_ftengine(str(spec_file), "output.name=reference",
-                                       cache=tmp_path_factory.mktemp("cache")))
-    assert code == 0, err
-    return spec_file.parent / "runs" / "reference"
 
 
 @pytest.mark.slow
