@@ -1,0 +1,53 @@
+"""The optimizer workbench's case construction and validation, and the bytes-per-parameter table."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from ftengine.kernels.flat import FlatLayout, bytes_per_param
+from ftengine.kernels.optim_bench import Case, frozen_mask, model_shapes, split_groups, summarize, validate
+
+
+@pytest.mark.parametrize("groups", [1, 6, 26, 100])
+def test_resnet50_splits_into_the_asked_number_of_groups(groups: int) -> None:
+    shapes = model_shapes("resnet50")
+    split = split_groups("resnet50", shapes, groups)
+    assert len(split) == groups and all(split)
+    assert sum(len(g) for g in split) == len(shapes) == 161  # torchvision's ResNet-50 has 161 parameter tensors
+    assert sum(torch.Size(s).numel() for g in split for s in g) == 25_557_032
+
+
+def test_frozen_mask_freezes_input_side_groups_up_to_the_fraction() -> None:
+    assert frozen_mask([[(10,)], [(30,)], [(60,)]], 0.5) == [False, False, True]
+    assert frozen_mask([[(10,)], [(30,)]], 0.0) == [True, True]
+
+
+@pytest.mark.parametrize("impl", ["ftengine", "ftengine-bf16m", "torch-fused"])
+def test_validation_runs_against_the_reference(impl: str) -> None:
+    assert validate(Case("resnet50", 6, "fp32", 0.5), impl, "cpu") == "ok"
+
+
+def test_bytes_per_param_matches_the_documented_table() -> None:
+    f32, bf16 = torch.float32, torch.bfloat16
+    assert bytes_per_param("adamw", f32, f32, grad_norm=False) == 28
+    assert bytes_per_param("adamw", f32, bf16, grad_norm=False) == 20
+    assert bytes_per_param("adamw", bf16, f32, grad_norm=False) == 28
+    assert bytes_per_param("adamw", bf16, bf16, grad_norm=True) == 22
+    assert bytes_per_param("sgd", f32, f32, grad_norm=False) == 20
+    assert bytes_per_param("sgd", f32, f32, grad_norm=False, momentum=False) == 12
+
+
+def test_layout_aligns_every_parameter() -> None:
+    layout = FlatLayout.build([[1, 4097], [], [64]])
+    assert layout.param_offsets == ((0, 64), (), (4224,))
+    assert layout.segments == ((0, 4224), (4224, 0), (4224, 64)) and layout.numel == 4288
+
+
+def test_summary_reports_speedups_and_frozen_scaling() -> None:
+    row = dict(model="m", groups=2, precision="fp32", impl="ftengine", case="c", speedup_vs_torch_fused=1.5)
+    rows = [dict(row, frozen=0.0, ms_median=10.0, trainable_params=100),
+            dict(row, frozen=0.5, ms_median=5.5, trainable_params=50)]
+    summary = summarize(rows)
+    assert summary["frozen_scaling"] == [dict(case="c", impl="ftengine", time_ratio=0.55, trainable_share=0.5)]
+    assert len(summary["vs_torch_fused"]) == 2
