@@ -36,6 +36,7 @@ def main(args: argparse.Namespace) -> int:
     from ftengine.runtime import predict_run
 
     out = predict_run(args.run_dir, args.input, args.output, device=args.device)
-    lines = sum(1 for _ in open(out, encoding="utf-8")) - (0 if out.suffix in (".jsonl", ".json", ".ndjson") else 1)
+    with open(out, encoding="utf-8") as f:
+        lines = sum(1 for _ in f) - (0 if out.suffix in (".jsonl", ".json", ".ndjson") else 1)  # minus a CSV header
     print(f"wrote {lines:,} predictions to {out}")
     return 0

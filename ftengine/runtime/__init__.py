@@ -17,7 +17,7 @@ _EXPORTS = {
     "FineTuneModel": "ftengine.runtime.model",
 }
 
-__all__ = sorted(_EXPORTS)
+__all__ = ["FineTuneModel", "RunResult", "evaluate_run", "predict_run", "run_spec"]
 
 
 def __getattr__(name: str) -> Any:

@@ -25,8 +25,8 @@ def save_final_model(run_dir: Path, model: nn.Module, spec: Any, labels: list[st
     folder = run_dir / MODEL_DIR
     folder.mkdir(parents=True, exist_ok=True)
     save_file(model_state(model), str(folder / WEIGHTS), metadata={"format": "ftengine.FineTuneModel"})
-    config = dict(head=spec.head.model_dump(mode="json"), num_classes=len(labels), labels=list(labels),
-                  feature_dim=int(model.backbone.feature_dim), backbone=spec.backbone.model_dump(mode="json"))
+    config = {"head": spec.head.model_dump(mode="json"), "num_classes": len(labels), "labels": list(labels),
+                  "feature_dim": int(model.backbone.feature_dim), "backbone": spec.backbone.model_dump(mode="json")}
     (folder / HEAD_CONFIG).write_text(json.dumps(config, indent=2) + "\n")
     if spec.backbone.kind == "hf":
         hf_dir = folder / HF_DIR

@@ -107,8 +107,8 @@ class Trainer:
                 self._log_epoch(stage, val, verdict)
                 if verdict.improved and (self.spec.output.save_best or self.spec.training.restore_best):
                     self.best_stage = self.pos.stage
-                    save_checkpoint(self.run_dir, BEST, dict(model=model_state(self.model), stage=self.pos.stage,
-                                                             metrics=self._last_row))
+                    save_checkpoint(self.run_dir, BEST, {"model": model_state(self.model), "stage": self.pos.stage,
+                                                             "metrics": self._last_row})
                 self.pos.next_epoch(stage.epochs, end_stage=verdict.end_stage, stop=verdict.stop_run or hit_max_steps,
                                     last_stage=self.pos.stage == len(stages) - 1)
                 self._save_last()
@@ -246,7 +246,7 @@ class Trainer:
         row = dict(stage=stage.name, stage_index=pos.stage, stage_epoch=pos.epoch + 1, stage_epochs=stage.epochs,
                    epoch=pos.epochs_done + 1, step=pos.global_step,
                    train_loss=pos.loss_sum / pos.examples if pos.examples else math.nan,
-                   **(val.metrics() if val else dict(val_loss=None, val_accuracy=None, val_macro_f1=None)),
+                   **(val.metrics() if val else {"val_loss": None, "val_accuracy": None, "val_macro_f1": None}),
                    lr=lr_summary(self.optimizer), epoch_seconds=round(self._epoch_seconds, 3),
                    samples_per_second=round(self._epoch_seen / seconds, 2), best=verdict.improved and val is not None,
                    skipped_steps=pos.skipped_steps)
@@ -256,9 +256,9 @@ class Trainer:
 
     def checkpoint_state(self) -> dict[str, Any]:
         """Everything a resumed run restores (see `run.restore`)."""
-        return dict(model=model_state(self.model), optimizer=self.optimizer.state_dict(), progress=asdict(self.pos),
-                    tracker=self.tracker.state_dict(), rng=capture_rng(), metrics_rows=self.log.rows,
-                    best_stage=self.best_stage, scaler=self.scaler.state_dict() if self.scaler is not None else None)
+        return {"model": model_state(self.model), "optimizer": self.optimizer.state_dict(), "progress": asdict(self.pos),
+                    "tracker": self.tracker.state_dict(), "rng": capture_rng(), "metrics_rows": self.log.rows,
+                    "best_stage": self.best_stage, "scaler": self.scaler.state_dict() if self.scaler is not None else None}
 
     def _save_last(self) -> None:
         if self.spec.output.save_last:

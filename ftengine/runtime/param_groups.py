@@ -47,8 +47,8 @@ def build_param_groups(model: nn.Module, graph: Any, no_decay: Sequence[str]) ->
         for kind in (DECAY, NO_DECAY):
             params = buckets.pop(group_name(info.name, kind), [])
             if params:
-                groups.append(dict(params=params, name=group_name(info.name, kind), lr=plan.lr, weight_decay=plan.weight_decay if kind == DECAY else 0.0,
-                                   trainable=plan.trainable))
+                groups.append({"params": params, "name": group_name(info.name, kind), "lr": plan.lr, "weight_decay": plan.weight_decay if kind == DECAY else 0.0,
+                                   "trainable": plan.trainable})
     return groups
 
 

@@ -16,8 +16,7 @@ from ftengine.runtime.checkpoint import BEST, latest_checkpoint, load_checkpoint
 from ftengine.runtime.device import autocast_dtype, grad_scaler, pick_device, set_threads
 from ftengine.runtime.loop import Position, Trainer
 from ftengine.runtime.model import FineTuneModel
-from ftengine.runtime.outputs import (MetricsLog, claim_run_dir, read_run_info, run_dir_of, write_json,
-                                      write_spec_files)
+from ftengine.runtime.outputs import MetricsLog, claim_run_dir, read_run_info, run_dir_of, write_json, write_spec_files
 from ftengine.runtime.param_groups import build_param_groups
 from ftengine.runtime.progress import Console
 from ftengine.runtime.schedule import Schedule
@@ -111,7 +110,7 @@ def run_spec(spec: Any, spec_path: str | Path, *, resume: bool | str | Path = Fa
     state = load_checkpoint(latest_checkpoint(run_dir)) if resuming else None
     if state is None:
         write_spec_files(run_dir, spec, graph, data.labels)
-        info = dict(status="running", spec_path=str(spec_path.resolve()), ftengine=__version__, device=str(device))
+        info = {"status": "running", "spec_path": str(spec_path.resolve()), "ftengine": __version__, "device": str(device)}
         write_json(run_dir / "run.json", info)
     else:
         model.load_state_dict(state["model"])

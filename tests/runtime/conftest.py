@@ -13,8 +13,9 @@ import yaml
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from cli_runs import ftengine_run  # noqa: E402
-from toy import toy_build, toy_spec  # noqa: E402
+from cli_runs import ftengine_run
+from toy import toy_build, toy_spec
+
 
 @pytest.fixture()
 def toy_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Callable[..., Any]:
@@ -73,6 +74,6 @@ def spec_file(tmp_path_factory, tiny_bert: Path, tweets_csv: Path) -> Path:
 def reference(spec_file: Path, tmp_path_factory) -> Path:
     """An unbroken run of `spec_file` through the CLI (the run directory)."""
     proc = ftengine_run(str(spec_file), "output.name=reference", cache=tmp_path_factory.mktemp("cache"))
-    out, err = proc.communicate(timeout=300)
+    _out, err = proc.communicate(timeout=300)
     assert proc.returncode == 0, err
     return spec_file.parent / "runs" / "reference"

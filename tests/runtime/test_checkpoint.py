@@ -14,8 +14,8 @@ from ftengine.runtime.seeding import capture_rng, restore_rng
 
 
 def _state(step: int) -> dict:
-    return dict(model={"w": torch.full((3,), float(step))},
-                progress=dict(stage=0, epoch=0, batches_done=step, global_step=step))
+    return {"model": {"w": torch.full((3,), float(step))},
+                "progress": {"stage": 0, "epoch": 0, "batches_done": step, "global_step": step}}
 
 
 def test_save_and_find_latest(tmp_path):

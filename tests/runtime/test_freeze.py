@@ -25,7 +25,7 @@ def _grad_params(model):
 
 
 def test_requires_grad_follows_each_stage():
-    spec, graph, model = _setup()
+    _spec, graph, model = _setup()
     apply_freeze(model, graph, graph.stages[0])
     assert _grad_params(model) == {"head"}
     apply_freeze(model, graph, graph.stages[1])
@@ -55,9 +55,10 @@ def test_train_modes_reset_after_evaluation():
 
 def test_unused_pooler_stays_frozen_and_in_eval_mode(minilm_dir):
     """MiniLM with mean pooling: the pooler gets no gradient, so it never trains, whatever the policy."""
+    from toy import REPO_SPECS
+
     from ftengine.backbones import build_backbone
     from ftengine.spec import load_spec
-    from toy import REPO_SPECS
 
     spec = load_spec(REPO_SPECS / "text_full_finetune.yaml", ["freeze.frozen_dropout=train"])
     backbone = build_backbone(spec.backbone, pretrained=False, device="meta", base_dir=REPO_SPECS)

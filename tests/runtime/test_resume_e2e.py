@@ -55,7 +55,7 @@ def test_sigkill_then_resume_gives_identical_metrics(spec_file, reference, tmp_p
     assert proc.returncode == -signal.SIGKILL
     latest = json.loads((run_dir / "checkpoints" / "latest.json").read_text())
     assert latest["stage"] == 1 and json.loads((run_dir / "run.json").read_text())["status"] == "running"
-    code, out, err = _finish(_ftengine("--resume", str(run_dir), cache=tmp_path / "cache"))
+    code, _out, err = _finish(_ftengine("--resume", str(run_dir), cache=tmp_path / "cache"))
     assert code == 0, err
     assert _rows(run_dir) == _rows(reference)
     final = json.loads((run_dir / "run.json").read_text())["final"]
@@ -69,11 +69,11 @@ def test_ctrl_c_checkpoints_exits_130_and_resumes(spec_file, reference, tmp_path
     run_dir = spec_file.parent / "runs" / "stopped"
     proc = _ftengine(str(spec_file), "output.name=stopped", cache=tmp_path / "cache")
     _stop_after(proc, run_dir, 20, signal.SIGINT)
-    code, out, err = _finish(proc)
+    code, _, err = _finish(proc)
     assert code == 130
     message = err.strip().splitlines()[-1]
     assert message.startswith(f"ftengine: interrupted; checkpoint saved in {run_dir} at stage ")
     assert "Traceback" not in err
-    code, out, err = _finish(_ftengine(str(spec_file), "output.name=stopped", "--resume", cache=tmp_path / "cache"))
+    code, _out, err = _finish(_ftengine(str(spec_file), "output.name=stopped", "--resume", cache=tmp_path / "cache"))
     assert code == 0, err
     assert _rows(run_dir) == _rows(reference)

@@ -42,9 +42,9 @@ def toy_backbone() -> Backbone:
 class ToyHead(nn.Module):
     """Dropout + Linear over the features."""
 
-    def __init__(self, classes: int) -> None:
+    def __init__(self, classes: int, dropout: float = 0.1) -> None:
         super().__init__()
-        self.dropout, self.fc = nn.Dropout(0.1), nn.Linear(HIDDEN, classes)
+        self.dropout, self.fc = nn.Dropout(dropout), nn.Linear(HIDDEN, classes)
 
     def forward(self, state: dict[str, torch.Tensor]) -> torch.Tensor:
         return self.fc(self.dropout(state["features"]))
@@ -108,7 +108,7 @@ def toy_build(spec: Spec, spec_dir: Any, device: torch.device, *, pretrained: bo
     backbone = toy_backbone()
     data = data or toy_data()
     graph = plan(spec, backbone, num_classes=len(data.labels))
-    return Built(FineTuneModel(backbone, ToyHead(len(data.labels))).to(device), data, graph, device)
+    return Built(FineTuneModel(backbone, ToyHead(len(data.labels), spec.head.dropout)).to(device), data, graph, device)
 
 
 REPO_SPECS = Path(__file__).resolve().parents[2] / "specs"
