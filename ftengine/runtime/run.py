@@ -98,6 +98,8 @@ def run_spec(spec: Any, spec_path: str | Path, *, resume: bool | str | Path = Fa
     run_dir = Path(resume) if isinstance(resume, (str, Path)) else run_dir_of(spec, spec_path)
     resuming = claim_run_dir(run_dir, resume=bool(resume), overwrite=spec.output.overwrite)
     info = read_run_info(run_dir)
+    if resume and not resuming:
+        console.line(f"--resume: no checkpoint in {run_dir}; starting from the beginning")
     if resuming and info.get("status") == "finished":
         console.always(f"ftengine: {run_dir} is already finished; nothing to resume")
         return RunResult(run_dir, info.get("final", {}))
