@@ -112,11 +112,19 @@ class Trainer:
                 self.pos.next_epoch(stage.epochs, end_stage=verdict.end_stage, stop=verdict.stop_run or hit_max_steps,
                                     last_stage=self.pos.stage == len(stages) - 1)
                 self._save_last()
+                if self.pos.stage != stage.index:
+                    self._release_cache(stage)
                 self.console.epoch_done()
                 if verdict.stop_run:
                     self.console.line(f"early stopping: {self.spec.training.early_stopping.metric} has not improved "
                                       f"for {self.tracker.patience} epochs (best {self.tracker.best:.4f})")
         self.console.close()
+
+    def _release_cache(self, finished: Any) -> None:
+        """Free the cached activations of a finished stage's boundary when no later stage reads them."""
+        later = {s.cache.boundary for s in self.graph.stages[self.pos.stage:] if s.cache.allowed}
+        if self.cache is not None and finished.cache.allowed and finished.cache.boundary not in later:
+            self.cache.release(finished.cache.boundary)
 
     def _apply_stage(self, stage: Any) -> None:
         apply_freeze(self.model, self.graph, stage)
