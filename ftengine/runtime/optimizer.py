@@ -242,7 +242,10 @@ class FlatOptimizer(torch.optim.Optimizer):
                 step = int(entry["step"]) if "step" in entry else step
                 for name, flat in b.state.items():
                     view = flat[o:o + p.numel()]
-                    view.copy_(entry[name].reshape(-1)) if name in entry else view.zero_()
+                    if name in entry:
+                        view.copy_(entry[name].reshape(-1))
+                    else:
+                        view.zero_()
                 if b.master is not None:
                     src = entry.get("master", b.param[o:o + p.numel()])
                     b.master[o:o + p.numel()].copy_(src.reshape(-1))

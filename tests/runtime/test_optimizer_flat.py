@@ -240,3 +240,28 @@ def test_user_errors() -> None:
     other = FlatOptimizer(flat_groups(make_params(), [True] * 4)[:3])
     with pytest.raises(ValueError, match="the state has 3 groups but this optimizer has 4"):
         opt.load_state_dict(other.state_dict())
+
+
+def test_state_dict_loads_into_torch_adamw_and_continues_in_lockstep() -> None:
+    params = make_params()
+    groups = flat_groups(params, [True] * 4)
+    opt = FlatOptimizer(groups, backend="auto")
+    for step in range(3):
+        for ps, gs in zip(params, grads_for(step, params)):
+            for p, g in zip(ps, gs):
+                p.grad.copy_(g)
+        opt.step()
+    twin = [[torch.nn.Parameter(p.detach().clone()) for p in ps] for ps in params]
+    torch_opt = torch.optim.AdamW([dict(params=ps, lr=g["lr"], weight_decay=g["weight_decay"])
+                                   for ps, g in zip(twin, groups)], foreach=False)
+    torch_opt.load_state_dict(copy.deepcopy(opt.state_dict()))
+    for step in range(3, 6):
+        for ours, theirs, gs in zip(params, twin, grads_for(step, params)):
+            for p, q, g in zip(ours, theirs, gs):
+                p.grad.copy_(g)
+                q.grad = g.clone()
+        opt.step()
+        torch_opt.step()
+    for ours, theirs in zip(params, twin):
+        for p, q in zip(ours, theirs):
+            assert_close(p.detach(), q.detach(), "param after resuming in torch.optim.AdamW")
