@@ -163,24 +163,22 @@ def validate(case: Case, impl: str, device: str, steps: int = 2) -> str:
     return "ok"
 
 
-def _timed(fn: Callable[[], object], device: str, reps: int) -> tuple[list[float], list[float]]:
-    """Wall-clock and process-CPU milliseconds of ``reps`` calls (after one warm-up call)."""
+def _sync(device: str) -> None:
+    if device.startswith("cuda"):
+        torch.cuda.synchronize()
+
+
+def _time_once(fn: Callable[[], object], device: str) -> tuple[float, float]:
+    """Wall-clock and process-CPU milliseconds of one call."""
+    _sync(device)
+    w0, c0 = time.perf_counter(), time.process_time()
     fn()
-    wall, cpu = [], []
-    for _ in range(reps):
-        if device.startswith("cuda"):
-            torch.cuda.synchronize()
-        w0, c0 = time.perf_counter(), time.process_time()
-        fn()
-        if device.startswith("cuda"):
-            torch.cuda.synchronize()
-        wall.append((time.perf_counter() - w0) * 1e3)
-        cpu.append((time.process_time() - c0) * 1e3)
-    return wall, cpu
+    _sync(device)
+    return (time.perf_counter() - w0) * 1e3, (time.process_time() - c0) * 1e3
 
 
-def copy_gbps(nbytes: int, device: str, reps: int) -> float:
-    """Bandwidth of a plain copy moving ``nbytes`` (read + write), in 256 MiB slices (far larger than any cache)."""
+def _copier(nbytes: int, device: str) -> Callable[[], None]:
+    """A plain copy moving ``nbytes`` (read + write) in 256 MiB slices (far larger than any cache)."""
     chunk = min(256 << 20, max(nbytes // 2, 1 << 20))
     src = torch.ones(chunk, dtype=torch.uint8, device=device)
     dst = torch.empty_like(src)
@@ -190,30 +188,52 @@ def copy_gbps(nbytes: int, device: str, reps: int) -> float:
         for _ in range(times):
             dst.copy_(src)
 
-    wall, _ = _timed(copy, device, reps)
-    return 2 * chunk * times / statistics.median(wall) / 1e6
+    copy.nbytes = 2 * chunk * times  # type: ignore[attr-defined]
+    return copy
+
+
+# Timed together, round-robin (their ratios are the targets); the slow torch variants run one after another.
+INTERLEAVED = ("ftengine", "ftengine-bf16m", "torch-fused")
 
 
 def run_case(case: Case, impls: tuple[str, ...], device: str, reps: int, log: Callable[[str], None]) -> list[dict]:
-    """Validate and time every implementation of one case; one result row per implementation."""
+    """Validate and time every implementation of one case; one result row per implementation.
+
+    The implementations in INTERLEAVED are alive at once and timed round-robin, each round also timing the copy
+    baseline, so a change in machine load hits all of them alike; the others are timed one at a time, each
+    next to its own copy measurements.
+    """
+    status = {impl: validate(case, impl, device) for impl in impls}
+    together = [i for i in impls if i in INTERLEAVED]
+    batches = [together] + [[i] for i in impls if i not in INTERLEAVED]
     rows = []
-    for impl in impls:
-        status = validate(case, impl, device)
-        setup = build(case, impl, device)
-        nbytes = impl_bytes(case, impl) * setup.trainable_params
-        before = copy_gbps(nbytes, device, max(3, reps // 2))
-        wall, cpu = _timed(setup.step, device, reps)
-        after = copy_gbps(nbytes, device, max(3, reps // 2))
-        del setup
-        ms = statistics.median(wall)
-        row = dict(case=case.name, **asdict(case), impl=impl, validation=status,
-                   trainable_params=nbytes // impl_bytes(case, impl), bytes_per_param=impl_bytes(case, impl),
-                   ms_median=ms, ms_min=min(wall), ms_all=[round(x, 2) for x in wall],
-                   cpu_ms_median=statistics.median(cpu), gbps=nbytes / ms / 1e6,
-                   copy_gbps=(before + after) / 2, ratio_to_copy=nbytes / ms / 1e6 / ((before + after) / 2))
-        rows.append(row)
-        log(f"{case.name:34s} {impl:15s} {ms:8.1f} ms  {row['gbps']:6.1f} GB/s  copy {row['copy_gbps']:5.1f} GB/s  "
-            f"x{row['ratio_to_copy']:.2f} of copy  [{status}]")
+    for batch in (b for b in batches if b):
+        setups = {impl: build(case, impl, device) for impl in batch}
+        nbytes = {impl: impl_bytes(case, impl) * s.trainable_params for impl, s in setups.items()}
+        copy = _copier(max(nbytes.values()), device)
+        for fn in [*(s.step for s in setups.values()), copy]:
+            fn()  # warm-up: first-touch of state, kernel selection
+        wall: dict[str, list[float]] = {impl: [] for impl in [*batch, "copy"]}
+        cpu: dict[str, list[float]] = {impl: [] for impl in batch}
+        for _ in range(reps):
+            for impl, setup in setups.items():
+                w, c = _time_once(setup.step, device)
+                wall[impl].append(w)
+                cpu[impl].append(c)
+            wall["copy"].append(_time_once(copy, device)[0])
+        copy_gbps = copy.nbytes / statistics.median(wall["copy"]) / 1e6  # type: ignore[attr-defined]
+        for impl, setup in setups.items():
+            ms = statistics.median(wall[impl])
+            gbps = nbytes[impl] / ms / 1e6
+            row = dict(case=case.name, **asdict(case), impl=impl, validation=status[impl],
+                       trainable_params=setup.trainable_params, bytes_per_param=impl_bytes(case, impl),
+                       ms_median=ms, ms_min=min(wall[impl]), ms_all=[round(x, 2) for x in wall[impl]],
+                       cpu_ms_median=statistics.median(cpu[impl]), gbps=gbps, copy_gbps=copy_gbps,
+                       ratio_to_copy=gbps / copy_gbps)
+            rows.append(row)
+            log(f"{case.name:34s} {impl:15s} {ms:8.1f} ms  {gbps:6.1f} GB/s  copy {copy_gbps:5.1f} GB/s  "
+                f"x{row['ratio_to_copy']:.2f} of copy  [{status[impl]}]")
+        del setups
     fused = next((r["ms_median"] for r in rows if r["impl"] == "torch-fused"), None)
     for r in rows:
         r["speedup_vs_torch_fused"] = fused / r["ms_median"] if fused else None
