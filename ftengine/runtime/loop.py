@@ -8,9 +8,7 @@ epoch's batches from where it left off, validates, logs one row, saves `best` wh
 
 from __future__ import annotations
 
-import contextlib
 import math
-import signal
 import time
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
@@ -19,10 +17,10 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from ftengine.errors import RunError
 from ftengine.runtime.checkpoint import BEST, LAST, model_state, save_checkpoint
 from ftengine.runtime.evaluate import Evaluation, autocast_context, evaluate
 from ftengine.runtime.freeze import apply_freeze, set_train_modes
+from ftengine.runtime.interrupts import Interrupted, StopRequest
 from ftengine.runtime.model import inputs_of, to_device
 from ftengine.runtime.param_groups import apply_stage_settings, lr_summary
 from ftengine.runtime.progress import format_epoch
@@ -43,13 +41,14 @@ class Position:
     epochs_done: int = 0  # epochs completed in the run
     finished: bool = False
     loss_sum: float = 0.0  # this epoch's training loss so far (sum over examples) ...
-    examples: int = 0  # ... and the examples it covers
+    running_loss: float | torch.Tensor = 0.0  # ... plus its part not yet folded into loss_sum ...
+    examples: int = 0  # ... and the examples both cover
     skipped_steps: int = 0
 
     def next_epoch(self, stage_epochs: int, *, end_stage: bool, stop: bool, last_stage: bool) -> None:
         """Move past a finished epoch (and its stage when it was the last epoch or plateaued)."""
         self.epochs_done += 1
-        self.batches_done, self.loss_sum, self.examples = 0, 0.0, 0
+        self.batches_done, self.loss_sum, self.running_loss, self.examples = 0, 0.0, 0.0, 0
         if stop:
             self.finished = True
         elif end_stage or self.epoch + 1 >= stage_epochs:
@@ -57,12 +56,6 @@ class Position:
             self.finished = last_stage
         else:
             self.epoch += 1
-
-
-class Interrupted(RunError):
-    """Ctrl-C: a checkpoint was saved; exits with status 130."""
-
-    exit_code = 130
 
 
 @dataclass
@@ -85,8 +78,11 @@ class Trainer:
     scaler: Any = None
     pos: Position = field(default_factory=Position)
     best_stage: int | None = None  # stage whose weights checkpoints/best holds
+    _stop: StopRequest = field(default_factory=StopRequest)
     _base_lrs: dict[str, float] = field(default_factory=dict)
-    _stop_requested: bool = False
+    _last_row: dict[str, Any] = field(default_factory=dict)
+    _epoch_seconds: float = 0.0
+    _epoch_seen: int = 0
 
     # --- the loop ----------------------------------------------------------------------------------------------
 
@@ -94,7 +90,9 @@ class Trainer:
         """Train from `pos` to the end of the plan (or early stop / max_steps)."""
         stages = self.graph.stages
         self.console.epochs(sum(s.epochs for s in stages), self.pos.epochs_done)
-        with self._interrupts():
+        self._stop = StopRequest(lambda: self.console.always(
+            "ftengine: stopping after this step (Ctrl-C again to abort without saving)"))
+        with self._stop:
             while not self.pos.finished and self.pos.stage < len(stages):
                 stage = stages[self.pos.stage]
                 if self.pos.epoch == 0 and self.pos.batches_done == 0:
@@ -137,6 +135,8 @@ class Trainer:
         total = pos.batches_done + len(loader)
         set_train_modes(self.model, self.graph, stage, self.spec.freeze)
         started, seen = time.perf_counter(), 0
+        # Summed on the device (no host sync per step), folded into pos.loss_sum every log_every steps.
+        running = torch.as_tensor(float(pos.running_loss), dtype=torch.float32, device=self.device)
         bar = self.console.bar(loader, total=total, initial=pos.batches_done, desc=f"{stage.name} e{pos.epoch + 1}")
         for i, batch in enumerate(bar, start=pos.batches_done):
             first = i - i % accum
@@ -144,21 +144,26 @@ class Trainer:
             loss = self._loss(batch, stage)
             self._backward(loss / in_step)
             n = int(batch["labels"].shape[0])
-            pos.loss_sum, pos.examples, seen = pos.loss_sum + float(loss.detach()) * n, pos.examples + n, seen + n
+            running += loss.detach() * n
+            pos.examples, seen = pos.examples + n, seen + n
             if i + 1 < first + in_step:
                 continue
             self._step(stage)
             pos.batches_done = i + 1
-            if hasattr(bar, "set_postfix") and pos.global_step % self.spec.training.log_every == 0:
-                bar.set_postfix(loss=f"{pos.loss_sum / pos.examples:.4f}")
             every = self.spec.output.checkpoint_every_steps
+            if pos.global_step % self.spec.training.log_every == 0:  # fold on a fixed clock: same sums on resume
+                pos.loss_sum, running = pos.loss_sum + float(running), torch.zeros_like(running)
+                if hasattr(bar, "set_postfix"):
+                    bar.set_postfix(loss=f"{pos.loss_sum / pos.examples:.4f}")
+            pos.running_loss = running  # a checkpoint keeps the unfolded part as it is
             if every and pos.global_step % every == 0 and pos.batches_done < total:
                 self._save_last()
-            if self._stop_requested:
+            if self._stop.requested:
                 self._save_last()
                 raise self._interrupted()
             if self.spec.training.max_steps and pos.global_step >= self.spec.training.max_steps:
                 break
+        pos.loss_sum, pos.running_loss = pos.loss_sum + float(running), 0.0
         if hasattr(bar, "close"):
             bar.close()
         self._epoch_seconds, self._epoch_seen = time.perf_counter() - started, seen
@@ -216,7 +221,7 @@ class Trainer:
                                        num_workers=self.spec.training.num_workers, pin_memory=self.device.type == "cuda")
         with torch.random.fork_rng(devices=[]):  # creating a DataLoader iterator draws from the global RNG
             batches = iter(loader)
-        stop = (lambda: self._stop_requested) if interruptible else (lambda: False)
+        stop = (lambda: self._stop.requested) if interruptible else (lambda: False)
         return evaluate(lambda b: self.logits(b, split, stage), batches, self.data.labels, should_stop=stop)
 
     @property
@@ -226,7 +231,7 @@ class Trainer:
 
     def _validate(self, stage: Any) -> Evaluation | None:
         val = self.evaluate_split("validation", stage, interruptible=True)
-        if val is None and self._stop_requested:
+        if val is None and self._stop.requested:
             self._save_last()  # training part of the epoch is done; a resume validates first
             raise self._interrupted()
         return val
@@ -264,7 +269,8 @@ class Trainer:
 
     def checkpoint_state(self) -> dict[str, Any]:
         """Everything a resumed run restores (see `run.restore`)."""
-        return {"model": model_state(self.model), "optimizer": self.optimizer.state_dict(), "progress": asdict(self.pos),
+        progress = {**asdict(self.pos), "running_loss": float(self.pos.running_loss)}
+        return {"model": model_state(self.model), "optimizer": self.optimizer.state_dict(), "progress": progress,
                     "tracker": self.tracker.state_dict(), "rng": capture_rng(), "metrics_rows": self.log.rows,
                     "best_stage": self.best_stage, "scaler": self.scaler.state_dict() if self.scaler is not None else None}
 
@@ -272,32 +278,12 @@ class Trainer:
         if self.spec.output.save_last:
             save_checkpoint(self.run_dir, LAST, self.checkpoint_state())
 
-    # --- Ctrl-C ------------------------------------------------------------------------------------------------
-
-    @contextlib.contextmanager
-    def _interrupts(self) -> Iterator[None]:
-        """First Ctrl-C: finish the current step, checkpoint, exit 130. Second Ctrl-C: stop at once."""
-        def handler(signum: int, frame: Any) -> None:
-            if self._stop_requested:
-                raise KeyboardInterrupt
-            self._stop_requested = True
-            self.console.always("ftengine: stopping after this step (Ctrl-C again to abort without saving)")
-
-        try:
-            previous = signal.signal(signal.SIGINT, handler)
-        except ValueError:  # not the main thread: leave Ctrl-C alone
-            yield
-            return
-        try:
-            yield
-        finally:
-            signal.signal(signal.SIGINT, previous)
-
     def _interrupted(self) -> Interrupted:
         where = f"stage {self.pos.stage} epoch {self.pos.epoch + 1} step {self.pos.global_step}"
-        how = "ftengine run <spec> --resume" if self.spec.output.save_last else "start again (output.save_last is off)"
-        return Interrupted(f"ftengine: interrupted; checkpoint saved in {self.run_dir} at {where}; continue with "
-                           f"{how}")
+        if not self.spec.output.save_last:
+            return Interrupted(f"ftengine: interrupted at {where}; no checkpoint saved (output.save_last is off)")
+        return Interrupted(f"ftengine: interrupted; checkpoint saved in {self.run_dir} at {where}; continue with: "
+                           f"ftengine run --resume {self.run_dir}")
 
 
 class _Primed:

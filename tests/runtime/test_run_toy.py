@@ -10,7 +10,8 @@ import pytest
 import torch
 
 from ftengine.errors import RunError
-from ftengine.runtime.loop import Interrupted, Trainer
+from ftengine.runtime.interrupts import Interrupted
+from ftengine.runtime.loop import Trainer
 
 TIMING = ("epoch_seconds", "samples_per_second")
 
