@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 import os
 import time
@@ -12,6 +13,7 @@ from typing import Any
 import torch
 
 from ftengine import __version__
+from ftengine.errors import RunError
 from ftengine.runtime.checkpoint import BEST, latest_checkpoint, load_checkpoint
 from ftengine.runtime.device import autocast_dtype, grad_scaler, pick_device, set_threads
 from ftengine.runtime.loop import Position, Trainer
@@ -112,9 +114,11 @@ def run_spec(spec: Any, spec_path: str | Path, *, resume: bool | str | Path = Fa
     state = load_checkpoint(latest_checkpoint(run_dir)) if resuming else None
     if state is None:
         write_spec_files(run_dir, spec, graph, data.labels)
-        info = {"status": "running", "spec_path": str(spec_path.resolve()), "ftengine": __version__, "device": str(device)}
+        info = {"status": "running", "spec_path": str(spec_path.resolve()), "ftengine": __version__,
+                "device": str(device), "data_fingerprint": data.fingerprint()}
         write_json(run_dir / "run.json", info)
     else:
+        check_same_run(run_dir, graph, data, info)
         model.load_state_dict(state["model"])
         console.line(f"resuming {run_dir} at stage {state['progress']['stage']} epoch "
                      f"{state['progress']['epoch'] + 1}, step {state['progress']['global_step']}")
@@ -152,6 +156,23 @@ def run_spec(spec: Any, spec_path: str | Path, *, resume: bool | str | Path = Fa
     write_json(run_dir / "run.json", {**info, "status": "finished", "final": metrics})
     console.always(summary_line(metrics, run_dir))
     return RunResult(run_dir, metrics)
+
+
+def check_same_run(run_dir: Path, graph: Any, data: Any, info: dict[str, Any]) -> None:
+    """A checkpoint only continues the run that wrote it: same plan, same examples.
+
+    Raises:
+        RunError: the spec now plans different stages/groups/LRs, or the data changed (file, limit, split, tokens).
+    """
+    saved = json.loads((run_dir / "plan.json").read_text()) if (run_dir / "plan.json").is_file() else None
+    if saved is not None and saved != json.loads(json.dumps(graph.to_dict())):
+        raise RunError(f"--resume: {run_dir} was trained with a different plan (stages, groups or learning rates) "
+                       "than this spec gives; resume with the spec it was started with, or start a new run "
+                       "(output.name=... or output.overwrite=true)")
+    if info.get("data_fingerprint") not in (None, data.fingerprint()):
+        raise RunError(f"--resume: the data differs from what {run_dir} was trained on (file contents, limit, split "
+                       "or tokenization changed); resume with the same data, or start a new run "
+                       "(output.name=... or output.overwrite=true)")
 
 
 def open_cache(spec: Any, graph: Any, model: FineTuneModel, data: Any, device: torch.device, run_dir: Path,

@@ -143,3 +143,11 @@ def test_cached_run_equals_uncached_run(toy_run):
     for a, b in zip(_rows(cached.run_dir), _rows(live.run_dir), strict=True):
         assert a["val_loss"] == pytest.approx(b["val_loss"], rel=1e-5)
         assert a["train_loss"] == pytest.approx(b["train_loss"], rel=1e-5)
+
+
+def test_resume_refuses_a_changed_plan(toy_run):
+    with pytest.MonkeyPatch.context() as mp, pytest.raises(RuntimeError):
+        _at_step(mp, 8, _crash)
+        toy_run("changed")
+    with pytest.raises(RunError, match=r"^--resume: .*changed was trained with a different plan"):
+        toy_run("changed", resume=True, optimizer={"lr": 0.5})
