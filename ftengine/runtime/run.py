@@ -145,12 +145,10 @@ def run_spec(spec: Any, spec_path: str | Path, *, resume: bool | str | Path = Fa
     if state is not None:
         restore_rng(state["rng"])  # last: everything above may draw random numbers
     train_started = time.perf_counter()
-    try:
-        trainer.fit()
-        metrics = finish(trainer, spec, data, run_dir, console)
-    finally:
-        if trainer.cache is not None:
-            trainer.cache.close()
+    trainer.fit()
+    metrics = finish(trainer, spec, data, run_dir, console)
+    if trainer.cache is not None:  # not on failure: a cache kept in the run directory makes --resume start warm
+        trainer.cache.close()
     metrics.update(load_seconds=round(load_seconds, 2), train_seconds=round(time.perf_counter() - train_started, 2),
                    total_seconds=round(time.perf_counter() - started, 2))
     write_json(run_dir / "run.json", {**info, "status": "finished", "final": metrics})
