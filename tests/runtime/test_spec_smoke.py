@@ -14,7 +14,7 @@ import pytest
 from ftengine.spec import load_spec
 
 SPECS = Path(__file__).resolve().parents[2] / "specs"
-SPEC_FILES = sorted(p.name for p in SPECS.glob("*.yaml"))
+SPEC_FILES = sorted(p.name for p in SPECS.iterdir() if p.suffix in (".yaml", ".yml", ".json"))
 
 
 def smoke_overrides(path: Path) -> list[str]:
