@@ -48,11 +48,10 @@ def write_json(path: Path, value: Any) -> None:
 
 
 def claim_run_dir(run_dir: Path, *, resume: bool, overwrite: bool) -> bool:
-    """Decide what to do with `run_dir` before a run starts.
+    """Decide what a run does with `run_dir` (nothing is deleted yet: see `start_fresh`).
 
     Returns:
-        True when the run continues from a checkpoint there, False when it starts fresh (the folder is then
-        empty, created if needed).
+        True when the run continues from a checkpoint (or finished state) there, False when it starts fresh.
 
     Raises:
         RunError: the folder holds a finished or resumable run and neither `--resume` nor `output.overwrite`
@@ -66,10 +65,14 @@ def claim_run_dir(run_dir: Path, *, resume: bool, overwrite: bool) -> bool:
         what = "a finished run" if finished else "an unfinished run with a checkpoint"
         raise RunError(f"{run_dir}: {what} is already there (output.dir/output.name); pass --resume to continue it, "
                        "set output.overwrite=true to replace it, or choose another output.name")
+    return False
+
+
+def start_fresh(run_dir: Path) -> None:
+    """Empty (or create) the run directory for a run that starts from the beginning."""
     if run_dir.exists():
         shutil.rmtree(run_dir)
     run_dir.mkdir(parents=True)
-    return False
 
 
 def write_spec_files(run_dir: Path, spec: Any, graph: Any, labels: Sequence[str]) -> None:

@@ -18,7 +18,15 @@ from ftengine.runtime.checkpoint import BEST, latest_checkpoint, load_checkpoint
 from ftengine.runtime.device import autocast_dtype, grad_scaler, pick_device, set_threads
 from ftengine.runtime.loop import Position, Trainer
 from ftengine.runtime.model import FineTuneModel
-from ftengine.runtime.outputs import MetricsLog, claim_run_dir, read_run_info, run_dir_of, write_json, write_spec_files
+from ftengine.runtime.outputs import (
+    MetricsLog,
+    claim_run_dir,
+    read_run_info,
+    run_dir_of,
+    start_fresh,
+    write_json,
+    write_spec_files,
+)
 from ftengine.runtime.param_groups import build_param_groups
 from ftengine.runtime.progress import Console
 from ftengine.runtime.schedule import Schedule
@@ -112,7 +120,8 @@ def run_spec(spec: Any, spec_path: str | Path, *, resume: bool | str | Path = Fa
     model, data, graph = built.model, built.data, built.graph
     load_seconds = time.perf_counter() - started
     state = load_checkpoint(latest_checkpoint(run_dir)) if resuming else None
-    if state is None:
+    if state is None:  # the spec, data and model all loaded: only now replace what was in the folder
+        start_fresh(run_dir)
         write_spec_files(run_dir, spec, graph, data.labels)
         info = {"status": "running", "spec_path": str(spec_path.resolve()), "ftengine": __version__,
                 "device": str(device), "data_fingerprint": data.fingerprint()}
@@ -136,11 +145,7 @@ def run_spec(spec: Any, spec_path: str | Path, *, resume: bool | str | Path = Fa
         log=MetricsLog(run_dir / "metrics.jsonl", keep=state["metrics_rows"] if state else 0),
         scaler=grad_scaler(amp, device))
     if state is not None:
-        optimizer.load_state_dict(state["optimizer"])
-        trainer.tracker.load_state_dict(state["tracker"])
-        trainer.pos, trainer.best_stage = Position(**state["progress"]), state["best_stage"]
-        if trainer.scaler is not None and state.get("scaler"):
-            trainer.scaler.load_state_dict(state["scaler"])
+        restore(trainer, state)
     trainer.cache = open_cache(spec, graph, model, data, device, run_dir, trainer.pos.stage, console)
     if state is not None:
         restore_rng(state["rng"])  # last: everything above may draw random numbers
@@ -154,6 +159,16 @@ def run_spec(spec: Any, spec_path: str | Path, *, resume: bool | str | Path = Fa
     write_json(run_dir / "run.json", {**info, "status": "finished", "final": metrics})
     console.always(summary_line(metrics, run_dir))
     return RunResult(run_dir, metrics)
+
+
+def restore(trainer: Trainer, state: dict[str, Any]) -> None:
+    """Put a checkpoint's optimizer, tracker, position and loss scaler back (model weights and RNG are done by
+    `run_spec`: the weights before the optimizer flattens them, the RNG after everything else)."""
+    trainer.optimizer.load_state_dict(state["optimizer"])
+    trainer.tracker.load_state_dict(state["tracker"])
+    trainer.pos, trainer.best_stage = Position(**state["progress"]), state["best_stage"]
+    if trainer.scaler is not None and state.get("scaler"):
+        trainer.scaler.load_state_dict(state["scaler"])
 
 
 def check_same_run(run_dir: Path, graph: Any, data: Any, info: dict[str, Any]) -> None:

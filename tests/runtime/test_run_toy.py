@@ -151,3 +151,13 @@ def test_resume_refuses_a_changed_plan(toy_run):
         toy_run("changed")
     with pytest.raises(RunError, match=r"^--resume: .*changed was trained with a different plan"):
         toy_run("changed", resume=True, optimizer={"lr": 0.5})
+
+
+def test_overwrite_keeps_the_old_run_until_the_new_one_has_loaded(toy_run, monkeypatch):
+    import ftengine.runtime.run as run_module
+
+    first = toy_run()
+    monkeypatch.setattr(run_module, "build", lambda *a, **k: (_ for _ in ()).throw(RunError("data.train: missing")))
+    with pytest.raises(RunError, match="data.train: missing"):
+        toy_run(output={"overwrite": True})
+    assert (first.run_dir / "model" / "model.safetensors").is_file()
