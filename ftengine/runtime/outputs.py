@@ -57,6 +57,10 @@ def claim_run_dir(run_dir: Path, *, resume: bool, overwrite: bool) -> bool:
         RunError: the folder holds a finished or resumable run and neither `--resume` nor `output.overwrite`
             says what to do with it.
     """
+    if run_dir.exists() and (not run_dir.is_dir() or any(run_dir.iterdir())) and not (run_dir / RUN_INFO).exists() \
+            and not (run_dir / "spec.resolved.yaml").exists():
+        raise RunError(f"{run_dir}: already exists and is not an ftengine run directory (no {RUN_INFO}); choose "
+                       "another output.name or output.dir (a run never deletes folders it did not create)")
     checkpoint = latest_checkpoint(run_dir) if run_dir.is_dir() else None
     finished = read_run_info(run_dir).get("status") == "finished"
     if resume and (checkpoint is not None or finished):

@@ -161,3 +161,12 @@ def test_overwrite_keeps_the_old_run_until_the_new_one_has_loaded(toy_run, monke
     with pytest.raises(RunError, match="data.train: missing"):
         toy_run(output={"overwrite": True})
     assert (first.run_dir / "model" / "model.safetensors").is_file()
+
+
+def test_never_deletes_a_folder_that_is_not_a_run(toy_run, tmp_path):
+    precious = tmp_path / "runs" / "toy"
+    precious.mkdir(parents=True)
+    (precious / "thesis.tex").write_text("years of work")
+    with pytest.raises(RunError, match=r"already exists and is not an ftengine run directory"):
+        toy_run(output={"overwrite": True})
+    assert (precious / "thesis.tex").read_text() == "years of work"
