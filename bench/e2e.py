@@ -14,54 +14,12 @@ import json
 import sys
 import time
 from pathlib import Path
-from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))  # run from a checkout without installing
 
 from ftengine.runtime.e2e_bench import add_arguments, run_e2e_bench
-
-NAMES = {"ftengine": "ftengine", "plain": "plain PyTorch", "hf": "HF Trainer"}
-
-
-def table(result: dict[str, Any]) -> str:
-    """Medians per recipe and implementation, with the same-run time-to-target ratio to ftengine."""
-    head = f"{'recipe':<20}{'impl':<15}{'s/epoch':>9}{'to target':>11}{'total s':>9}{'final acc':>11}{'RSS MB':>8}{'vs ftengine':>13}"
-    lines = [head, "-" * len(head)]
-    for recipe, impls in result["summary"].items():
-        for impl, f in impls.items():
-            med = {k: v["median"] for k, v in f.items()}
-            ratio = f"{med['ftengine_speedup_time_to_target']:.1f}x slower" if "ftengine_speedup_time_to_target" in med else ""
-            to = f"{med['time_to_target']:.1f}" if "time_to_target" in med else "never"
-            lines.append(f"{recipe:<20}{NAMES.get(impl, impl):<15}{med['epoch_train_seconds']:>9.2f}{to:>11}"
-                         f"{med['total_seconds']:>9.1f}{med['final_accuracy']:>11.4f}{med['peak_rss_mb']:>8.0f}{ratio:>13}")
-    return "\n".join(lines)
-
-
-def plot(result: dict[str, Any], out: Path) -> None:
-    """Validation accuracy against wall seconds, one panel per recipe, first repeat of each implementation."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    recipes = list(result["summary"])
-    fig, axes = plt.subplots(1, len(recipes), figsize=(5.5 * len(recipes), 4), squeeze=False)
-    for ax, recipe in zip(axes[0], recipes, strict=True):
-        for run in (r for r in result["runs"] if r["recipe"] == recipe and r["repeat"] == 0):
-            xs, ys = [e["wall"] for e in run["epochs"]], [e["val_accuracy"] for e in run["epochs"]]
-            ax.plot(xs, ys, marker="o", label=f"{NAMES.get(run['impl'], run['impl'])} ({run['total_seconds']:.0f} s)")
-            if run.get("target") is not None:
-                ax.axhline(run["target"], color="grey", lw=0.6, ls="--")
-        ax.set(title=recipe.replace("_", " "), xlabel="seconds since process start", ylabel="validation accuracy")
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize=8)
-    env, settings = result["environment"], result["settings"]
-    fig.suptitle(f"MiniLM-L6 on {settings['train']}/{settings['validation']} tweets, {env['threads']} threads, "
-                 f"{env['cpu_model']} ({env['date_utc'][:10]}; dashed: target)", fontsize=9)
-    fig.tight_layout()
-    fig.savefig(out, dpi=110)
-    plt.close(fig)
+from ftengine.runtime.e2e_report import plot, table
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -159,7 +159,8 @@ def environment(threads: int) -> dict[str, Any]:
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=False).stdout.strip()
     return {"device": "cpu", "cpu_model": cpu, "cpu_count": os.cpu_count(), "threads": threads, "torch": torch.__version__,
             "transformers": transformers.__version__, "python": platform.python_version(), "git_commit": commit or None,
-            "date_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+            "date_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            "loadavg": os.getloadavg() if hasattr(os, "getloadavg") else None}
 
 
 def run_e2e_bench(args: argparse.Namespace, log: Any = print) -> dict[str, Any]:
@@ -175,8 +176,9 @@ def run_e2e_bench(args: argparse.Namespace, log: Any = print) -> dict[str, Any]:
                 log(f"    final acc {last['val_accuracy']:.4f}, total {run['total_seconds']:.1f} s, "
                     f"peak RSS {run['peak_rss_mb']:.0f} MB")
                 runs.append(run)
+    env = environment(args.threads)  # load average taken at the end: how busy the shared machine was
     settings = {k: getattr(args, k) for k in ("recipes", "impls", "train", "validation", "repeats", "threads", "target")}
-    return {"suite": "e2e", "environment": environment(args.threads), "settings": settings,
+    return {"suite": "e2e", "environment": env, "settings": settings,
             "summary": summarize(runs, args.target), "runs": runs}
 
 
