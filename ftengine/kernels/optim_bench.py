@@ -5,7 +5,9 @@ model's parameter shapes (BERT-base, ResNet-50; structure only, built on the met
 groups, a precision and a frozen fraction (the input-side groups are frozen; torch gets only the trainable groups,
 as other tools do). Reported per implementation: ms/step (median of repeats, wall clock; CPU time too, since a
 shared machine deschedules threads), effective GB/s = bytes moved per parameter x trainable parameters / time, and
-the ratio to a plain copy of the same number of bytes timed right before and after it (same run, same load).
+the ratio to a plain copy of the same number of bytes timed in the same rounds (same run, same load). Bytes count
+each read and each write once; a copy's destination write also costs a read for ownership that is not counted,
+while an optimizer's writes go to lines it just read, so an optimizer step can exceed the copy's effective GB/s.
 Used by `ftengine bench optimizer`, bench/optimizer.py and bench/bench_optimizer.py.
 """
 
