@@ -118,6 +118,12 @@ class CacheSpec(StrictModel):
 
     enabled: Literal["auto", "on", "off"] = "auto"
     """auto caches where the planner allows it; on fails a plan that cannot cache; off never caches."""
+
+    @field_validator("enabled", mode="before")
+    @classmethod
+    def _yaml_booleans(cls, value: object) -> object:
+        # YAML 1.1 reads unquoted on/off (and yes/no) as booleans; take them as the words the user wrote.
+        return {True: "on", False: "off"}.get(value, value) if isinstance(value, bool) else value
     dtype: Literal["fp32", "bf16", "fp16"] = "fp32"
     """Element type of stored activations (bf16/fp16 are lossy and reported as such)."""
     tier: Literal["auto", "device", "host", "disk"] = "auto"

@@ -130,3 +130,10 @@ def test_package_paths_resolve_without_import(tmp_path: Path) -> None:
     assert resolve_path("data/x.csv", tmp_path) == tmp_path / "data" / "x.csv"
     with pytest.raises(FileNotFoundError, match="pip install no-such-pkg"):
         resolve_path("pkg:no_such_pkg/x")
+
+
+def test_yaml_on_off_words_are_not_booleans(tmp_path: Path) -> None:
+    path = tmp_path / "spec.yaml"
+    path.write_text(yaml.safe_dump(MINIMAL) + "cache:\n  enabled: off\n")
+    assert load_spec(path).cache.enabled == "off"
+    assert load_spec(write(tmp_path, MINIMAL), ["cache.enabled=on"]).cache.enabled == "on"
