@@ -20,12 +20,13 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from ftengine.kernels.optim_bench import add_arguments, run_sweep  # noqa: E402
+from ftengine.cli.bench import add_optimizer_arguments  # noqa: E402
+from ftengine.kernels.optim_bench import run_sweep  # noqa: E402
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    add_arguments(parser)
+    add_optimizer_arguments(parser)
     parser.add_argument("--out", type=Path, default=None, help="result file (default bench/results/optimizer-...json)")
     args = parser.parse_args()
     result = run_sweep(args, log=lambda line: print(line, flush=True))

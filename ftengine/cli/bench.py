@@ -26,6 +26,23 @@ same bytes timed in the same run.
 """
 
 
+IMPLS = "ftengine,ftengine-bf16m,torch-forloop,torch-foreach,torch-fused"  # as ftengine.kernels.optim_bench.IMPLS
+
+
+def add_optimizer_arguments(parser: argparse.ArgumentParser) -> None:
+    """Options of `ftengine bench optimizer` and bench/optimizer.py (no torch import: `ftengine --help` stays fast)."""
+    parser.add_argument("--models", default="bert-base,resnet50", help="comma list: bert-base, resnet50")
+    parser.add_argument("--groups", default="1,14,26,100", help="comma list of optimizer group counts")
+    parser.add_argument("--precisions", default="fp32,bf16",
+                        help="fp32, bf16 (bf16 params + fp32 master weights and moments)")
+    parser.add_argument("--frozen", default="0,0.5", help="comma list of frozen fractions (input-side groups)")
+    parser.add_argument("--impls", default=IMPLS, help=f"comma list of {IMPLS.replace(',', ', ')}")
+    parser.add_argument("--reps", type=int, default=5, help="timed steps per implementation (median reported)")
+    parser.add_argument("--device", default="cpu", help="cpu or cuda[:N]")
+    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
+    parser.add_argument("--quick", action="store_true", help="BERT-base only, 14 and 26 groups (a few minutes on CPU)")
+
+
 def _has_cache_bench() -> bool:
     return importlib.util.find_spec("ftengine.runtime.cache.bench") is not None
 
@@ -38,9 +55,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     sub = parser.add_subparsers(dest="bench_command", metavar="{optimizer,cache}", required=True)
     opt = sub.add_parser("optimizer", help="fused per-group optimizer vs torch.optim.AdamW", epilog=EPILOG,
                          formatter_class=formatter())
-    from ftengine.kernels.optim_bench import add_arguments
-
-    add_arguments(opt)
+    add_optimizer_arguments(opt)
     opt.add_argument("--out", type=Path, default=None,
                      help="result file (default: bench/results/optimizer-<device>-<time>.json in the current directory)")
     if _has_cache_bench():

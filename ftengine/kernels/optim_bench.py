@@ -258,20 +258,6 @@ def environment(device: str) -> dict:
                 date=time.strftime("%Y-%m-%dT%H:%M:%S%z"))
 
 
-def add_arguments(parser) -> None:  # noqa: ANN001 (argparse.ArgumentParser; kept import-free)
-    """Options shared by `ftengine bench optimizer` and bench/optimizer.py."""
-    parser.add_argument("--models", default="bert-base,resnet50", help="comma list: bert-base, resnet50")
-    parser.add_argument("--groups", default="1,14,26,100", help="comma list of optimizer group counts")
-    parser.add_argument("--precisions", default="fp32,bf16",
-                        help="fp32, bf16 (bf16 params + fp32 master weights and moments)")
-    parser.add_argument("--frozen", default="0,0.5", help="comma list of frozen fractions (input-side groups)")
-    parser.add_argument("--impls", default=",".join(IMPLS), help=f"comma list of {', '.join(IMPLS)}")
-    parser.add_argument("--reps", type=int, default=5, help="timed steps per implementation (median reported)")
-    parser.add_argument("--device", default="cpu", help="cpu or cuda[:N]")
-    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
-    parser.add_argument("--quick", action="store_true", help="BERT-base only, 14 and 26 groups (a few minutes on CPU)")
-
-
 def run_sweep(args, log: Callable[[str], None] = print) -> dict:  # noqa: ANN001 (argparse.Namespace)
     """Every case of the sweep described by ``args``; returns the JSON-able result (environment + rows)."""
     if args.threads:

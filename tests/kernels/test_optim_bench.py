@@ -51,3 +51,10 @@ def test_summary_reports_speedups_and_frozen_scaling() -> None:
     summary = summarize(rows)
     assert summary["frozen_scaling"] == [dict(case="c", impl="ftengine", time_ratio=0.55, trainable_share=0.5)]
     assert len(summary["vs_torch_fused"]) == 2
+
+
+def test_cli_options_name_the_workbench_implementations() -> None:
+    from ftengine.cli.bench import IMPLS as CLI_IMPLS
+    from ftengine.kernels.optim_bench import IMPLS
+
+    assert CLI_IMPLS.split(",") == list(IMPLS)
