@@ -32,8 +32,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.plot:
         result, out = json.loads(args.plot.read_text()), args.plot
     else:
-        result = run_e2e_bench(args, log=lambda line: print(line, file=sys.stderr, flush=True))
         out = args.out or Path(__file__).parent / "results" / f"e2e-cpu-{time.strftime('%Y%m%d-%H%M%S')}.json"
+        args.partial = out.with_suffix(".partial.jsonl")  # each finished run, as it finishes
+        result = run_e2e_bench(args, log=lambda line: print(line, file=sys.stderr, flush=True))
+        args.partial.unlink(missing_ok=True)
         out.parent.mkdir(parents=True, exist_ok=True)
         out.write_text(json.dumps(result, indent=2) + "\n")
     plot(result, out.with_suffix(".png"))

@@ -176,6 +176,9 @@ def run_e2e_bench(args: argparse.Namespace, log: Any = print) -> dict[str, Any]:
                 log(f"    final acc {last['val_accuracy']:.4f}, total {run['total_seconds']:.1f} s, "
                     f"peak RSS {run['peak_rss_mb']:.0f} MB")
                 runs.append(run)
+                if getattr(args, "partial", None):  # a long sweep on a busy machine keeps what it has measured
+                    with open(args.partial, "a") as f:
+                        f.write(json.dumps(run) + "\n")
     env = environment(args.threads)  # load average taken at the end: how busy the shared machine was
     settings = {k: getattr(args, k) for k in ("recipes", "impls", "train", "validation", "repeats", "threads", "target")}
     return {"suite": "e2e", "environment": env, "settings": settings,
