@@ -32,15 +32,10 @@ INPUTS = ("input_ids", "attention_mask", "token_type_ids")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """Options of ``ftengine bench cache`` (also used by bench/bench_cache.py)."""
-    parser.add_argument("--examples", type=int, default=512, help="tweets in the subset (90%% train)")
-    parser.add_argument("--max-length", type=int, default=64, help="tokenizer max_length")
-    parser.add_argument("--batch-size", type=int, default=32)
-    parser.add_argument("--repeats", type=int, default=3, help="uncached/cached epoch pairs per scenario")
-    parser.add_argument("--dtype", choices=("fp32", "bf16", "fp16"), default="fp32", help="cache element type")
-    parser.add_argument("--device", default="cpu")
-    parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
-    parser.add_argument("--scenarios", nargs="+", choices=sorted(SCENARIOS), default=list(SCENARIOS))
+    """Options of ``ftengine bench cache`` (also used by bench/bench_cache.py); defined torch-free in the CLI."""
+    from ftengine.cli.bench import add_cache_arguments
+
+    add_cache_arguments(parser)
 
 
 class _Head(nn.Module):
