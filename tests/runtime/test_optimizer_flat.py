@@ -265,3 +265,20 @@ def test_state_dict_loads_into_torch_adamw_and_continues_in_lockstep() -> None:
     for ours, theirs in zip(params, twin):
         for p, q in zip(ours, theirs):
             assert_close(p.detach(), q.detach(), "param after resuming in torch.optim.AdamW")
+
+
+def test_zero_grad_skips_clean_frozen_groups_and_zeroes_on_unfreeze() -> None:
+    frozen, trainable = torch.nn.Parameter(torch.ones(5)), torch.nn.Parameter(torch.ones(3))
+    opt = FlatOptimizer([dict(params=[frozen], name="low", lr=0.1, weight_decay=0.0, trainable=False),
+                         dict(params=[trainable], name="top", lr=0.1, weight_decay=0.0, trainable=True)])
+    frozen.grad.fill_(2.0)  # stray gradient in a frozen group: zeroed the first time it is seen frozen
+    trainable.grad.fill_(3.0)
+    opt.zero_grad()
+    assert frozen.grad.abs().sum() == 0 and trainable.grad.abs().sum() == 0
+    frozen.grad.fill_(5.0)  # a clean frozen group is not touched again: no bytes move ...
+    opt.zero_grad()
+    assert torch.equal(frozen.grad, torch.full((5,), 5.0))
+    opt.set_trainable("low", True)  # ... until it is trainable, when it is zeroed before its first update
+    opt.zero_grad()
+    assert frozen.grad.abs().sum() == 0
+    assert frozen.grad.data_ptr() == opt.buckets[0].grad.data_ptr()  # still a view into the flat buffer
