@@ -101,4 +101,9 @@ def main(args: argparse.Namespace) -> int:
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=2, default=str) + "\n")
     print(f"wrote {out}", file=sys.stderr)
+    if kind == "e2e":
+        from ftengine.runtime.e2e_report import plot, table
+
+        plot(result, out.with_suffix(".png"))
+        print(table(result))
     return 0
