@@ -10,8 +10,12 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+from typing import TYPE_CHECKING
+
 import torch
-from torchvision.transforms import v2
+
+if TYPE_CHECKING:
+    from torchvision.transforms import v2
 
 from ftengine.errors import DataError
 from ftengine.spec.data import AugmentSpec
@@ -47,6 +51,8 @@ def build_transform(image_size: int, mean: Sequence[float], std: Sequence[float]
         train: include the random augmentation.
     """
     aug = augment if train and augment is not None else AugmentSpec()
+    from torchvision.transforms import v2  # imported here: text runs never pay for torchvision (~2-10 s)
+
     steps: list[Any] = [v2.ToImage()]
     if aug.random_resized_crop:
         steps.append(v2.RandomResizedCrop(image_size, scale=(0.8, 1.0), antialias=True))
