@@ -6,6 +6,8 @@ device when no native kernel is registered, and the native kernels are tested ag
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import torch
 
 
@@ -101,6 +103,27 @@ def _trainable_slices(segments: torch.Tensor, steps: torch.Tensor) -> list[tuple
     return out
 
 
+def _group_updates(param: torch.Tensor, master: torch.Tensor | None, grad: torch.Tensor, segments: torch.Tensor,
+                   hyper: torch.Tensor, steps: torch.Tensor, grad_sqnorm: torch.Tensor | None, max_grad_norm: float,
+                   skip_nonfinite: bool) -> Iterator[tuple[list[float], slice, int, torch.Tensor, torch.Tensor]]:
+    """What every update op shares: the skip/clip decision, then per trainable group (its hyper row, slice, new
+    step, fp32 weights from the master copy when there is one, clipped fp32 grad). Nothing when the step is skipped."""
+    scale = _grad_scale(grad_sqnorm, max_grad_norm, skip_nonfinite)
+    if scale is None:
+        return
+    weights = master if master is not None else param
+    rows = hyper.tolist()
+    for group, sl, step in _trainable_slices(segments, steps):
+        yield rows[group], sl, step, weights[sl].float(), grad[sl].float() * scale
+
+
+def _store(param: torch.Tensor, master: torch.Tensor | None, sl: slice, w: torch.Tensor) -> None:
+    """Write updated fp32 weights back: into the master copy and the 16-bit params, or into the params."""
+    (master if master is not None else param)[sl].copy_(w)
+    if master is not None:
+        param[sl].copy_(w)
+
+
 def adamw_step(param: torch.Tensor, exp_avg: torch.Tensor, exp_avg_sq: torch.Tensor, master: torch.Tensor | None,
                grad: torch.Tensor, segments: torch.Tensor, hyper: torch.Tensor, steps: torch.Tensor,
                grad_sqnorm: torch.Tensor | None, max_grad_norm: float, skip_nonfinite: bool) -> None:
@@ -109,26 +132,18 @@ def adamw_step(param: torch.Tensor, exp_avg: torch.Tensor, exp_avg_sq: torch.Ten
     ``hyper`` columns: lr, weight_decay, beta1, beta2, eps.
     """
     _check_flat("ftengine::adamw_step", param, grad, master, {"exp_avg": exp_avg, "exp_avg_sq": exp_avg_sq})
-    scale = _grad_scale(grad_sqnorm, max_grad_norm, skip_nonfinite)
-    if scale is None:
-        return
-    weights = master if master is not None else param
-    rows = hyper.tolist()
-    for group, sl, step in _trainable_slices(segments, steps):
-        lr, wd, beta1, beta2, eps = rows[group]
-        w, m, v = weights[sl].float(), exp_avg[sl].float(), exp_avg_sq[sl].float()
-        g = grad[sl].float() * scale
+    for (lr, wd, beta1, beta2, eps), sl, step, w, g in _group_updates(param, master, grad, segments, hyper, steps,
+                                                                      grad_sqnorm, max_grad_norm, skip_nonfinite):
+        m, v = exp_avg[sl].float(), exp_avg_sq[sl].float()
         w.mul_(1 - lr * wd)
         m.lerp_(g, 1 - beta1)
         v.mul_(beta2).addcmul_(g, g, value=1 - beta2)
         step_size = lr / (1 - beta1**step)
         denom = (v.sqrt() / (1 - beta2**step) ** 0.5).add_(eps)
         w.addcdiv_(m, denom, value=-step_size)
-        weights[sl].copy_(w)
+        _store(param, master, sl, w)
         exp_avg[sl].copy_(m)
         exp_avg_sq[sl].copy_(v)
-        if master is not None:
-            param[sl].copy_(w)
 
 
 def sgd_step(param: torch.Tensor, momentum_buffer: torch.Tensor | None, master: torch.Tensor | None,
@@ -139,15 +154,8 @@ def sgd_step(param: torch.Tensor, momentum_buffer: torch.Tensor | None, master: 
     ``hyper`` columns: lr, weight_decay, momentum, nesterov (0/1). Without ``momentum_buffer`` it is plain SGD.
     """
     _check_flat("ftengine::sgd_step", param, grad, master, {"momentum_buffer": momentum_buffer})
-    scale = _grad_scale(grad_sqnorm, max_grad_norm, skip_nonfinite)
-    if scale is None:
-        return
-    weights = master if master is not None else param
-    rows = hyper.tolist()
-    for group, sl, step in _trainable_slices(segments, steps):
-        lr, wd, momentum, nesterov = rows[group]
-        w = weights[sl].float()
-        d = grad[sl].float() * scale
+    for (lr, wd, momentum, nesterov), sl, step, w, d in _group_updates(param, master, grad, segments, hyper, steps,
+                                                                       grad_sqnorm, max_grad_norm, skip_nonfinite):
         if wd != 0:
             d = d.add(w, alpha=wd)
         if momentum_buffer is not None and momentum != 0:
@@ -155,6 +163,4 @@ def sgd_step(param: torch.Tensor, momentum_buffer: torch.Tensor | None, master: 
             momentum_buffer[sl].copy_(buf)
             d = d.add(buf, alpha=momentum) if nesterov else buf
         w.add_(d, alpha=-lr)
-        weights[sl].copy_(w)
-        if master is not None:
-            param[sl].copy_(w)
+        _store(param, master, sl, w)
