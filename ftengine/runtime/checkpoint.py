@@ -7,6 +7,12 @@ Layout under `<run_dir>/checkpoints/`::
     best/checkpoint.pt    model weights and the metric of the best validation epoch
     latest.json           pointer to the newest full checkpoint, with its position; written last
 
+Model weights are stored as a delta over the pretrained backbone: every parameter that has been trainable in
+some stage (and the head, and every buffer) is saved; a parameter that has been frozen since the start still
+holds the bytes the backbone loaded, so the checkpoint keeps only its name and a sha256 of all of them
+(``base``). Loading rebuilds the model from the spec, checks that digest and loads the rest over it. A
+feature-extraction checkpoint of MiniLM-L6 is ~0.1 MB instead of 91 MB (two are written per epoch).
+
 Each file is written to a temporary name in the same folder, flushed to disk, then `os.replace`d over the
 old one (atomic on POSIX and Windows), and the folder is synced so the rename itself survives a power cut.
 """
@@ -23,7 +29,11 @@ from typing import Any, BinaryIO
 import torch
 from torch import nn
 
-FORMAT = 1
+from ftengine.errors import RunError
+from ftengine.runtime.fingerprint import tensors_digest
+
+FORMAT = 2  # 2: model weights may be a delta over the pretrained backbone ("base")
+READABLE = (1, 2)
 _UMASK = os.umask(0o022)
 os.umask(_UMASK)  # read the process umask (the only portable way is to set it and set it back)
 LAST, BEST, POINTER = "last", "best", "latest.json"
@@ -65,7 +75,98 @@ def model_state(model: nn.Module) -> dict[str, torch.Tensor]:
     The flat optimizer makes parameters views into one buffer; saving views would either drag the whole buffer
     along (torch.save) or be refused (safetensors).
     """
-    return {k: v.detach().to("cpu", copy=True).contiguous() for k, v in model.state_dict().items()}
+    return {k: _own(v) for k, v in model.state_dict().items()}
+
+
+def _own(tensor: torch.Tensor) -> torch.Tensor:
+    return tensor.detach().to("cpu", copy=True).contiguous()
+
+
+class DeltaState:
+    """Model weights as a delta over the pretrained backbone (see the module docstring).
+
+    Args:
+        model: the model being trained.
+        always: parameter names saved even if never trainable (the head: it is not pretrained).
+    """
+
+    def __init__(self, model: nn.Module, always: set[str]) -> None:
+        self.model = model
+        self.trained: set[str] = set(always)  # parameters whose bytes may differ from the pretrained ones
+        self._digests: dict[tuple[str, ...], str] = {}  # memo: frozen-since-start bytes never change in a run
+
+    def mark_trainable(self) -> set[str]:
+        """Record the parameters that take gradients now (call after every freeze change); returns the new ones."""
+        new = {n for n, p in self.model.named_parameters() if p.requires_grad} - self.trained
+        self.trained |= new
+        return new
+
+    def widen(self, saved: dict[str, Any], where: str) -> dict[str, Any] | None:
+        """A saved delta that also stores the parameters trainable from now on, or None when it already does.
+
+        Call it when a stage unfreezes more groups, before their first update: their bytes are still the
+        pretrained ones, so this is the last moment a checkpoint written earlier (``best``) can take them along.
+        Restoring that checkpoint after they trained then puts back what they held when it was written.
+        """
+        base = saved.get("base")
+        if base is None or not set(base["params"]) - set(self._split()[1]):
+            return None
+        load_model_state(self.model, {"model": {}, "base": base}, where, check_only=True)
+        now = self.state()
+        return {**saved, "model": {**now["model"], **saved["model"]}, "base": now["base"]}
+
+    def _split(self) -> tuple[dict[str, torch.Tensor], list[str]]:
+        """(state entries to store, names of the frozen-since-start parameters left out)."""
+        kept_ids = {id(p) for n, p in self.model.named_parameters() if n in self.trained}
+        params = dict(self.model.named_parameters(remove_duplicate=False))  # tied weights: every name
+        state = self.model.state_dict()
+        base = sorted(k for k in state if k in params and id(params[k]) not in kept_ids)
+        return state, base
+
+    def state(self) -> dict[str, Any]:
+        """{"model": stored tensors (CPU copies), "base": {"params": names left out, "sha256": their digest}}."""
+        state, base = self._split()
+        key = tuple(base)
+        if key not in self._digests:
+            self._digests[key] = tensors_digest((k, state[k]) for k in base)
+        skip = set(base)
+        return {"model": {k: _own(v) for k, v in state.items() if k not in skip},
+                "base": {"params": base, "sha256": self._digests[key]}}
+
+    def restore(self, saved: dict[str, Any], where: str) -> None:
+        """Load a checkpoint's weights (a delta or, from format 1, the full state dict) into the model.
+
+        Raises:
+            RunError: the checkpoint leaves out other parameters than this model has untouched, or their
+                pretrained bytes changed since it was written (the backbone's weights file was replaced).
+        """
+        load_model_state(self.model, saved, where)
+        names = {n for n, _ in self.model.named_parameters()}
+        self.trained |= names & set(saved["model"])
+
+
+def load_model_state(model: nn.Module, saved: dict[str, Any], where: str, *, check_only: bool = False) -> None:
+    """`model.load_state_dict` for a checkpoint's ``model`` (and ``base`` when it is a delta); see `DeltaState`.
+
+    With ``check_only``, only verify that the model still holds the base's bytes.
+    """
+    tensors, base = saved["model"], saved.get("base")
+    if base is None:
+        model.load_state_dict(tensors)
+        return
+    state = model.state_dict()
+    missing = sorted(base["params"]) if check_only else sorted(set(state) - set(tensors))
+    unexpected = sorted(set(tensors) - set(state))
+    if missing != sorted(base["params"]) or unexpected or not set(missing) <= set(state):
+        odd = (set(missing) ^ set(base["params"])) | set(unexpected) | (set(missing) - set(state))
+        raise RunError(f"{where}: the checkpoint's weights do not fit this model ({len(odd)} parameter names differ, "
+                       f"e.g. {min(odd)!r}); load it with the spec (backbone and head) it was trained with")
+    if tensors_digest((k, state[k]) for k in missing) != base["sha256"]:
+        raise RunError(f"{where}: the pretrained weights of the {len(missing)} parameters this checkpoint does not "
+                       "store (frozen since the start) differ from the ones it was trained on; point "
+                       "backbone.source at the same weights, or start a new run (output.overwrite=true)")
+    if not check_only:
+        model.load_state_dict(tensors, strict=False)
 
 
 def save_checkpoint(run_dir: Path, which: str, state: dict[str, Any]) -> Path:
@@ -96,6 +197,7 @@ def latest_checkpoint(run_dir: Path) -> Path | None:
 def load_checkpoint(path: Path, device: str | torch.device = "cpu") -> dict[str, Any]:
     """Read a checkpoint written by `save_checkpoint` (tensors only: no code is unpickled)."""
     state = torch.load(path, map_location=device, weights_only=True)
-    if state.get("format") != FORMAT:
-        raise ValueError(f"{path}: checkpoint format {state.get('format')} (this ftengine reads {FORMAT})")
+    if state.get("format") not in READABLE:
+        raise ValueError(f"{path}: checkpoint format {state.get('format')} (this ftengine reads "
+                         f"{', '.join(map(str, READABLE))})")
     return state

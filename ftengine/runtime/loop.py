@@ -17,7 +17,8 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from ftengine.runtime.checkpoint import BEST, LAST, model_state, save_checkpoint
+from ftengine.planner.graph import HEAD
+from ftengine.runtime.checkpoint import BEST, LAST, DeltaState, load_checkpoint, save_checkpoint
 from ftengine.runtime.evaluate import Evaluation, autocast_context, evaluate
 from ftengine.runtime.freeze import apply_freeze, set_train_modes
 from ftengine.runtime.interrupts import Interrupted, StopRequest
@@ -78,11 +79,17 @@ class Trainer:
     scaler: Any = None
     pos: Position = field(default_factory=Position)
     best_stage: int | None = None  # stage whose weights checkpoints/best holds
+    weights: DeltaState | None = None  # what checkpoints store of the model (None: built from the graph)
     _stop: StopRequest = field(default_factory=StopRequest)
     _base_lrs: dict[str, float] = field(default_factory=dict)
     _last_row: dict[str, Any] = field(default_factory=dict)
     _epoch_seconds: float = 0.0
     _epoch_seen: int = 0
+
+    def __post_init__(self) -> None:
+        if self.weights is None:
+            head = {n for n, _ in self.model.named_parameters() if self.graph.group_of(n) == HEAD}
+            self.weights = DeltaState(self.model, head)
 
     # --- the loop ----------------------------------------------------------------------------------------------
 
@@ -105,7 +112,7 @@ class Trainer:
                 self._log_epoch(stage, val, verdict)
                 if verdict.improved and (self.spec.output.save_best or self.spec.training.restore_best):
                     self.best_stage = self.pos.stage
-                    save_checkpoint(self.run_dir, BEST, {"model": model_state(self.model), "stage": self.pos.stage,
+                    save_checkpoint(self.run_dir, BEST, {**self.weights.state(), "stage": self.pos.stage,
                                                              "metrics": self._last_row})
                 self.pos.next_epoch(stage.epochs, end_stage=verdict.end_stage, stop=verdict.stop_run or hit_max_steps,
                                     last_stage=self.pos.stage == len(stages) - 1)
@@ -126,6 +133,8 @@ class Trainer:
 
     def _apply_stage(self, stage: Any) -> None:
         apply_freeze(self.model, self.graph, stage)
+        if self.weights.mark_trainable():
+            self._widen_best()
         self._base_lrs = apply_stage_settings(self.optimizer, stage)
 
     def _train_epoch(self, stage: Any) -> bool:
@@ -270,9 +279,17 @@ class Trainer:
     def checkpoint_state(self) -> dict[str, Any]:
         """Everything a resumed run restores (see `run.restore`)."""
         progress = {**asdict(self.pos), "running_loss": float(self.pos.running_loss)}
-        return {"model": model_state(self.model), "optimizer": self.optimizer.state_dict(), "progress": progress,
+        return {**self.weights.state(), "optimizer": self.optimizer.state_dict(), "progress": progress,
                     "tracker": self.tracker.state_dict(), "rng": capture_rng(), "metrics_rows": self.log.rows,
                     "best_stage": self.best_stage, "scaler": self.scaler.state_dict() if self.scaler is not None else None}
+
+    def _widen_best(self) -> None:
+        """Groups unfrozen just now: the best checkpoint takes their still-pretrained weights along (see DeltaState)."""
+        path = self.run_dir / "checkpoints" / BEST / "checkpoint.pt"
+        if path.is_file():
+            wider = self.weights.widen(load_checkpoint(path), str(path))
+            if wider is not None:
+                save_checkpoint(self.run_dir, BEST, wider)
 
     def _save_last(self) -> None:
         if self.spec.output.save_last:

@@ -14,7 +14,8 @@ import torch
 
 from ftengine import __version__
 from ftengine.errors import RunError
-from ftengine.runtime.checkpoint import BEST, latest_checkpoint, load_checkpoint
+from ftengine.planner.graph import HEAD
+from ftengine.runtime.checkpoint import BEST, DeltaState, latest_checkpoint, load_checkpoint
 from ftengine.runtime.device import autocast_dtype, grad_scaler, pick_device, set_threads
 from ftengine.runtime.loop import Position, Trainer
 from ftengine.runtime.model import FineTuneModel
@@ -119,7 +120,9 @@ def run_spec(spec: Any, spec_path: str | Path, *, resume: bool | str | Path = Fa
     built = build(spec, spec_path.parent, device)
     model, data, graph = built.model, built.data, built.graph
     load_seconds = time.perf_counter() - started
-    state = load_checkpoint(latest_checkpoint(run_dir)) if resuming else None
+    checkpoint = latest_checkpoint(run_dir) if resuming else None
+    state = load_checkpoint(checkpoint) if checkpoint is not None else None
+    weights = DeltaState(model, {n for n, _ in model.named_parameters() if graph.group_of(n) == HEAD})
     if state is None:  # the spec, data and model all loaded: only now replace what was in the folder
         start_fresh(run_dir)
         write_spec_files(run_dir, spec, graph, data.labels)
@@ -128,7 +131,7 @@ def run_spec(spec: Any, spec_path: str | Path, *, resume: bool | str | Path = Fa
         write_json(run_dir / "run.json", info)
     else:
         check_same_run(run_dir, graph, data, info)
-        model.load_state_dict(state["model"])
+        weights.restore(state, f"--resume: {checkpoint}")
         console.line(f"resuming {run_dir} at stage {state['progress']['stage']} epoch "
                      f"{state['progress']['epoch'] + 1}, step {state['progress']['global_step']}")
     describe = getattr(data, "describe", None)
@@ -143,7 +146,7 @@ def run_spec(spec: Any, spec_path: str | Path, *, resume: bool | str | Path = Fa
         tracker=Tracker.from_spec(spec.training.early_stopping), data=data, cache=None, device=device,
         amp_dtype=amp, run_dir=run_dir, console=console,
         log=MetricsLog(run_dir / "metrics.jsonl", keep=state["metrics_rows"] if state else 0),
-        scaler=grad_scaler(amp, device))
+        scaler=grad_scaler(amp, device), weights=weights)
     if state is not None:
         restore(trainer, state)
     trainer.cache = open_cache(spec, graph, model, data, device, run_dir, trainer.pos.stage, console)
@@ -222,7 +225,7 @@ def finish(trainer: Trainer, spec: Any, data: Any, run_dir: Path, console: Conso
     best_path = run_dir / "checkpoints" / BEST / "checkpoint.pt"
     if spec.training.restore_best and best_path.is_file():
         best = load_checkpoint(best_path)
-        trainer.model.load_state_dict(best["model"])
+        trainer.weights.restore(best, str(best_path))
         if hasattr(trainer.optimizer, "reload_params"):
             trainer.optimizer.reload_params()
         weights_stage, final_row = best["stage"], best["metrics"]

@@ -81,6 +81,47 @@ def test_frozen_groups_and_their_batchnorm_statistics_do_not_change(toy_run, mon
         assert same == (not key.startswith("block2")), key
 
 
+def test_checkpoints_store_only_groups_that_trained(toy_run):
+    from ftengine.runtime.checkpoint import load_checkpoint
+
+    run_dir = toy_run().run_dir
+    last = load_checkpoint(run_dir / "checkpoints/last/checkpoint.pt")
+    stored = {k for k in last["model"] if not k.startswith("backbone.stem.1.running") and "num_batches" not in k}
+    assert stored == {"backbone.block2.0.weight", "backbone.block2.0.bias", "head.fc.weight", "head.fc.bias"}
+    assert last["base"]["params"] == sorted(f"backbone.{m}.{p}" for m in ("stem.0", "stem.1", "block1.0")
+                                            for p in ("weight", "bias"))
+
+
+def test_restoring_a_best_epoch_from_before_an_unfreeze_restores_the_pretrained_top_group(toy_run, monkeypatch):
+    """Best = epoch 1 (head only); block2 trains after it. The final weights must be epoch 1's, block2 pretrained."""
+    from ftengine.runtime import tracker as tracker_module
+    from ftengine.runtime.checkpoint import load_checkpoint
+
+    original = tracker_module.Tracker.update
+    seen: dict[str, torch.Tensor] = {}
+
+    def first_epoch_is_best(self, value, epoch, stage):
+        verdict = original(self, value, epoch, stage)
+        return tracker_module.Verdict(improved=epoch == 1, stop_run=False, end_stage=verdict.end_stage)
+
+    def keep_epoch_one(self, stage):
+        if self.pos.epochs_done == 1 and not seen:  # stage "top" starts: block2 is still pretrained here
+            seen.update({k: v.clone() for k, v in self.model.state_dict().items()})
+        return original_apply(self, stage)
+
+    original_apply = Trainer._apply_stage
+    monkeypatch.setattr(tracker_module.Tracker, "update", first_epoch_is_best)
+    monkeypatch.setattr(Trainer, "_apply_stage", keep_epoch_one)
+    result = toy_run(training={"restore_best": True})
+    best = load_checkpoint(result.run_dir / "checkpoints/best/checkpoint.pt")
+    assert "backbone.block2.0.weight" in best["model"]  # taken along when block2 was unfrozen
+    from safetensors.torch import load_file
+
+    final = load_file(str(result.run_dir / "model/model.safetensors"))
+    assert final.keys() == seen.keys()
+    assert all(torch.equal(final[k], seen[k]) for k in final)
+
+
 def test_refuses_to_overwrite_a_finished_run(toy_run):
     toy_run()
     with pytest.raises(RunError, match=r"finished run is already there.*--resume.*output.overwrite=true"):

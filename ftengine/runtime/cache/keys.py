@@ -21,8 +21,9 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-import torch
-from torch import Tensor, nn
+from torch import nn
+
+from ftengine.runtime.fingerprint import hash_tensor
 
 FORMAT_VERSION = 1
 """On-disk layout version; bump on any change to files or semantics (old entries then miss)."""
@@ -50,14 +51,6 @@ def cache_root(configured: str | os.PathLike[str] | None = None) -> Path:
     return base.resolve() / ENTRIES_SUBDIR
 
 
-def _hash_tensor(h: Any, name: str, tensor: Tensor) -> None:
-    if tensor.device.type == "meta":
-        raise ValueError(f"cannot fingerprint '{name}': it has no data (meta tensor); build the backbone with weights")
-    h.update(f"{name}|{tensor.dtype}|{tuple(tensor.shape)}\n".encode())
-    data = tensor.detach().contiguous().cpu().reshape(-1).view(torch.uint8)
-    h.update(memoryview(data.numpy()))
-
-
 def group_digest(backbone: nn.Module, index: int) -> str:
     """Digest of group ``index``: its name, module structure, parameters and buffers, byte for byte."""
     group = backbone.groups[index]
@@ -68,12 +61,12 @@ def group_digest(backbone: nn.Module, index: int) -> str:
     for module in modules:
         h.update(repr(module).encode())
     for name in group.param_names:
-        _hash_tensor(h, name, params[name])
+        hash_tensor(h, name, params[name])
     for module_name, module in zip(group.module_names, modules, strict=False):
         # Buffers matter: frozen BatchNorm normalises with its running statistics.
         for name, buffer in module.named_buffers():
             if buffer is not None:
-                _hash_tensor(h, f"{module_name}.{name}", buffer)
+                hash_tensor(h, f"{module_name}.{name}", buffer)
     return h.hexdigest()
 
 
