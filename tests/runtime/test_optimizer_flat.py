@@ -197,6 +197,19 @@ def test_state_dict_round_trip_across_a_stage_change(backend: str) -> None:
     assert opt2.group_steps() == opt.group_steps() == [0, 4, 7, 7]
 
 
+def test_saving_the_state_dict_writes_only_the_groups_that_stepped(tmp_path) -> None:
+    """The moments are copies of their slices: torch.save of a view would write the whole flat buffer."""
+    big = [[torch.nn.Parameter(torch.zeros(100_000))], [torch.nn.Parameter(torch.zeros(10))]]
+    opt = FlatOptimizer([dict(params=big[0], name="body", lr=1e-3, trainable=False),
+                         dict(params=big[1], name="head", lr=1e-3, trainable=True)])
+    big[1][0].grad.fill_(1.0)
+    opt.step()
+    state = opt.state_dict()
+    assert not any(t._is_view() for entry in state["state"].values() for t in entry.values())
+    torch.save(state, tmp_path / "opt.pt")
+    assert (tmp_path / "opt.pt").stat().st_size < 20_000  # body moments alone would be 800 kB
+
+
 def test_lambda_lr_drives_the_kernel_lr() -> None:
     params = make_params()
     opt = FlatOptimizer(flat_groups(params, [True] * 4), backend="auto")
