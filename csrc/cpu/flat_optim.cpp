@@ -147,31 +147,11 @@ FT_SGD_ALL_BUFS(std::nullptr_t, float)
 FT_SGD_ALL_BUFS(bf16_t*, bf16_t)
 FT_SGD_ALL_BUFS(fp16_t*, fp16_t)
 
-// ---- dtype dispatch -------------------------------------------------------------------------------------------
-
-template <typename T>
-T* ptr(const at::Tensor& t) {
-  return reinterpret_cast<T*>(t.data_ptr());
-}
-
-// Calls fn(tag) with a null pointer of the storage tag type matching `dtype` (float / bf16_t / fp16_t).
-template <typename Fn>
-void dispatch_float_kind(at::ScalarType dtype, const Fn& fn) {
-  switch (dtype) {
-    case at::kFloat: return fn(static_cast<float*>(nullptr));
-    case at::kBFloat16: return fn(static_cast<bf16_t*>(nullptr));
-    case at::kHalf: return fn(static_cast<fp16_t*>(nullptr));
-    default: TORCH_INTERNAL_ASSERT(false, "unchecked dtype ", dtype);
-  }
-}
-
 // Global grad scale and whether to step at all; increments the step count of every trainable group if so.
 bool begin_step(const char* op, const at::Tensor& segments, const at::Tensor& steps,
                 const std::optional<at::Tensor>& grad_sqnorm, double max_grad_norm, bool skip_nonfinite,
                 float* scale) {
-  const bool has_norm = grad_sqnorm.has_value() && grad_sqnorm->defined();
-  TORCH_CHECK(has_norm || (max_grad_norm <= 0.0 && !skip_nonfinite), op,
-              ": clipping (max_grad_norm > 0) and skip_nonfinite need grad_sqnorm (from ftengine::flat_grad_sqnorm)");
+  const bool has_norm = require_sqnorm(op, grad_sqnorm, max_grad_norm, skip_nonfinite);
   *scale = 1.0f;
   if (has_norm && !grad_scale_from_sqnorm(grad_sqnorm->item<float>(), max_grad_norm, skip_nonfinite, scale))
     return false;
@@ -185,13 +165,7 @@ bool begin_step(const char* op, const at::Tensor& segments, const at::Tensor& st
 
 at::Tensor flat_grad_sqnorm_cpu(const at::Tensor& grad, const at::Tensor& segments) {
   const char* op = "ftengine::flat_grad_sqnorm";
-  TORCH_CHECK(is_float_kind(grad.scalar_type()), op, ": grad must be float32, bfloat16 or float16 (got ",
-              grad.scalar_type(), ")");
-  check_flat(op, grad, "grad", grad);
-  TORCH_CHECK(segments.scalar_type() == at::kLong && segments.dim() == 2 && segments.size(1) == kSegCols &&
-                  segments.is_contiguous() && segments.device() == grad.device(),
-              op, ": segments must be a contiguous int64 [G, 3] table on grad's device (got ", segments.scalar_type(),
-              " ", segments.sizes(), " on ", segments.device(), ")");
+  check_sqnorm_inputs(op, grad, segments);
   const auto pieces = trainable_pieces(op, segments, grad.numel());
   const int64_t total = pieces.empty() ? 0 : pieces.back().vbegin + pieces.back().length;
   std::vector<double> partial((total + kBlock - 1) / kBlock, 0.0);
@@ -212,13 +186,7 @@ void adamw_step_cpu(const at::Tensor& param, const at::Tensor& exp_avg, const at
                     const at::Tensor& hyper, const at::Tensor& steps, const std::optional<at::Tensor>& grad_sqnorm,
                     double max_grad_norm, bool skip_nonfinite) {
   const char* op = "ftengine::adamw_step";
-  check_param(op, param, grad, master);
-  check_state(op, exp_avg, "exp_avg", param);
-  check_state(op, exp_avg_sq, "exp_avg_sq", param);
-  TORCH_CHECK(exp_avg.scalar_type() == exp_avg_sq.scalar_type(), op, ": exp_avg (", exp_avg.scalar_type(),
-              ") and exp_avg_sq (", exp_avg_sq.scalar_type(), ") must share a dtype");
-  check_tables(op, param, segments, hyper, steps, kAdamWCols);
-  check_sqnorm(op, grad_sqnorm, param);
+  check_adamw_args(op, param, exp_avg, exp_avg_sq, master, grad, segments, hyper, steps, grad_sqnorm);
   const auto pieces = trainable_pieces(op, segments, param.numel());
   float scale;
   if (!begin_step(op, segments, steps, grad_sqnorm, max_grad_norm, skip_nonfinite, &scale)) return;
@@ -252,11 +220,8 @@ void sgd_step_cpu(const at::Tensor& param, const std::optional<at::Tensor>& mome
                   const at::Tensor& hyper, const at::Tensor& steps, const std::optional<at::Tensor>& grad_sqnorm,
                   double max_grad_norm, bool skip_nonfinite) {
   const char* op = "ftengine::sgd_step";
-  check_param(op, param, grad, master);
+  check_sgd_args(op, param, momentum_buffer, master, grad, segments, hyper, steps, grad_sqnorm);
   const bool has_buf = momentum_buffer.has_value() && momentum_buffer->defined();
-  if (has_buf) check_state(op, *momentum_buffer, "momentum_buffer", param);
-  check_tables(op, param, segments, hyper, steps, kSgdCols);
-  check_sqnorm(op, grad_sqnorm, param);
   const auto pieces = trainable_pieces(op, segments, param.numel());
   float scale;
   if (!begin_step(op, segments, steps, grad_sqnorm, max_grad_norm, skip_nonfinite, &scale)) return;

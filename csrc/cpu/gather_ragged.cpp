@@ -20,14 +20,10 @@
 #include <tuple>
 #include <vector>
 
+#include "ftengine/gather_args.h"
+
 namespace ftengine {
 namespace {
-
-void check_index_tensor(const at::Tensor& t, const char* name) {
-  TORCH_CHECK(t.scalar_type() == at::kLong, "ftengine::gather_ragged: ", name, " must be int64 (got ", t.scalar_type(),
-              ")");
-  TORCH_CHECK(t.dim() == 1, "ftengine::gather_ragged: ", name, " must be 1-D (got shape ", t.sizes(), ")");
-}
 
 template <typename src_t, typename dst_t>
 void gather_rows(const src_t* data, int64_t row_stride, const std::vector<int64_t>& starts,
@@ -61,17 +57,7 @@ void gather_rows(const src_t* data, int64_t row_stride, const std::vector<int64_
 std::tuple<at::Tensor, at::Tensor> gather_ragged_cpu(const at::Tensor& data, const at::Tensor& offsets,
                                                      const at::Tensor& lengths, const at::Tensor& index,
                                                      int64_t max_len, at::ScalarType dtype) {
-  TORCH_CHECK(data.dim() == 2, "ftengine::gather_ragged: data must be 2-D (rows, features) (got shape ", data.sizes(),
-              ")");
-  TORCH_CHECK(data.size(1) <= 1 || data.stride(1) == 1,
-              "ftengine::gather_ragged: data rows must be contiguous (got strides ", data.strides(), ")");
-  check_index_tensor(offsets, "offsets");
-  check_index_tensor(lengths, "lengths");
-  check_index_tensor(index, "index");
-  TORCH_CHECK(offsets.size(0) == lengths.size(0), "ftengine::gather_ragged: offsets and lengths must have one entry ",
-              "per example (got ", offsets.size(0), " and ", lengths.size(0), ")");
-  TORCH_CHECK(max_len >= 0, "ftengine::gather_ragged: max_len must be >= 0 (got ", max_len, ")");
-  TORCH_CHECK(at::isFloatingType(dtype), "ftengine::gather_ragged: dtype must be a floating type (got ", dtype, ")");
+  check_gather_args(data, offsets, lengths, index, max_len, dtype);
 
   const int64_t B = index.size(0), D = data.size(1), N = offsets.size(0), R = data.size(0);
   // A pinned cache (host tier on a GPU run) yields pinned batches: their copy to the device is asynchronous.

@@ -223,39 +223,15 @@ int grid_for(Kernel kernel, int64_t numel) {
 
 bool aligned32(const at::Tensor& t) { return reinterpret_cast<uintptr_t>(t.data_ptr()) % 32 == 0; }
 
-template <typename Fn>
-void dispatch_float_kind(at::ScalarType dtype, const Fn& fn) {
-  switch (dtype) {
-    case at::kFloat: return fn(static_cast<float*>(nullptr));
-    case at::kBFloat16: return fn(static_cast<bf16_t*>(nullptr));
-    case at::kHalf: return fn(static_cast<fp16_t*>(nullptr));
-    default: TORCH_INTERNAL_ASSERT(false, "unchecked dtype ", dtype);
-  }
-}
-
-template <typename T>
-T* ptr(const at::Tensor& t) {
-  return reinterpret_cast<T*>(t.data_ptr());
-}
-
 const float* sqnorm_ptr(const char* op, const std::optional<at::Tensor>& sq, double max_norm, bool skip_nonfinite) {
-  const bool has = sq.has_value() && sq->defined();
-  TORCH_CHECK(has || (max_norm <= 0.0 && !skip_nonfinite), op,
-              ": clipping (max_grad_norm > 0) and skip_nonfinite need grad_sqnorm (from ftengine::flat_grad_sqnorm)");
-  return has ? sq->data_ptr<float>() : nullptr;
+  return require_sqnorm(op, sq, max_norm, skip_nonfinite) ? sq->data_ptr<float>() : nullptr;
 }
 
 }  // namespace
 
 at::Tensor flat_grad_sqnorm_cuda(const at::Tensor& grad, const at::Tensor& segments) {
   const char* op = "ftengine::flat_grad_sqnorm";
-  TORCH_CHECK(is_float_kind(grad.scalar_type()), op, ": grad must be float32, bfloat16 or float16 (got ",
-              grad.scalar_type(), ")");
-  check_flat(op, grad, "grad", grad);
-  TORCH_CHECK(segments.scalar_type() == at::kLong && segments.dim() == 2 && segments.size(1) == kSegCols &&
-                  segments.is_contiguous() && segments.device() == grad.device(),
-              op, ": segments must be a contiguous int64 [G, 3] table on grad's device (got ", segments.scalar_type(),
-              " ", segments.sizes(), " on ", segments.device(), ")");
+  check_sqnorm_inputs(op, grad, segments);
   c10::cuda::CUDAGuard guard(grad.device());
   auto out = at::zeros({}, grad.options().dtype(at::kFloat));
   if (grad.numel() == 0 || segments.size(0) == 0) return out;
@@ -279,13 +255,8 @@ void adamw_step_cuda(const at::Tensor& param, const at::Tensor& exp_avg, const a
                      const at::Tensor& hyper, const at::Tensor& steps, const std::optional<at::Tensor>& grad_sqnorm,
                      double max_grad_norm, bool skip_nonfinite) {
   const char* op = "ftengine::adamw_step";
-  check_param(op, param, grad, master);
-  check_state(op, exp_avg, "exp_avg", param);
-  check_state(op, exp_avg_sq, "exp_avg_sq", param);
-  TORCH_CHECK(exp_avg.scalar_type() == exp_avg_sq.scalar_type(), op, ": exp_avg (", exp_avg.scalar_type(),
-              ") and exp_avg_sq (", exp_avg_sq.scalar_type(), ") must share a dtype");
-  const int64_t groups = check_tables(op, param, segments, hyper, steps, kAdamWCols);
-  check_sqnorm(op, grad_sqnorm, param);
+  const int64_t groups =
+      check_adamw_args(op, param, exp_avg, exp_avg_sq, master, grad, segments, hyper, steps, grad_sqnorm);
   const float* sq = sqnorm_ptr(op, grad_sqnorm, max_grad_norm, skip_nonfinite);
   if (groups == 0) return;
   c10::cuda::CUDAGuard guard(param.device());
@@ -321,11 +292,9 @@ void sgd_step_cuda(const at::Tensor& param, const std::optional<at::Tensor>& mom
                    const at::Tensor& hyper, const at::Tensor& steps, const std::optional<at::Tensor>& grad_sqnorm,
                    double max_grad_norm, bool skip_nonfinite) {
   const char* op = "ftengine::sgd_step";
-  check_param(op, param, grad, master);
+  const int64_t groups =
+      check_sgd_args(op, param, momentum_buffer, master, grad, segments, hyper, steps, grad_sqnorm);
   const bool has_buf = momentum_buffer.has_value() && momentum_buffer->defined();
-  if (has_buf) check_state(op, *momentum_buffer, "momentum_buffer", param);
-  const int64_t groups = check_tables(op, param, segments, hyper, steps, kSgdCols);
-  check_sqnorm(op, grad_sqnorm, param);
   const float* sq = sqnorm_ptr(op, grad_sqnorm, max_grad_norm, skip_nonfinite);
   if (groups == 0) return;
   c10::cuda::CUDAGuard guard(param.device());

@@ -15,6 +15,8 @@
 #include <tuple>
 #include <type_traits>
 
+#include "ftengine/gather_args.h"
+
 namespace ftengine {
 namespace {
 
@@ -57,21 +59,7 @@ __global__ void gather_ragged_kernel(const src_t* __restrict__ data, int64_t row
 std::tuple<at::Tensor, at::Tensor> gather_ragged_cuda(const at::Tensor& data, const at::Tensor& offsets,
                                                       const at::Tensor& lengths, const at::Tensor& index,
                                                       int64_t max_len, at::ScalarType dtype) {
-  TORCH_CHECK(data.dim() == 2, "ftengine::gather_ragged: data must be 2-D (rows, features) (got shape ", data.sizes(),
-              ")");
-  TORCH_CHECK(data.size(1) <= 1 || data.stride(1) == 1,
-              "ftengine::gather_ragged: data rows must be contiguous (got strides ", data.strides(), ")");
-  for (const auto* t : {&offsets, &lengths, &index}) {
-    TORCH_CHECK(t->scalar_type() == at::kLong && t->dim() == 1,
-                "ftengine::gather_ragged: offsets, lengths and index must be 1-D int64 (got ", t->scalar_type(), " ",
-                t->sizes(), ")");
-    TORCH_CHECK(t->device() == data.device(), "ftengine::gather_ragged: every tensor must be on ", data.device(),
-                " (got one on ", t->device(), ")");
-  }
-  TORCH_CHECK(offsets.size(0) == lengths.size(0), "ftengine::gather_ragged: offsets and lengths must have one entry ",
-              "per example (got ", offsets.size(0), " and ", lengths.size(0), ")");
-  TORCH_CHECK(max_len >= 0, "ftengine::gather_ragged: max_len must be >= 0 (got ", max_len, ")");
-  TORCH_CHECK(at::isFloatingType(dtype), "ftengine::gather_ragged: dtype must be a floating type (got ", dtype, ")");
+  check_gather_args(data, offsets, lengths, index, max_len, dtype);
 
   c10::cuda::CUDAGuard guard(data.device());
   const int64_t B = index.size(0), D = data.size(1);

@@ -70,4 +70,68 @@ inline void check_sqnorm(const char* op, const std::optional<at::Tensor>& sq, co
               " ", sq->sizes(), " on ", sq->device(), ")");
 }
 
+// Every argument check of ftengine::adamw_step; returns the number of groups G.
+inline int64_t check_adamw_args(const char* op, const at::Tensor& param, const at::Tensor& exp_avg,
+                                const at::Tensor& exp_avg_sq, const std::optional<at::Tensor>& master,
+                                const at::Tensor& grad, const at::Tensor& segments, const at::Tensor& hyper,
+                                const at::Tensor& steps, const std::optional<at::Tensor>& grad_sqnorm) {
+  check_param(op, param, grad, master);
+  check_state(op, exp_avg, "exp_avg", param);
+  check_state(op, exp_avg_sq, "exp_avg_sq", param);
+  TORCH_CHECK(exp_avg.scalar_type() == exp_avg_sq.scalar_type(), op, ": exp_avg (", exp_avg.scalar_type(),
+              ") and exp_avg_sq (", exp_avg_sq.scalar_type(), ") must share a dtype");
+  const int64_t groups = check_tables(op, param, segments, hyper, steps, kAdamWCols);
+  check_sqnorm(op, grad_sqnorm, param);
+  return groups;
+}
+
+// Every argument check of ftengine::sgd_step; returns the number of groups G.
+inline int64_t check_sgd_args(const char* op, const at::Tensor& param, const std::optional<at::Tensor>& momentum_buffer,
+                              const std::optional<at::Tensor>& master, const at::Tensor& grad,
+                              const at::Tensor& segments, const at::Tensor& hyper, const at::Tensor& steps,
+                              const std::optional<at::Tensor>& grad_sqnorm) {
+  check_param(op, param, grad, master);
+  if (momentum_buffer.has_value() && momentum_buffer->defined())
+    check_state(op, *momentum_buffer, "momentum_buffer", param);
+  const int64_t groups = check_tables(op, param, segments, hyper, steps, kSgdCols);
+  check_sqnorm(op, grad_sqnorm, param);
+  return groups;
+}
+
+// flat_grad_sqnorm's inputs: a float grad buffer and its [G, 3] segment table on the same device.
+inline void check_sqnorm_inputs(const char* op, const at::Tensor& grad, const at::Tensor& segments) {
+  TORCH_CHECK(is_float_kind(grad.scalar_type()), op, ": grad must be float32, bfloat16 or float16 (got ",
+              grad.scalar_type(), ")");
+  check_flat(op, grad, "grad", grad);
+  TORCH_CHECK(segments.scalar_type() == at::kLong && segments.dim() == 2 && segments.size(1) == kSegCols &&
+                  segments.is_contiguous() && segments.device() == grad.device(),
+              op, ": segments must be a contiguous int64 [G, 3] table on grad's device (got ", segments.scalar_type(),
+              " ", segments.sizes(), " on ", segments.device(), ")");
+}
+
+// Whether a grad_sqnorm was passed; clipping and the non-finite check cannot run without one.
+inline bool require_sqnorm(const char* op, const std::optional<at::Tensor>& sq, double max_grad_norm,
+                           bool skip_nonfinite) {
+  const bool has = sq.has_value() && sq->defined();
+  TORCH_CHECK(has || (max_grad_norm <= 0.0 && !skip_nonfinite), op,
+              ": clipping (max_grad_norm > 0) and skip_nonfinite need grad_sqnorm (from ftengine::flat_grad_sqnorm)");
+  return has;
+}
+
+template <typename T>
+T* ptr(const at::Tensor& t) {
+  return reinterpret_cast<T*>(t.data_ptr());
+}
+
+// Calls fn(tag) with a null pointer of the storage tag type matching `dtype` (float / bf16_t / fp16_t).
+template <typename Fn>
+void dispatch_float_kind(at::ScalarType dtype, const Fn& fn) {
+  switch (dtype) {
+    case at::kFloat: return fn(static_cast<float*>(nullptr));
+    case at::kBFloat16: return fn(static_cast<bf16_t*>(nullptr));
+    case at::kHalf: return fn(static_cast<fp16_t*>(nullptr));
+    default: TORCH_INTERNAL_ASSERT(false, "unchecked dtype ", dtype);
+  }
+}
+
 }  // namespace ftengine
