@@ -1,9 +1,8 @@
-"""`ftengine bench optimizer | cache | e2e`: the kernel and cache benchmarks, results written as JSON."""
+"""`ftengine bench optimizer | cache | e2e | all`: the benchmarks; a table, a JSON result file and a PNG chart each."""
 
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
 import sys
 import time
@@ -18,12 +17,20 @@ examples:
   ftengine bench optimizer --device cuda --out results.json
   ftengine bench cache --scenarios bottom4_frozen
   ftengine bench e2e --recipes feature_extraction --train 600 --validation 300
+  ftengine bench all --threads 2                        # optimizer --quick, cache, e2e; bench/results/*.json + .png
+  ftengine bench all --device cuda --out-dir runs/bench  # optimizer and cache on the GPU (e2e on the CPU)
 
 `optimizer` times the fused per-group FlatOptimizer step (fp32 and bf16 moments) against torch.optim.AdamW
 for-loop / foreach / fused on BERT-base and ResNet-50 parameter shapes split into 1, 14, 26 or 100 groups,
 0% or 50% frozen. Each implementation is first checked against the PyTorch reference. Reported: ms/step,
 effective GB/s (bytes moved per parameter x trainable parameters / time) and the ratio to a plain copy of the
 same bytes timed in the same run.
+
+Every suite prints its lines as it goes (a progress bar on stderr when it is a terminal), then a table of medians,
+and writes <suite>-<device>-<time>.json (device, CPU/GPU model, versions, threads, git commit, settings, every
+repeated figure with min/median/max) and a chart beside it with the same name and .png. `all` runs the three
+suites in sequence with their defaults (the optimizer's --quick selection) and the shared --threads, --device and
+--out-dir.
 """
 
 
@@ -60,11 +67,11 @@ def add_cache_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    """Add the `bench` command with its `optimizer` (and `cache`) subcommands."""
-    parser = subparsers.add_parser("bench", help="benchmark the fused optimizer or the activation cache",
-                                   description="Benchmarks; results are printed and written as JSON.",
+    """Add the `bench` command with its `optimizer`, `cache`, `e2e` and `all` subcommands."""
+    parser = subparsers.add_parser("bench", help="benchmark the fused optimizer, the activation cache, whole runs",
+                                   description="Benchmarks; results are printed and written as JSON with a PNG chart.",
                                    epilog=EPILOG, formatter_class=formatter())
-    sub = parser.add_subparsers(dest="bench_command", metavar="{optimizer,cache,e2e}", required=True)
+    sub = parser.add_subparsers(dest="bench_command", metavar="{optimizer,cache,e2e,all}", required=True)
     opt = sub.add_parser("optimizer", help="fused per-group optimizer vs torch.optim.AdamW", epilog=EPILOG,
                          formatter_class=formatter())
     add_optimizer_arguments(opt)
@@ -79,31 +86,75 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                          epilog=EPILOG, formatter_class=formatter())
     add_e2e_arguments(e2e)
     e2e.add_argument("--out", type=Path, default=None, help="result file")
+    every = sub.add_parser("all", help="optimizer (--quick), cache and e2e in sequence, each with its defaults",
+                           epilog=EPILOG, formatter_class=formatter())
+    every.add_argument("--threads", type=int, default=None,
+                       help="torch threads in every suite (default: each suite's own: torch's choice, e2e 2)")
+    every.add_argument("--device", default="cpu", help="cpu or cuda[:N] for optimizer and cache (e2e runs on the CPU)")
+    every.add_argument("--out-dir", type=Path, default=Path("bench") / "results",
+                       help="folder of the result files <suite>-<device>-<time>.json and .png (default: bench/results)")
+
+
+SUITES = ("optimizer", "cache", "e2e")
+
+
+def suite_args(kind: str, shared: argparse.Namespace) -> argparse.Namespace:
+    """The options of suite ``kind`` at their defaults, with `bench all`'s shared ones (optimizer: --quick)."""
+    from ftengine.runtime.e2e_bench import add_arguments as add_e2e_arguments
+
+    parser = argparse.ArgumentParser(add_help=False)
+    {"optimizer": add_optimizer_arguments, "cache": add_cache_arguments, "e2e": add_e2e_arguments}[kind](parser)
+    args = parser.parse_args([])
+    if kind != "e2e":
+        args.device = shared.device
+    if shared.threads:
+        args.threads = shared.threads
+    args.quick, args.out = kind == "optimizer", None
+    return args
+
+
+def measure(kind: str, args: argparse.Namespace) -> dict:
+    """Run one suite; its result lines are printed as they come (a progress bar on stderr when it is a terminal)."""
+    def log(line: str) -> None:
+        print(line, flush=True)
+
+    if kind == "e2e":
+        from ftengine.runtime.e2e_bench import run_e2e_bench
+
+        return run_e2e_bench(args, log=log)
+    if kind == "cache":
+        from ftengine.runtime.cache.bench import run_cache_bench
+
+        return run_cache_bench(args, log=log)
+    from ftengine.kernels.optim_bench import run_sweep
+
+    return run_sweep(args, log=log)
+
+
+def report(kind: str, result: dict, out: Path) -> None:
+    """Write the result JSON and its PNG chart, print the suite's table."""
+    if kind == "e2e":
+        from ftengine.runtime.e2e_report import plot, table
+    elif kind == "cache":
+        from ftengine.runtime.cache.bench_report import plot, table
+    else:
+        from ftengine.kernels.optim_report import plot, table
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(result, indent=2, default=str) + "\n")
+    plot(result, out.with_suffix(".png"))
+    print(table(result), flush=True)
+    print(f"wrote {out} and {out.with_suffix('.png').name}", file=sys.stderr)
 
 
 def main(args: argparse.Namespace) -> int:
-    """Run the chosen benchmark, print one line per measurement, write the JSON file."""
-    if args.bench_command == "e2e":
-        from ftengine.runtime.e2e_bench import run_e2e_bench
-
-        result, kind = run_e2e_bench(args, log=lambda line: print(line, flush=True)), "e2e"
-    elif args.bench_command == "cache":
-        from ftengine.runtime.cache.bench import run_cache_bench
-
-        result, kind = run_cache_bench(args), "cache"
-    else:
-        from ftengine.kernels.optim_bench import run_sweep
-
-        result, kind = run_sweep(args, log=lambda line: print(line, flush=True)), "optimizer"
-    stamp = time.strftime("%Y%m%d-%H%M%S")
-    device = str(getattr(args, "device", "cpu")).replace(":", "")
-    out = args.out or Path("bench") / "results" / f"{kind}-{device}-{stamp}.json"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(result, indent=2, default=str) + "\n")
-    print(f"wrote {out}", file=sys.stderr)
-    if kind == "e2e":
-        from ftengine.runtime.e2e_report import plot, table
-
-        plot(result, out.with_suffix(".png"))
-        print(table(result))
+    """Run the chosen benchmark (or all three), print its lines and table, write the JSON file and the chart."""
+    runs = ([(kind, suite_args(kind, args)) for kind in SUITES] if args.bench_command == "all"
+            else [(args.bench_command, args)])
+    out_dir = getattr(args, "out_dir", Path("bench") / "results")
+    for kind, suite in runs:
+        if len(runs) > 1:
+            print(f"== bench {kind}", flush=True)
+        result = measure(kind, suite)
+        device = str(getattr(suite, "device", "cpu")).replace(":", "")
+        report(kind, result, suite.out or out_dir / f"{kind}-{device}-{time.strftime('%Y%m%d-%H%M%S')}.json")
     return 0

@@ -13,17 +13,20 @@ Used by `ftengine bench optimizer`, bench/optimizer.py and bench/bench_optimizer
 
 from __future__ import annotations
 
+import argparse
 import os
 import platform
 import statistics
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 
 import torch
 
 from ftengine.kernels.flat import bytes_per_param
 from ftengine.kernels.testing import tol
+from ftengine.runtime.benchkit import echo, git_commit, progress
 
 # parameter dtype; "bf16" = bf16 parameters with fp32 master weights and fp32 moments (the "-bf16m" impls: bf16 moments)
 PRECISIONS = {"fp32": torch.float32, "bf16": torch.bfloat16}
@@ -229,8 +232,9 @@ def run_case(case: Case, impls: tuple[str, ...], device: str, reps: int, log: Ca
             gbps = nbytes[impl] / ms / 1e6
             row = dict(case=case.name, **asdict(case), impl=impl, validation=status[impl],
                        trainable_params=setup.trainable_params, bytes_per_param=impl_bytes(case, impl),
-                       ms_median=ms, ms_min=min(wall[impl]), ms_all=[round(x, 2) for x in wall[impl]],
-                       cpu_ms_median=statistics.median(cpu[impl]), gbps=gbps, copy_gbps=copy_gbps,
+                       ms_median=ms, ms_min=min(wall[impl]), ms_max=max(wall[impl]),
+                       ms_all=[round(x, 2) for x in wall[impl]], cpu_ms_median=statistics.median(cpu[impl]),
+                       cpu_ms_min=min(cpu[impl]), cpu_ms_max=max(cpu[impl]), gbps=gbps, copy_gbps=copy_gbps,
                        ratio_to_copy=gbps / copy_gbps)
             rows.append(row)
             log(f"{case.name:34s} {impl:15s} {ms:8.1f} ms  {gbps:6.1f} GB/s  copy {copy_gbps:5.1f} GB/s  "
@@ -243,22 +247,26 @@ def run_case(case: Case, impls: tuple[str, ...], device: str, reps: int, log: Ca
 
 
 def environment(device: str) -> dict:
-    """Device, versions and load: what a reader needs to judge the numbers."""
+    """Device, versions, threads, git commit and load: what a reader needs to judge the numbers."""
+    from importlib import metadata
+
     from ftengine import __version__
     from ftengine.kernels import backend_info
 
     if device.startswith("cuda"):
         name = torch.cuda.get_device_name(torch.device(device))
     else:
-        name = next((line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name")),
-                    platform.processor()) if os.path.exists("/proc/cpuinfo") else platform.processor()
+        cpuinfo = Path("/proc/cpuinfo").read_text().splitlines() if os.path.exists("/proc/cpuinfo") else []
+        name = next((line.split(":", 1)[1].strip() for line in cpuinfo if line.startswith("model name")),
+                    platform.processor())
     return dict(device=device, device_name=name, torch_threads=torch.get_num_threads(), cpu_count=os.cpu_count(),
-                python=platform.python_version(), torch=torch.__version__, ftengine=__version__,
+                python=platform.python_version(), torch=torch.__version__,
+                transformers=metadata.version("transformers"), ftengine=__version__, git_commit=git_commit(),
                 backend=backend_info(), loadavg=os.getloadavg() if hasattr(os, "getloadavg") else None,
                 date=time.strftime("%Y-%m-%dT%H:%M:%S%z"))
 
 
-def run_sweep(args, log: Callable[[str], None] = print) -> dict:  # noqa: ANN001 (argparse.Namespace)
+def run_sweep(args: argparse.Namespace, log: Callable[[str], None] = echo) -> dict:
     """Every case of the sweep described by ``args``; returns the JSON-able result (environment + rows)."""
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -271,7 +279,7 @@ def run_sweep(args, log: Callable[[str], None] = print) -> dict:  # noqa: ANN001
     env = environment(args.device)
     log(f"device {env['device_name']} | torch {env['torch']} threads {env['torch_threads']} | "
         f"backend {env['backend']['active']} | load {env['loadavg']}")
-    rows, skipped = [], []
+    cases, skipped = [], []
     for model in models:
         for groups in group_counts:
             for precision in args.precisions.split(","):
@@ -279,8 +287,14 @@ def run_sweep(args, log: Callable[[str], None] = print) -> dict:  # noqa: ANN001
                     case = Case(model, groups, precision, frozen)
                     if frozen > 0 and groups == 1:
                         skipped.append(f"{case.name}: one group cannot be partly frozen")
-                        continue
-                    rows += run_case(case, impls, args.device, args.reps, log)
+                    else:
+                        cases.append(case)
+    rows: list[dict] = []
+    with progress(len(cases), "optimizer", log) as bar:
+        for case in cases:
+            bar.start(case.name)
+            rows += run_case(case, impls, args.device, args.reps, bar.log)
+            bar.done()
     env["loadavg_end"] = os.getloadavg() if hasattr(os, "getloadavg") else None
     settings = dict(models=models, groups=group_counts, precisions=args.precisions.split(","),
                     frozen=args.frozen, impls=list(impls), reps=args.reps, optimizer="AdamW lr~1e-4 wd 0.01",

@@ -24,6 +24,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from ftengine.runtime.benchkit import progress
+
 IMPLS = ("ftengine", "plain", "hf")
 MARK = "E2E_RESULT "
 
@@ -166,19 +168,23 @@ def environment(threads: int) -> dict[str, Any]:
 def run_e2e_bench(args: argparse.Namespace, log: Any = print) -> dict[str, Any]:
     """Run every (repeat, recipe, implementation) in a fresh process; return settings, runs and summary."""
     recipes, impls = args.recipes.split(","), args.impls.split(",")
-    runs = []
-    for rep in range(args.repeats):
-        for recipe in recipes:
-            for impl in impls:
-                log(f"[{len(runs) + 1}/{args.repeats * len(recipes) * len(impls)}] {recipe} / {impl} (repeat {rep + 1}) ...")
-                run = spawn_run(impl, recipe, args) | {"repeat": rep}
-                last = run["epochs"][-1]
-                log(f"    final acc {last['val_accuracy']:.4f}, total {run['total_seconds']:.1f} s, "
-                    f"peak RSS {run['peak_rss_mb']:.0f} MB")
-                runs.append(run)
-                if getattr(args, "partial", None):  # a long sweep on a busy machine keeps what it has measured
-                    with open(args.partial, "a") as f:
-                        f.write(json.dumps(run) + "\n")
+    runs: list[dict[str, Any]] = []
+    total = args.repeats * len(recipes) * len(impls)
+    with progress(total, "e2e", log, unit="run") as bar:
+        for rep in range(args.repeats):
+            for recipe in recipes:
+                for impl in impls:
+                    bar.start(f"{recipe} / {impl}")
+                    bar.log(f"[{len(runs) + 1}/{total}] {recipe} / {impl} (repeat {rep + 1}) ...")
+                    run = spawn_run(impl, recipe, args) | {"repeat": rep}
+                    last = run["epochs"][-1]
+                    bar.log(f"    final acc {last['val_accuracy']:.4f}, total {run['total_seconds']:.1f} s, "
+                                 f"peak RSS {run['peak_rss_mb']:.0f} MB")
+                    bar.done()
+                    runs.append(run)
+                    if getattr(args, "partial", None):  # a long sweep on a busy machine keeps what it has measured
+                        with open(args.partial, "a") as f:
+                            f.write(json.dumps(run) + "\n")
     env = environment(args.threads)  # load average taken at the end: how busy the shared machine was
     settings = {k: getattr(args, k) for k in ("recipes", "impls", "train", "validation", "repeats", "threads", "target")}
     return {"suite": "e2e", "environment": env, "settings": settings,

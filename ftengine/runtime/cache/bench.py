@@ -16,11 +16,13 @@ import statistics
 import tempfile
 import time
 from collections import Counter
+from collections.abc import Callable
 from typing import Any
 
 import torch
 from torch import nn
 
+from ftengine.runtime.benchkit import echo, git_commit, progress, spread
 from ftengine.runtime.cache.benchdata import bench_spec_dict, build_inputs
 
 SCENARIOS = {
@@ -156,27 +158,39 @@ def _timed_scenario(name: str, args: Any, cache_dir: str) -> dict[str, Any]:
                 median_uncached=round(t_unc, 3), median_cached=round(t_cac, 3), speedup=round(speedup, 2),
                 frozen_fraction=round(f, 4), derived_bound=round(bound, 2), fraction_of_bound=round(speedup / bound, 3),
                 lookup_seconds_per_cached_epoch=round(statistics.median(lookups), 4),
-                ratios_per_pair=[round(u / c, 2) for u, c in zip(uncached, cached, strict=True)])
+                ratios_per_pair=[round(u / c, 2) for u, c in zip(uncached, cached, strict=True)],
+                figures={"uncached_epoch_seconds": spread(uncached), "cached_epoch_seconds": spread(cached),
+                         "speedup_per_pair": spread([u / c for u, c in zip(uncached, cached, strict=True)], 2),
+                         "frozen_fraction": spread(fractions), "lookup_seconds": spread(lookups)})
 
 
-def run_cache_bench(args: Any) -> dict[str, Any]:
-    """Run the scenarios in ``args.scenarios``; returns a JSON-able result with settings and versions."""
+def run_cache_bench(args: Any, log: Callable[[str], None] = echo) -> dict[str, Any]:
+    """Run the scenarios in ``args.scenarios``; returns a JSON-able result with settings and versions.
+
+    Repeated figures (epoch seconds, per-pair speedup, frozen share) are also in each scenario's ``figures`` as
+    min / median / max / n.
+    """
     from ftengine.runtime.cache.benchgather import environment, gather_bench
 
     if args.threads:
         torch.set_num_threads(args.threads)
     result: dict[str, Any] = dict(bench="cache", created=time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-                                  environment=environment(args.device),
+                                  environment=dict(environment(args.device), git_commit=git_commit()),
                                   settings={k: v for k, v in vars(args).items() if not k.startswith("_")
                                             and isinstance(v, (int, float, str, list, type(None)))})
-    result["gather"] = gather_bench(args.device, args.batch_size, args.max_length)
-    print(f"gather {args.batch_size}x{args.max_length}x384 (fp32 out), us: "
-          f"{ {k: v for k, v in result['gather'].items() if k in ('fp32', 'bf16')} }", flush=True)
     scenarios = {}
-    with tempfile.TemporaryDirectory(prefix="ftengine-bench-cache-") as cache_dir:
-        for name in args.scenarios:  # a cache dir per scenario: each one fills from cold
-            scenarios[name] = _timed_scenario(name, args, f"{cache_dir}/{name}")
-            print(_line(name, scenarios[name]), flush=True)
+    with progress(1 + len(args.scenarios), "cache", log) as bar:
+        bar.start("gather")
+        result["gather"] = gather_bench(args.device, args.batch_size, args.max_length)
+        bar.log(f"gather {args.batch_size}x{args.max_length}x384 (fp32 out), us: "
+                     f"{ {k: v for k, v in result['gather'].items() if k in ('fp32', 'bf16')} }")
+        bar.done()
+        with tempfile.TemporaryDirectory(prefix="ftengine-bench-cache-") as cache_dir:
+            for name in args.scenarios:  # a cache dir per scenario: each one fills from cold
+                bar.start(name)
+                scenarios[name] = _timed_scenario(name, args, f"{cache_dir}/{name}")
+                bar.log(_line(name, scenarios[name]))
+                bar.done()
     result["scenarios"] = scenarios
     result["targets"] = _targets(scenarios)
     return result

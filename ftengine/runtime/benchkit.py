@@ -1,0 +1,88 @@
+"""Pieces shared by the bench suites: a progress bar that keeps printed lines whole, spread figures, the git commit."""
+
+from __future__ import annotations
+
+import statistics
+import subprocess
+import sys
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def echo(line: str) -> None:
+    """Print a result line now (stdout may be a pipe: no buffering behind a long suite)."""
+    print(line, flush=True)
+
+
+class BenchProgress:
+    """A tqdm bar on stderr over a suite's cases; ``log`` lines are printed above it, never through it.
+
+    Args:
+        total: number of cases or runs.
+        desc: the bar's label (the suite's name).
+        log: where result lines go (stdout or stderr: the bar is cleared while a line is written either way).
+        enabled: draw the bar; default: only when stderr is a terminal (no bar in logs or CI output).
+    """
+
+    def __init__(self, total: int, desc: str, log: Callable[[str], None] = echo, *, unit: str = "case",
+                 enabled: bool | None = None) -> None:
+        self._log = log
+        self._bar: Any = None
+        if enabled if enabled is not None else sys.stderr.isatty():
+            from tqdm import tqdm
+
+            self._bar = tqdm(total=total, desc=desc, unit=unit, file=sys.stderr, leave=False, dynamic_ncols=True)
+
+    def log(self, line: str) -> None:
+        """Print a result line with the bar cleared first and redrawn below it."""
+        if self._bar is None:
+            self._log(line)
+            return
+        with self._bar.external_write_mode(file=sys.stderr):
+            self._log(line)
+
+    def start(self, name: str) -> None:
+        """Show which case runs now."""
+        if self._bar is not None:
+            self._bar.set_postfix_str(name, refresh=True)
+
+    def done(self, n: int = 1) -> None:
+        """Count ``n`` finished cases."""
+        if self._bar is not None:
+            self._bar.update(n)
+
+    def close(self) -> None:
+        if self._bar is not None:
+            self._bar.close()
+            self._bar = None
+
+
+@contextmanager
+def progress(total: int, desc: str, log: Callable[[str], None] = echo, *, unit: str = "case",
+             enabled: bool | None = None) -> Iterator[BenchProgress]:
+    """A BenchProgress closed (bar removed) when the block ends, also on an error."""
+    bar = BenchProgress(total, desc, log, unit=unit, enabled=enabled)
+    try:
+        yield bar
+    finally:
+        bar.close()
+
+
+def spread(values: Sequence[float], digits: int = 4) -> dict[str, float | int]:
+    """min / median / max / n of a figure over repeats (the result files' shape for every repeated figure)."""
+    return {"min": round(min(values), digits), "median": round(statistics.median(values), digits),
+            "max": round(max(values), digits), "n": len(values)}
+
+
+def git_commit() -> str | None:
+    """Short commit of this checkout (None when ftengine is not run from a git checkout)."""
+    try:
+        proc = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True,
+                              check=False, timeout=10)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return proc.stdout.strip() or None
