@@ -13,7 +13,10 @@ import torch
 from torch.utils.data import Sampler
 
 BUCKET_BATCHES = 50
-"""Batches per length bucket: long enough to pad little, short enough to keep batches well mixed."""
+"""Batches per length bucket at most: long enough to pad little, short enough to keep batches well mixed."""
+MIN_BUCKETS = 4
+"""Length buckets per epoch at least (as HF's LengthGroupedSampler): on a small dataset 50 batches would be the
+whole epoch in one sorted run, so every batch would hold near-equal lengths and the batch mix would follow length."""
 
 
 def epoch_seed(seed: int, epoch: int) -> int:
@@ -27,7 +30,8 @@ class EpochBatchSampler(Sampler[list[int]]):
 
     Train mode (``shuffle=True``): a seeded permutation (or, with ``weights``, ``len`` seeded draws with
     replacement, as ``WeightedRandomSampler`` does); with ``lengths`` the order is cut into buckets of
-    ``bucket_batches`` batches, each bucket sorted by length, and the batch order shuffled.
+    ``bucket_batches`` batches (fewer on a small split: at least ``MIN_BUCKETS`` buckets), each bucket sorted by
+    length, and the batch order shuffled.
     Eval mode (``shuffle=False``): file order, or longest first when ``lengths`` are given (peak memory
     shows on the first batch, and similar lengths pad little).
 
@@ -39,7 +43,7 @@ class EpochBatchSampler(Sampler[list[int]]):
         lengths: tokens per example, for bucketing (text).
         weights: per-example sampling weights (class-balanced sampling).
         drop_last: drop a final short batch.
-        bucket_batches: batches per length bucket.
+        bucket_batches: batches per length bucket, at most.
         generator: also re-seeded by ``set_epoch`` (pass the DataLoader's, so worker seeds follow the epoch).
     """
 
@@ -82,12 +86,17 @@ class EpochBatchSampler(Sampler[list[int]]):
             order = torch.randperm(self.size, generator=generator)
         if self.lengths is None:
             return self._cut(order.tolist())
-        span = self.bucket_batches * self.batch_size
+        span = self._span()
         batches: list[list[int]] = []
         for bucket in torch.split(order, span):
             by_length = bucket[torch.sort(self.lengths[bucket], descending=True, stable=True).indices]
             batches += self._cut(by_length.tolist())
         return [batches[i] for i in torch.randperm(len(batches), generator=generator).tolist()]
+
+    def _span(self) -> int:
+        """Examples per length bucket: ``bucket_batches`` batches, fewer when the split has under MIN_BUCKETS of them."""
+        per_bucket = max(1, min(self.bucket_batches, self.size // (MIN_BUCKETS * self.batch_size)))
+        return per_bucket * self.batch_size
 
     def _cut(self, order: list[int]) -> list[list[int]]:
         batches = [order[i:i + self.batch_size] for i in range(0, len(order), self.batch_size)]
@@ -105,5 +114,5 @@ class EpochBatchSampler(Sampler[list[int]]):
         if not self.shuffle or self.lengths is None:
             full, rest = divmod(self.size, self.batch_size)
             return full + (1 if rest and not self.drop_last else 0)
-        span = self.bucket_batches * self.batch_size
+        span = self._span()
         return sum(len(self._cut([0] * min(span, self.size - s))) for s in range(0, self.size, span))

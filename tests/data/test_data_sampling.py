@@ -31,6 +31,17 @@ def test_train_epoch_covers_each_example_once_in_length_buckets() -> None:
         assert [lens[i] for i in b] == sorted((lens[i] for i in b), reverse=True)
 
 
+def test_a_small_split_still_has_several_length_buckets() -> None:
+    """1,200 examples in batches of 32: 50-batch buckets would sort the whole epoch as one run."""
+    n, bs, lens = 1200, 32, lengths(1200)
+    batches = list(EpochBatchSampler(n, bs, shuffle=True, seed=0, lengths=lens))
+    assert sorted(flat(batches)) == list(range(n)) and len(batches) == 38
+    # Each bucket is sorted longest first: a batch starts a new bucket where its first length exceeds the
+    # previous batch's last in the bucket's order. With 1200 // (4 * 32) = 9 batches per bucket: 5 buckets.
+    maxima = sorted((max(lens[i] for i in b) for b in batches), reverse=True)
+    assert maxima[0] >= 95 and sum(m >= 95 for m in maxima) >= 4  # every bucket has its own long batch
+
+
 def test_order_is_a_function_of_seed_and_epoch() -> None:
     lens = lengths(200)
     a = EpochBatchSampler(200, 16, shuffle=True, seed=7, lengths=lens)
