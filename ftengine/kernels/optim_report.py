@@ -5,6 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from ftengine.runtime.benchkit import pyplot, save_chart
+
 
 def _cases(result: dict[str, Any]) -> list[str]:
     return list(dict.fromkeys(r["case"] for r in result["results"]))
@@ -30,10 +32,7 @@ def table(result: dict[str, Any]) -> str:
 def plot(result: dict[str, Any], out: Path) -> None:
     """Two panels over the cases: ms/step per implementation (log scale, whiskers min-max over reps), and each
     implementation's speedup over torch.optim.AdamW(fused=True) in the same run."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
     from matplotlib import ticker
 
     cases, impls = _cases(result), _impls(result)
@@ -63,8 +62,6 @@ def plot(result: dict[str, Any], out: Path) -> None:
         ax.grid(axis="y", alpha=0.3)
     top.legend(fontsize=7, ncol=min(len(impls), 5))
     env, settings = result["environment"], result["settings"]
-    fig.suptitle(f"AdamW step, {env['device_name']} ({env['device']}), {env['torch_threads']} threads, "
-                 f"{settings['reps']} reps ({env['date'][:10]})", fontsize=9)
-    fig.tight_layout()
-    fig.savefig(out, dpi=110)
-    plt.close(fig)
+    save_chart(fig, out, (
+        f"AdamW step, {env['device_name']} ({env['device']}), {env['torch_threads']} threads, "
+        f"{settings['reps']} reps ({env['date'][:10]})"))

@@ -86,3 +86,22 @@ def git_commit() -> str | None:
     except (OSError, subprocess.TimeoutExpired):
         return None
     return proc.stdout.strip() or None
+
+
+def pyplot() -> Any:
+    """matplotlib.pyplot on the file-only Agg backend (charts are written, never shown)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def save_chart(fig: Any, out: Path, title: str) -> None:
+    """Title, lay out and write a suite's chart as PNG, then free it."""
+    fig.suptitle(title, fontsize=9)
+    fig.tight_layout()
+    fig.savefig(out, dpi=110)
+    pyplot().close(fig)
+

@@ -5,6 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from ftengine.runtime.benchkit import pyplot, save_chart
+
 NAMES = {"ftengine": "ftengine", "plain": "plain PyTorch", "hf": "HF Trainer"}
 
 
@@ -24,10 +26,7 @@ def table(result: dict[str, Any]) -> str:
 
 def plot(result: dict[str, Any], out: Path) -> None:
     """Validation accuracy against wall seconds, one panel per recipe, first repeat of each implementation."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     recipes = list(result["summary"])
     fig, axes = plt.subplots(1, len(recipes), figsize=(5.5 * len(recipes), 4), squeeze=False)
@@ -41,8 +40,6 @@ def plot(result: dict[str, Any], out: Path) -> None:
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
     env, settings = result["environment"], result["settings"]
-    fig.suptitle(f"MiniLM-L6 on {settings['train']}/{settings['validation']} tweets, {env['threads']} threads, "
-                 f"{env['cpu_model']} ({env['date_utc'][:10]}; dashed: target)", fontsize=9)
-    fig.tight_layout()
-    fig.savefig(out, dpi=110)
-    plt.close(fig)
+    save_chart(fig, out, (
+        f"MiniLM-L6 on {settings['train']}/{settings['validation']} tweets, {env['threads']} threads, "
+        f"{env['cpu_model']} ({env['date_utc'][:10]}; dashed: target)"))

@@ -6,6 +6,8 @@ import statistics
 from pathlib import Path
 from typing import Any
 
+from ftengine.runtime.benchkit import pyplot, save_chart
+
 
 def _timed(result: dict[str, Any]) -> dict[str, dict[str, Any]]:
     """Scenarios with repeated uncached/cached epoch pairs (gradual_3stage has one epoch per stage instead)."""
@@ -41,10 +43,7 @@ def table(result: dict[str, Any]) -> str:
 def plot(result: dict[str, Any], out: Path) -> None:
     """Epoch seconds uncached / filling / cached per scenario (log scale, whiskers min-max over repeats); a second
     panel with the epoch seconds of each stage when gradual_3stage ran."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
     from matplotlib import ticker
 
     timed = _timed(result)
@@ -82,9 +81,7 @@ def plot(result: dict[str, Any], out: Path) -> None:
         ax.set(ylabel="epoch seconds", title=f"{name.replace('_', ' ')} (cached)")
         ax.grid(axis="y", alpha=0.3)
     env, settings = result["environment"], result["settings"]
-    fig.suptitle(f"MiniLM-L6, {settings['examples']} tweets, batch {settings['batch_size']}, {settings['dtype']} "
-                 f"cache, {env['cpu'] if env.get('gpu') is None else env['gpu']} ({env['device']}), "
-                 f"{env['torch_threads']} threads ({result['created'][:10]})", fontsize=9)
-    fig.tight_layout()
-    fig.savefig(out, dpi=110)
-    plt.close(fig)
+    save_chart(fig, out, (
+        f"MiniLM-L6, {settings['examples']} tweets, batch {settings['batch_size']}, {settings['dtype']} "
+        f"cache, {env['cpu'] if env.get('gpu') is None else env['gpu']} ({env['device']}), "
+        f"{env['torch_threads']} threads ({result['created'][:10]})"))
