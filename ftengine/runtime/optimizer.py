@@ -133,6 +133,7 @@ class FlatOptimizer(torch.optim.Optimizer):
         rows = [self._hyper_row(g) for g in self.param_groups]
         for bucket in self._buckets:
             bucket.sync_tables(trainable, rows)
+            bucket.prepare_state(trainable)
             bucket.rebind_grads()
         use_ref = self.backend == "reference"
         sqnorm = None
@@ -269,6 +270,7 @@ class FlatOptimizer(torch.optim.Optimizer):
             mine.update({k: v for k, v in saved.items() if k != "params"})
         for b in self._buckets:
             b.steps.copy_(torch.tensor(steps, dtype=torch.int64))
+            b.mark_state_ready()
             b.invalidate_tables()
 
 

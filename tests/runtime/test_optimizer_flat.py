@@ -197,6 +197,29 @@ def test_state_dict_round_trip_across_a_stage_change(backend: str) -> None:
     assert opt2.group_steps() == opt.group_steps() == [0, 4, 7, 7]
 
 
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_moments_start_at_zero_when_a_group_first_trains_whatever_the_buffer_held(backend: str) -> None:
+    """Moment buffers are not zeroed up front (frozen groups' pages stay untouched): poison them, then unfreeze."""
+    params = make_params()
+    groups = flat_groups(params, [False, False, True, True])
+    twin = TorchTwin(params, [dict(g) for g in groups], "adamw")
+    opt = FlatOptimizer(groups, backend=backend)
+    for flat in opt.buckets[0].state.values():
+        flat.fill_(float("nan"))  # what an uninitialised allocation may hold
+    for step in range(8):
+        if step == 3:
+            opt.set_trainable("layer.0", True)
+            twin.groups[1]["trainable"] = True
+        grads = grads_for(step, params)
+        for ps, gs in zip(params, grads):
+            for p, g in zip(ps, gs):
+                p.grad.copy_(g)
+        opt.step()
+        twin.step(grads, None)
+        compare(opt, twin, params)
+    assert opt.buckets[0].state["exp_avg"][:opt.buckets[0].layout.segments[0][1]].isnan().all()  # never written
+
+
 def test_saving_the_state_dict_writes_only_the_groups_that_stepped(tmp_path) -> None:
     """The moments are copies of their slices: torch.save of a view would write the whole flat buffer."""
     big = [[torch.nn.Parameter(torch.zeros(100_000))], [torch.nn.Parameter(torch.zeros(10))]]
