@@ -35,6 +35,13 @@ def grads_for(step: int, params: list[list[torch.nn.Parameter]], scale: float = 
     return [[scale * torch.randn(p.shape, generator=gen) for p in ps] for ps in params]
 
 
+def feed(params: list[list[torch.nn.Parameter]], grads: list[list[torch.Tensor]]) -> None:
+    """Write ``grads`` into the parameters' (flat-buffer view) gradients, as a backward pass would."""
+    for ps, gs in zip(params, grads):
+        for p, g in zip(ps, gs):
+            p.grad.copy_(g)
+
+
 class TorchTwin:
     """torch.optim over copies of the same parameters; a group joins (add_param_group) when it is unfrozen."""
 
@@ -97,9 +104,7 @@ def test_adamw_lockstep_with_torch_across_an_unfreeze(backend: str, clip: float 
         for g, tg in zip(opt.param_groups, twin.groups):  # a schedule moves lr every step
             g["lr"] = tg["lr"] = 1e-2 * (1 + g["weight_decay"]) * (0.9 ** step)
         grads = grads_for(step, params, scale=3.0)
-        for ps, gs in zip(params, grads):
-            for p, g in zip(ps, gs):
-                p.grad.copy_(g)
+        feed(params, grads)
         info = opt.step()
         twin.step(grads, clip)
         assert info["skipped"] is False and math.isfinite(info["grad_norm"])
@@ -119,9 +124,7 @@ def test_sgd_lockstep_with_torch(backend: str, nesterov: bool) -> None:
             opt.set_trainable("embeddings", True)
             twin.groups[0]["trainable"] = True
         grads = grads_for(step, params)
-        for ps, gs in zip(params, grads):
-            for p, g in zip(ps, gs):
-                p.grad.copy_(g)
+        feed(params, grads)
         assert math.isnan(opt.step()["grad_norm"])  # no clipping, no non-finite check: norm not computed
         twin.step(grads, None)
         compare(opt, twin, params)
@@ -211,9 +214,7 @@ def test_moments_start_at_zero_when_a_group_first_trains_whatever_the_buffer_hel
             opt.set_trainable("layer.0", True)
             twin.groups[1]["trainable"] = True
         grads = grads_for(step, params)
-        for ps, gs in zip(params, grads):
-            for p, g in zip(ps, gs):
-                p.grad.copy_(g)
+        feed(params, grads)
         opt.step()
         twin.step(grads, None)
         compare(opt, twin, params)
