@@ -109,14 +109,15 @@ class DeltaState:
         Restoring that checkpoint after they trained then puts back what they held when it was written.
         """
         base = saved.get("base")
-        if base is None or not set(base["params"]) - set(self._split()[1]):
+        state, now_base = self._split()
+        if base is None or not set(base["params"]) - set(now_base):
             return None
-        load_model_state(self.model, {"model": {}, "base": base}, where, check_only=True)
+        verify_base(state, base, where)
         now = self.state()
         return {**saved, "model": {**now["model"], **saved["model"]}, "base": now["base"]}
 
     def _split(self) -> tuple[dict[str, torch.Tensor], list[str]]:
-        """(state entries to store, names of the frozen-since-start parameters left out)."""
+        """(the model's state dict, names of its frozen-since-start parameters: the ones a delta leaves out)."""
         kept_ids = {id(p) for n, p in self.model.named_parameters() if n in self.trained}
         params = dict(self.model.named_parameters(remove_duplicate=False))  # tied weights: every name
         state = self.model.state_dict()
@@ -145,28 +146,38 @@ class DeltaState:
         self.trained |= names & set(saved["model"])
 
 
-def load_model_state(model: nn.Module, saved: dict[str, Any], where: str, *, check_only: bool = False) -> None:
-    """`model.load_state_dict` for a checkpoint's ``model`` (and ``base`` when it is a delta); see `DeltaState`.
-
-    With ``check_only``, only verify that the model still holds the base's bytes.
-    """
+def load_model_state(model: nn.Module, saved: dict[str, Any], where: str) -> None:
+    """`model.load_state_dict` for a checkpoint's ``model`` (and ``base`` when it is a delta); see `DeltaState`."""
     tensors, base = saved["model"], saved.get("base")
     if base is None:
         model.load_state_dict(tensors)
         return
     state = model.state_dict()
-    missing = sorted(base["params"]) if check_only else sorted(set(state) - set(tensors))
-    unexpected = sorted(set(tensors) - set(state))
-    if missing != sorted(base["params"]) or unexpected or not set(missing) <= set(state):
-        odd = (set(missing) ^ set(base["params"])) | set(unexpected) | (set(missing) - set(state))
-        raise RunError(f"{where}: the checkpoint's weights do not fit this model ({len(odd)} parameter names differ, "
-                       f"e.g. {min(odd)!r}); load it with the spec (backbone and head) it was trained with")
-    if tensors_digest((k, state[k]) for k in missing) != base["sha256"]:
-        raise RunError(f"{where}: the pretrained weights of the {len(missing)} parameters this checkpoint does not "
-                       "store (frozen since the start) differ from the ones it was trained on; point "
+    odd = ((set(state) - set(tensors)) ^ set(base["params"])) | (set(tensors) - set(state))
+    if odd:
+        raise _misfit(where, odd)
+    verify_base(state, base, where)
+    model.load_state_dict(tensors, strict=False)
+
+
+def verify_base(state: dict[str, torch.Tensor], base: dict[str, Any], where: str) -> None:
+    """Check that ``state`` still holds the bytes a delta checkpoint left out (its ``base``).
+
+    Raises:
+        RunError: a left-out parameter is missing, or its bytes differ from the ones the checkpoint was trained on.
+    """
+    absent = set(base["params"]) - set(state)
+    if absent:
+        raise _misfit(where, absent)
+    if tensors_digest((k, state[k]) for k in base["params"]) != base["sha256"]:
+        raise RunError(f"{where}: the pretrained weights of the {len(base['params'])} parameters this checkpoint does "
+                       "not store (frozen since the start) differ from the ones it was trained on; point "
                        "backbone.source at the same weights, or start a new run (output.overwrite=true)")
-    if not check_only:
-        model.load_state_dict(tensors, strict=False)
+
+
+def _misfit(where: str, odd: set[str]) -> RunError:
+    return RunError(f"{where}: the checkpoint's weights do not fit this model ({len(odd)} parameter names differ, "
+                    f"e.g. {min(odd)!r}); load it with the spec (backbone and head) it was trained with")
 
 
 def save_checkpoint(run_dir: Path, which: str, state: dict[str, Any]) -> Path:

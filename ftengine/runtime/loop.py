@@ -17,7 +17,6 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from ftengine.planner.graph import HEAD
 from ftengine.runtime.checkpoint import BEST, LAST, DeltaState, load_checkpoint, save_checkpoint
 from ftengine.runtime.evaluate import Evaluation, autocast_context, evaluate
 from ftengine.runtime.freeze import apply_freeze, set_train_modes
@@ -76,20 +75,15 @@ class Trainer:
     run_dir: Any
     console: Any
     log: Any
+    weights: DeltaState  # what checkpoints store of the model
     scaler: Any = None
     pos: Position = field(default_factory=Position)
     best_stage: int | None = None  # stage whose weights checkpoints/best holds
-    weights: DeltaState | None = None  # what checkpoints store of the model (None: built from the graph)
     _stop: StopRequest = field(default_factory=StopRequest)
     _base_lrs: dict[str, float] = field(default_factory=dict)
     _last_row: dict[str, Any] = field(default_factory=dict)
     _epoch_seconds: float = 0.0
     _epoch_seen: int = 0
-
-    def __post_init__(self) -> None:
-        if self.weights is None:
-            head = {n for n, _ in self.model.named_parameters() if self.graph.group_of(n) == HEAD}
-            self.weights = DeltaState(self.model, head)
 
     # --- the loop ----------------------------------------------------------------------------------------------
 
