@@ -115,8 +115,7 @@ def suite_args(kind: str, shared: argparse.Namespace) -> argparse.Namespace:
 
 def measure(kind: str, args: argparse.Namespace) -> dict:
     """Run one suite; its result lines are printed as they come (a progress bar on stderr when it is a terminal)."""
-    def log(line: str) -> None:
-        print(line, flush=True)
+    from ftengine.runtime.benchkit import echo as log
 
     if kind == "e2e":
         from ftengine.runtime.e2e_bench import run_e2e_bench
