@@ -91,6 +91,9 @@ class StagePlan:
         trainable_params: scalar parameters that train (None while the head's size is unknown).
         frozen_prefix: leading backbone groups frozen in this stage (their output can be cached).
         cache: the cache decision at `frozen_prefix`.
+        frozen_batchnorm: how BatchNorm layers of frozen groups run: `eval` (running statistics fixed) or
+            `train` (statistics updated); the cache decision above assumed this.
+        frozen_dropout: how dropout in frozen groups runs: `eval` (off) or `train` (on).
     """
 
     index: int
@@ -102,6 +105,8 @@ class StagePlan:
     trainable_params: int | None
     frozen_prefix: int
     cache: CachePoint
+    frozen_batchnorm: str
+    frozen_dropout: str
 
     @property
     def trainable(self) -> tuple[str, ...]:

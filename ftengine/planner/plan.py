@@ -82,6 +82,7 @@ def _stage(index: int, draft: StageDraft, spec: Spec, backbone: Any, groups: tup
         patience=draft.patience, groups=plans,
         trainable_params=None if None in counts else sum(c for c in counts if c is not None),
         frozen_prefix=prefix, cache=_cache_point(spec, backbone, prefix, length),
+        frozen_batchnorm=spec.freeze.frozen_batchnorm, frozen_dropout=spec.freeze.frozen_dropout,
     )
 
 

@@ -4,32 +4,33 @@ Freezing never touches the optimizer's set of groups (see `param_groups`); here 
 autograd tracks and how stochastic / statistics-keeping layers behave:
 
 - trainable groups and the head run in train mode;
-- frozen groups follow `freeze.frozen_batchnorm` (BatchNorm running statistics) and `freeze.frozen_dropout`
-  (dropout, and containers whose `training` flag drives functional stochasticity such as drop-connect);
+- frozen groups follow the stage's `frozen_batchnorm` (BatchNorm running statistics) and `frozen_dropout`
+  (dropout, and containers whose `training` flag drives functional stochasticity such as drop-connect), which
+  the planner copied from `freeze.frozen_batchnorm` / `freeze.frozen_dropout` when it decided cacheability;
 - groups the head never reads (a BERT pooler under mean pooling) stay in eval mode and frozen.
 """
 
 from __future__ import annotations
 
-from typing import Any
-
 from torch import nn
+
+from ftengine.planner.graph import ExecutionGraph, StagePlan
 
 _BATCHNORM = (nn.modules.batchnorm._BatchNorm,)
 
 
-def apply_freeze(model: nn.Module, graph: Any, stage: Any) -> None:
+def apply_freeze(model: nn.Module, graph: ExecutionGraph, stage: StagePlan) -> None:
     """Set `requires_grad` of every parameter from the stage plan (head parameters: the `head` group)."""
     trainable = set(stage.trainable)
     for name, param in model.named_parameters():
         param.requires_grad_(graph.group_of(name) in trainable)
 
 
-def set_train_modes(model: nn.Module, graph: Any, stage: Any, freeze_spec: Any) -> None:
-    """Put the model in training mode for `stage`, with frozen layers following the spec's policy."""
+def set_train_modes(model: nn.Module, graph: ExecutionGraph, stage: StagePlan) -> None:
+    """Put the model in training mode for `stage`, with frozen layers following the stage's policy."""
     model.train()
-    bn_train = freeze_spec.frozen_batchnorm == "train"
-    dropout_train = freeze_spec.frozen_dropout == "train"
+    bn_train = stage.frozen_batchnorm == "train"
+    dropout_train = stage.frozen_dropout == "train"
     trainable = set(stage.trainable)
     for info in graph.backbone_groups:
         if info.name in trainable:

@@ -136,7 +136,7 @@ class Trainer:
         pos, accum = self.pos, self.spec.training.grad_accum_steps
         loader = self._train_loader()
         total = pos.batches_done + len(loader)
-        set_train_modes(self.model, self.graph, stage, self.spec.freeze)
+        set_train_modes(self.model, self.graph, stage)
         started, seen = time.perf_counter(), 0
         # Summed on the device (no host sync per step), folded into pos.loss_sum every log_every steps.
         running = torch.as_tensor(float(pos.running_loss), dtype=torch.float32, device=self.device)

@@ -49,6 +49,15 @@ def test_batchnorm_policy_matters_only_where_there_is_batchnorm(bert: FakeBackbo
     assert ok.stages[0].cache.bytes_per_example == 512 * 2 * 2 * 4  # final (512, 2, 2) map, fp32
 
 
+def test_every_stage_records_the_frozen_mode_policy_it_was_planned_with(bert: FakeBackbone) -> None:
+    """The runtime sets frozen layers' modes from the stage alone, so the stage must say what cacheability assumed."""
+    default = plan(make_spec(freeze=GRADUAL), bert)
+    assert {(s.frozen_batchnorm, s.frozen_dropout) for s in default.stages} == {("eval", "eval")}
+    train = plan(make_spec(freeze={**GRADUAL, "frozen_batchnorm": "train", "frozen_dropout": "train"}), bert)
+    assert {(s.frozen_batchnorm, s.frozen_dropout) for s in train.stages} == {("train", "train")}
+    assert train.to_dict()["stages"][0]["frozen_dropout"] == "train"
+
+
 def test_random_augmentation_and_cache_off(resnet: FakeBackbone) -> None:
     aug = image_spec(data={"kind": "image_folder", "train": "imgs", "augment": {"hflip": True}},
                      freeze={"preset": "feature_extraction"}, head={"num_classes": 3})

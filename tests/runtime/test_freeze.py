@@ -35,8 +35,8 @@ def test_requires_grad_follows_each_stage():
 
 @pytest.mark.parametrize(("bn", "dropout"), [("eval", "eval"), ("train", "eval"), ("eval", "train"), ("train", "train")])
 def test_frozen_modules_follow_the_batchnorm_and_dropout_policy(bn, dropout):
-    spec, graph, model = _setup(frozen_batchnorm=bn, frozen_dropout=dropout)
-    set_train_modes(model, graph, graph.stages[1], spec.freeze)
+    _spec, graph, model = _setup(frozen_batchnorm=bn, frozen_dropout=dropout)
+    set_train_modes(model, graph, graph.stages[1])
     assert model.head.training and model.head.dropout.training
     assert all(m.training for m in model.backbone.block2.modules())  # trainable group: train mode
     stem_bn = model.backbone.stem[1]
@@ -45,9 +45,9 @@ def test_frozen_modules_follow_the_batchnorm_and_dropout_policy(bn, dropout):
 
 
 def test_train_modes_reset_after_evaluation():
-    spec, graph, model = _setup()
+    _spec, graph, model = _setup()
     model.eval()
-    set_train_modes(model, graph, graph.stages[0], spec.freeze)
+    set_train_modes(model, graph, graph.stages[0])
     assert model.head.training
     groups = [m for g in graph.backbone_groups for root in model.backbone.group_modules(g.name) for m in root.modules()]
     assert groups and not any(m.training for m in groups)  # every group frozen, policy eval
@@ -65,7 +65,7 @@ def test_unused_pooler_stays_frozen_and_in_eval_mode(minilm_dir):
     graph = plan(spec, backbone, num_classes=3)
     model = FineTuneModel(backbone, nn.Linear(384, 3))
     apply_freeze(model, graph, graph.stages[0])
-    set_train_modes(model, graph, graph.stages[0], spec.freeze)
+    set_train_modes(model, graph, graph.stages[0])
     assert not any(p.requires_grad for p in backbone.pooler.parameters())
     assert all(p.requires_grad for n, p in model.named_parameters() if "pooler" not in n)
     assert not backbone.pooler.training and backbone.encoder.layer[0].training
