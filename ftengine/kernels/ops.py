@@ -7,6 +7,16 @@ import torch
 from ftengine.kernels import _native  # noqa: F401  (defines the schemas and loads the native kernels)
 
 
+def gather_ragged(data: torch.Tensor, offsets: torch.Tensor, lengths: torch.Tensor, index: torch.Tensor,
+                  max_len: int, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
+    """Padded batch ``(B, max_len, D)`` in ``dtype`` and its int64 mask ``(B, max_len)`` from ragged rows.
+
+    Semantics: ``reference.gather_ragged``. Every tensor must be on ``data``'s device; ``data`` must be 2-D with
+    unit-stride rows.
+    """
+    return torch.ops.ftengine.gather_ragged(data, offsets, lengths, index, max_len, dtype)
+
+
 def flat_grad_sqnorm(grad: torch.Tensor, segments: torch.Tensor) -> torch.Tensor:
     """Float32 scalar: sum of squares of ``grad`` over the trainable rows of ``segments`` (int64 [G, 3])."""
     return torch.ops.ftengine.flat_grad_sqnorm(grad, segments)

@@ -25,8 +25,9 @@ from typing import Any
 
 import torch
 
+from ftengine import kernels
 from ftengine.errors import RunError
-from ftengine.kernels import _native, ops, reference
+from ftengine.kernels import ops, reference
 from ftengine.kernels.flat import HYPER_COLUMNS, FlatBucket
 
 _STATE_NAMES = {"adamw": ("exp_avg", "exp_avg_sq"), "sgd": ("momentum_buffer",)}
@@ -102,11 +103,11 @@ class FlatOptimizer(torch.optim.Optimizer):
 
     def _require_native(self) -> None:
         device = self._buckets[0].device if self._buckets else torch.device("cpu")
-        build = _native.build_info()
-        if not _native.available() or (device.type == "cuda" and not build.get("cuda_compiled")):
-            why = _native.IMPORT_ERROR or "the extension was built without CUDA kernels"
-            raise RunError(f"optimizer.fused: native kernels unavailable for {device} ({why}); "
-                           "use fused: auto (falls back to the PyTorch reference) or rebuild with a compiler/nvcc")
+        try:
+            kernels.require_native(device)
+        except kernels.NativeUnavailableError as exc:
+            raise RunError(f"optimizer.fused: {exc}; use fused: auto (falls back to the PyTorch reference) or "
+                           "rebuild with a compiler/nvcc") from None
 
     # ---- the step -----------------------------------------------------------------------------------------------
 
@@ -178,15 +179,6 @@ class FlatOptimizer(torch.optim.Optimizer):
             bucket.rebind_grads()
 
     # ---- mask and bookkeeping -----------------------------------------------------------------------------------
-
-    def set_trainable(self, name: str, trainable: bool) -> None:
-        """Flip a group's mask by name (takes effect at the next step; nothing is reallocated)."""
-        for group in self.param_groups:
-            if group["name"] == name:
-                group["trainable"] = bool(trainable)
-                return
-        names = ", ".join(g["name"] for g in self.param_groups)
-        raise KeyError(f"FlatOptimizer.set_trainable: no group {name!r} (groups: {names})")
 
     def group_steps(self) -> list[int]:
         """Per-group step counts (synchronizes with a CUDA device)."""

@@ -43,3 +43,17 @@ def test_disable_native_env_falls_back_to_reference() -> None:
     info = json.loads(out.strip().splitlines()[-1])
     assert info["active"] == "reference" and info["native_available"] is False
     assert "FTENGINE_DISABLE_NATIVE=1" in info["reason"]
+
+
+def test_native_available_agrees_with_backend_info() -> None:
+    info = kernels.backend_info()
+    assert kernels.native_available("cpu") == info["native_available"]
+    assert kernels.native_available("cuda") == (info["native_available"] and bool(info["build"].get("cuda_compiled")))
+
+
+def test_require_native_names_the_device_and_the_reason() -> None:
+    code = ("import ftengine.kernels as k\n"
+            "try:\n    k.require_native('cpu')\nexcept k.NativeUnavailableError as e:\n    print(e)")
+    env = {**os.environ, "FTENGINE_DISABLE_NATIVE": "1"}
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "native kernels unavailable for cpu (FTENGINE_DISABLE_NATIVE=1 is set)"

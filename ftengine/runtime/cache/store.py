@@ -21,7 +21,8 @@ import torch
 from torch import Tensor
 
 from ftengine.errors import RunError
-from ftengine.runtime.cache.gather import DeviceCopier, gather_ragged
+from ftengine.kernels.ops import gather_ragged
+from ftengine.runtime.cache.copier import DeviceCopier
 from ftengine.runtime.cache.layout import DTYPES, INDEX_FILE, check_entry, read_manifest
 
 TIERS = ("device", "host", "disk")

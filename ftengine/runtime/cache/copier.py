@@ -1,4 +1,4 @@
-"""Batch assembly from cached rows: the typed wrapper over ``ftengine::gather_ragged`` and the host->device copy.
+"""Host -> device copy of gathered batches on a side stream (batches are gathered by ``kernels.ops.gather_ragged``).
 
 On a GPU run whose cache lives in host memory (pinned) or on disk, a batch is gathered on the CPU and copied
 to the device on a side stream: the copy of batch ``k+1`` runs while the device still executes the queued
@@ -10,19 +10,6 @@ from __future__ import annotations
 
 import torch
 from torch import Tensor
-
-from ftengine.kernels import _native  # noqa: F401  (defines the op schemas, loads the native kernels)
-
-
-def gather_ragged(data: Tensor, offsets: Tensor, lengths: Tensor, index: Tensor, max_len: int,
-                  dtype: torch.dtype) -> tuple[Tensor, Tensor]:
-    """Padded batch ``(B, max_len, D)`` in ``dtype`` and its int64 mask ``(B, max_len)`` from ragged rows.
-
-    Dispatches to the native CPU/CUDA kernel when the extension is loaded, else to the PyTorch reference
-    (``ftengine.kernels.reference.gather_ragged``, which also defines the semantics). Every tensor must be on
-    ``data``'s device; ``data`` must be 2-D with unit-stride rows.
-    """
-    return torch.ops.ftengine.gather_ragged(data, offsets, lengths, index, max_len, dtype)
 
 
 class DeviceCopier:

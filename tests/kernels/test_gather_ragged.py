@@ -5,8 +5,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-from ftengine.kernels import _native, reference
-from ftengine.runtime.cache.gather import gather_ragged
+from ftengine import kernels
+from ftengine.kernels import reference
+from ftengine.kernels.ops import gather_ragged
 
 # Gathering only copies and converts: every backend must match the reference bit for bit.
 DTYPES = [torch.float32, torch.bfloat16, torch.float16]
@@ -55,11 +56,12 @@ def test_reference_matches_loop(lengths, width, index, max_len, src):
 
 def _has_cpu_kernel() -> bool:
     # An extension built before this op existed loads fine but registers no kernel for it.
-    return _native.available() and torch._C._dispatch_has_kernel_for_dispatch_key("ftengine::gather_ragged", "CPU")
+    return kernels.native_available("cpu") and torch._C._dispatch_has_kernel_for_dispatch_key(
+        "ftengine::gather_ragged", "CPU")
 
 
 needs_native = pytest.mark.skipif(not _has_cpu_kernel(), reason=f"no native gather_ragged CPU kernel "
-                                  f"({_native.IMPORT_ERROR or 'extension built without it: rebuild'})")
+                                  f"({kernels.backend_info()['reason'] or 'extension built without it: rebuild'})")
 
 
 @pytest.mark.native
