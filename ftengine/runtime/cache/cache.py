@@ -2,7 +2,7 @@
 
 Life of a cache in a run::
 
-    cache = ActivationCache.create(spec.cache, graph, backbone, data, device=device, run_dir=run_dir)
+    cache = ActivationCache.create(graph, backbone, data, device=device, run_dir=run_dir)  # settings: graph.cache
     cache.prepare(graph.cache_boundaries())          # warm entries load; missing ones fill in one pass per split
     ... in a stage whose cache point is allowed and cache.has(split, b):
     logits = head(backbone.forward_from(b, cache.lookup(split, b, batch["index"])))
@@ -15,6 +15,7 @@ same spec finds them complete and fills nothing.
 from __future__ import annotations
 
 import shutil
+import sys
 import tempfile
 import time
 import weakref
@@ -27,6 +28,7 @@ import torch
 from torch import Tensor, nn
 
 from ftengine.errors import RunError
+from ftengine.planner.graph import CachePlan, ExecutionGraph
 from ftengine.runtime.cache.fill import run_fill
 from ftengine.runtime.cache.keys import CacheKey, cache_root, prefix_fingerprints
 from ftengine.runtime.cache.layout import DTYPES, EntryWriter, check_entry, read_manifest, remove_stale
@@ -40,12 +42,13 @@ SPLITS = ("train", "validation", "test")
 class ActivationCache:
     """Cached activations of one run's frozen prefixes, per (split, boundary). Build with :meth:`create`."""
 
-    def __init__(self, cache_spec: Any, graph: Any, backbone: nn.Module, data: Any, *, device: torch.device,
+    def __init__(self, graph: ExecutionGraph, backbone: nn.Module, data: Any, *, device: torch.device,
                  root: Path, temporary: bool, compute_dtype: torch.dtype, description: dict[str, str]) -> None:
-        self.spec, self.graph, self.backbone, self.data = cache_spec, graph, backbone, data
+        self.settings: CachePlan = graph.cache
+        self.graph, self.backbone, self.data = graph, backbone, data
         self.device, self.root, self.temporary = device, root, temporary
         self.compute_dtype, self.description = compute_dtype, description
-        self.store_dtype = DTYPES[cache_spec.dtype]
+        self.store_dtype = DTYPES[self.settings.dtype]
         self._data_fp: str | None = None
         self._stores: dict[tuple[str, int], ActivationStore] = {}
         self._passes: dict[str, dict[int, int]] = defaultdict(lambda: defaultdict(int))
@@ -55,14 +58,14 @@ class ActivationCache:
         self._finalizer = weakref.finalize(self, shutil.rmtree, str(root), True) if temporary else None
 
     @classmethod
-    def create(cls, cache_spec: Any, graph: Any, backbone: nn.Module, data: Any, *, device: torch.device | str,
+    def create(cls, graph: ExecutionGraph, backbone: nn.Module, data: Any, *, device: torch.device | str,
                run_dir: str | Path | None = None, compute_dtype: torch.dtype = torch.float32,
                description: dict[str, str] | None = None) -> ActivationCache | None:
         """A cache for this run, or None when no stage may cache or ``cache.enabled`` is off.
 
         Args:
-            cache_spec: ``spec.cache``.
-            graph: the planner's ExecutionGraph (stage cache points).
+            graph: the planner's ExecutionGraph: its stage cache points, and ``graph.cache`` (dtype, tier, budget,
+                folder, persistence), the only settings the cache reads.
             backbone: the Backbone, with its weights, on ``device``.
             data: the DataBundle (per-split datasets, collate with ``index``, ``fingerprint()``).
             device: where lookups return batches.
@@ -71,10 +74,11 @@ class ActivationCache:
             compute_dtype: element type of looked-up batches (fp32 on CPU).
             description: ``spec``/``model`` labels shown by ``ftengine cache ls``.
         """
-        if cache_spec.enabled == "off" or not any(s.cache.allowed for s in graph.stages):
+        settings = graph.cache
+        if settings.enabled == "off" or not any(s.cache.allowed for s in graph.stages):
             return None
-        if cache_spec.persist:
-            root, temporary = cache_root(cache_spec.dir), False
+        if settings.persist:
+            root, temporary = cache_root(settings.dir), False
         elif run_dir is not None:
             root, temporary = Path(run_dir) / "activation-cache", False
         else:
@@ -83,7 +87,7 @@ class ActivationCache:
         labels = {"spec": Path(run_dir).name if run_dir else "", "model": str(info.get("source") or info.get("arch")
                   or type(backbone).__name__)}
         labels.update(description or {})
-        return cls(cache_spec, graph, backbone, data, device=torch.device(device), root=root, temporary=temporary,
+        return cls(graph, backbone, data, device=torch.device(device), root=root, temporary=temporary,
                    compute_dtype=compute_dtype, description=labels)
 
     # --- filling ---------------------------------------------------------------------------------------------
@@ -91,12 +95,12 @@ class ActivationCache:
     def _key(self, split: str, boundary: int, prefix: str) -> CacheKey:
         if self._data_fp is None:
             self._data_fp = str(self.data.fingerprint())
-        return CacheKey(prefix=prefix, boundary=boundary, data=self._data_fp, split=split, dtype=self.spec.dtype)
+        return CacheKey(prefix=prefix, boundary=boundary, data=self._data_fp, split=split, dtype=self.settings.dtype)
 
     def _summary(self, split: str, boundary: int, examples: int) -> dict[str, Any]:
         name = self.backbone.groups[boundary - 1].name  # the last frozen group: activations leaving it
-        return dict(self.description, split=split, boundary=boundary, boundary_name=name, dtype=self.spec.dtype,
-                    lossy=self.spec.dtype != "fp32", examples=examples)
+        return dict(self.description, split=split, boundary=boundary, boundary_name=name, dtype=self.settings.dtype,
+                    lossy=self.settings.dtype != "fp32", examples=examples)
 
     def prepare(self, boundaries: Sequence[int], splits: Sequence[str] = SPLITS, batch_size: int = 64,
                 quiet: bool = False, *, stage: int = 0) -> None:
@@ -144,18 +148,21 @@ class ActivationCache:
         warm: list[int] = []
         for b, key in keys.items():
             path = self.root / key.entry_id
-            problem = check_entry(path) if path.exists() else "absent"
+            # Checksums too: an entry this run did not fill may have been damaged on disk since (once per open).
+            problem = check_entry(path, full=True) if path.exists() else "absent"
             if problem is None:
                 warm.append(b)
                 self._events["warm"].append(dict(split=split, boundary=b, id=key.entry_id))
             elif problem != "absent":
                 self._events["rebuilt"].append(dict(split=split, boundary=b, id=key.entry_id, reason=problem))
+                _warn(f"activation cache entry {key.entry_id[:12]} ({split}, boundary {b}): {problem}; "
+                      "removed, filling it again")
                 shutil.rmtree(path, ignore_errors=True)
         missing = [b for b in keys if b not in warm]
         if not missing:
             return
         # Resume the forward from the highest lossless warm boundary below everything missing.
-        below = [b for b in warm if b < min(missing)] if self.spec.dtype == "fp32" else []
+        below = [b for b in warm if b < min(missing)] if self.settings.dtype == "fp32" else []
         start = max(below, default=0)
         start_store = (ActivationStore.open(self.root / keys[start].entry_id, tier="disk", device=self.device,
                                             compute_dtype=torch.float32) if start else None)
@@ -185,7 +192,7 @@ class ActivationCache:
                 for _, b in paths}
         # Entries loaded by an earlier prepare() keep their share of the memory budget.
         held = sum(st.nbytes for k, st in self._stores.items() if st.tier != "disk" and k not in paths)
-        tiers = plan_tiers(sizes, uses, self.spec.tier, max(0, self.spec.budget_mb * 2**20 - held), self.device)
+        tiers = plan_tiers(sizes, uses, self.settings.tier, max(0, self.settings.budget_mb * 2**20 - held), self.device)
         for k, path in paths.items():
             tier, note = tiers[k]
             try:
@@ -232,13 +239,13 @@ class ActivationCache:
         passes = {split: dict(sorted(v.items())) for split, v in self._passes.items()}
         return dict(
             tier=tiers[0] if len(tiers) == 1 else ("mixed" if tiers else "none"),
-            dtype=self.spec.dtype, lossy=self.spec.dtype != "fp32", compute_dtype=str(self.compute_dtype),
+            dtype=self.settings.dtype, lossy=self.settings.dtype != "fp32", compute_dtype=str(self.compute_dtype),
             bytes=sum(e["bytes"] for e in entries), boundaries=sorted({e["boundary"] for e in entries}),
             fill_seconds=round(self._timing["fill_seconds"], 3),
             fingerprint_seconds=round(self._timing["fingerprint_seconds"], 3),
             load_seconds=round(self._timing["load_seconds"], 3),
             forward_passes_per_boundary=dict(passes.get("train", {})), forward_passes=passes, hits=self._hits,
-            entries=entries, root=str(self.root), persist=not self.temporary and bool(self.spec.persist),
+            entries=entries, root=str(self.root), persist=not self.temporary and bool(self.settings.persist),
             **{k: list(v) for k, v in self._events.items()},
         )
 
@@ -254,10 +261,15 @@ class ActivationCache:
     def close(self) -> None:
         """Release loaded entries; delete them too unless they persist across runs."""
         self._stores.clear()
-        if not self.spec.persist:
+        if not self.settings.persist:
             shutil.rmtree(self.root, ignore_errors=True)
         if self._finalizer is not None:
             self._finalizer()
+
+
+def _warn(text: str) -> None:
+    # Shown even with --quiet: a damaged entry means a disk or a copy went wrong, which the user should know.
+    print(f"ftengine: warning: {text}", file=sys.stderr, flush=True)
 
 
 class _NullBar:

@@ -25,8 +25,11 @@ from torch import nn
 
 from ftengine.runtime.fingerprint import hash_tensor
 
-FORMAT_VERSION = 1
-"""On-disk layout version; bump on any change to files or semantics (old entries then miss)."""
+FORMAT_VERSION = 2
+"""On-disk layout version; bump on any change to files or semantics (old entries then miss).
+
+2: per-chunk CRC-32s replace the whole-file sha256 in the manifest.
+"""
 
 CACHE_ENV = "FTENGINE_CACHE_DIR"
 ENTRIES_SUBDIR = "activations"

@@ -7,17 +7,18 @@ An entry is a directory ``<root>/<entry_id>/`` holding:
   (pooled vectors, image feature maps) are ``(N, *feature)`` in fill order.
 * ``index.bin`` -- int64 ``offsets[N]``, ``lengths[N]``, ``slots[N]`` indexed by example id: example ``i``'s
   tokens are rows ``offsets[i] : offsets[i] + lengths[i]`` of a ragged field and row ``slots[i]`` of a fixed one.
-* ``manifest.json`` -- key parts, shapes, byte sizes and sha256 of every file; written last.
+* ``manifest.json`` -- key parts, shapes, byte sizes and per-chunk CRC-32s of every file (see ``integrity``);
+  written last.
 
 A fill writes into ``.partial-<entry_id>-<host>-<pid>-<nonce>/`` and publishes with one atomic directory
 rename after every file is flushed and the manifest written. A crash leaves only a ``.partial-*`` folder
 (ignored, removed once its process is gone); an entry whose files do not match its manifest (truncated,
-edited) is treated as missing and rebuilt.
+edited, corrupted on disk) is treated as missing and rebuilt. Sizes are checked on every open; the checksums
+when a run opens an entry it did not fill itself (``check_entry(full=True)``) and by ``cache ls --verify``.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import shutil
@@ -32,6 +33,7 @@ import torch
 from torch import Tensor
 
 from ftengine.errors import RunError
+from ftengine.runtime.cache.integrity import ChunkSums, damaged_chunks, describe_damage
 from ftengine.runtime.cache.keys import FORMAT_VERSION, CacheKey
 
 MANIFEST = "manifest.json"
@@ -49,14 +51,14 @@ class _FieldFile:
     def __init__(self, path: Path, kind: str, dtype: str, feature_shape: tuple[int, ...]) -> None:
         self.path, self.kind, self.dtype, self.feature_shape = path, kind, dtype, feature_shape
         self.handle: BinaryIO = open(path, "wb")  # noqa: SIM115 (closed in finish)
-        self.sha = hashlib.sha256()
+        self.sums = ChunkSums()
         self.rows = 0
         self.bytes = 0
 
     def write(self, rows: Tensor) -> None:
         data = _as_bytes(rows)
         self.handle.write(memoryview(data))
-        self.sha.update(memoryview(data))
+        self.sums.update(memoryview(data))
         self.rows += rows.shape[0]
         self.bytes += data.nbytes
 
@@ -65,7 +67,7 @@ class _FieldFile:
         os.fsync(self.handle.fileno())
         self.handle.close()
         return dict(kind=self.kind, dtype=self.dtype, feature_shape=list(self.feature_shape), rows=self.rows,
-                    file=self.path.name, bytes=self.bytes, sha256=self.sha.hexdigest())
+                    file=self.path.name, bytes=self.bytes, **self.sums.finish())
 
 
 class EntryWriter:
@@ -134,12 +136,14 @@ class EntryWriter:
                            f"arrived (first ids: {missing[:5].tolist()}); the fill loader must not drop examples")
         index = np.concatenate([np.maximum(self.offsets, 0), self.lengths, self.slots]).astype("<i8")
         (self.staging / INDEX_FILE).write_bytes(index.tobytes())
+        index_sums = ChunkSums()
+        index_sums.update(index.tobytes())
         fields = {name: f.finish() for name, f in self.fields.items()}
         manifest = dict(
             format=FORMAT_VERSION, id=self.key.entry_id, key=self.key.to_dict(), summary=self.summary,
             created=time.strftime("%Y-%m-%dT%H:%M:%S%z"), fill_seconds=round(time.perf_counter() - self._started, 3),
             num_examples=self.num_examples, fields=fields,
-            index=dict(file=INDEX_FILE, bytes=index.nbytes, sha256=hashlib.sha256(index.tobytes()).hexdigest()),
+            index=dict(file=INDEX_FILE, bytes=index.nbytes, **index_sums.finish()),
             bytes=sum(f["bytes"] for f in fields.values()) + index.nbytes,
         )
         tmp = self.staging / (MANIFEST + ".tmp")
@@ -171,20 +175,16 @@ def read_manifest(entry: Path) -> dict[str, Any] | None:
     return manifest if isinstance(manifest, dict) else None
 
 
-def _sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while chunk := f.read(1 << 24):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def check_entry(entry: Path, *, full: bool = False) -> str | None:
     """Why an entry is unusable, or None when it is complete.
 
     Args:
         entry: the entry directory.
-        full: also re-hash every file against the manifest (reads everything; ``cache ls --verify``).
+        full: also check every chunk of every file against its CRC-32 (reads every byte once: ~0.1 s for
+            100 MB from the page cache). Runs do it once per warm entry they open; ``cache ls --verify`` too.
+
+    Returns:
+        One line naming the file and, for damaged content, the chunks and byte range.
     """
     manifest = read_manifest(entry)
     if manifest is None:
@@ -197,8 +197,10 @@ def check_entry(entry: Path, *, full: bool = False) -> str | None:
         size = path.stat().st_size if path.exists() else -1
         if size != f["bytes"]:
             return f"{f['file']}: {size} bytes, manifest says {f['bytes']} (truncated or modified)"
-        if full and _sha256_file(path) != f["sha256"]:
-            return f"{f['file']}: content does not match its sha256 (corrupted)"
+    for f in files if full else ():
+        bad = damaged_chunks(entry / f["file"], f)
+        if bad:
+            return describe_damage(f["file"], bad, f, int(f["bytes"]))
     return None
 
 

@@ -63,7 +63,8 @@ def test_modified_bytes_need_full_verification(tmp_path):
     with open(path / "hidden.bin", "r+b") as f:
         f.write(b"\x00\x01\x02\x03")
     assert check_entry(path) is None  # same size: the quick check passes
-    assert "does not match its sha256" in check_entry(path, full=True)
+    assert check_entry(path, full=True) == ("hidden.bin: chunk 0 of 1 (bytes 0 B..160 B) does not match its "
+                                            "checksum (corrupted on disk)")
 
 
 def test_crash_mid_fill_publishes_nothing(tmp_path):
