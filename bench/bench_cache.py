@@ -23,7 +23,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import pytest  # noqa: E402
 
-from ftengine.cli.bench import CACHE_SCENARIOS, add_cache_arguments  # noqa: E402
+from ftengine.bench.options import CACHE_SCENARIOS, add_cache_arguments  # noqa: E402
 
 
 def _small_args(scenario: str) -> argparse.Namespace:
@@ -35,7 +35,7 @@ def _small_args(scenario: str) -> argparse.Namespace:
 
 @pytest.mark.parametrize("scenario", CACHE_SCENARIOS)
 def test_cache_scenario_once(benchmark, scenario: str) -> None:  # noqa: ANN001 (pytest-benchmark fixture)
-    from ftengine.runtime.cache.bench import run_cache_bench
+    from ftengine.bench.cache import run_cache_bench
 
     result = benchmark.pedantic(run_cache_bench, args=(_small_args(scenario),), rounds=1, iterations=1)
     benchmark.extra_info.update(scenario=result["scenarios"][scenario], targets=result["targets"])

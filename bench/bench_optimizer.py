@@ -3,7 +3,7 @@
     python -m pytest bench/bench_optimizer.py --benchmark-columns=median,min,rounds
     python -m pytest bench/bench_optimizer.py -k "bert-base and g14" --benchmark-json=bench/results/pb.json
 
-Same cases and implementations as bench/optimizer.py (ftengine.kernels.optim_bench); every implementation is
+Same cases and implementations as bench/optimizer.py (ftengine.bench.optimizer); every implementation is
 validated against the PyTorch reference on a small replica first. BERT-base cases need ~3 GB of memory each.
 """
 
@@ -13,8 +13,8 @@ import itertools
 
 import pytest
 
-from ftengine.kernels import _native
-from ftengine.kernels.optim_bench import IMPLS, Case, build, impl_bytes, validate
+from ftengine.bench.optimizer import IMPLS, Case, build, impl_bytes, validate
+from ftengine.kernels import backend_info
 
 CASES = [Case(m, g, p, f) for m, g, p, f in itertools.product(("bert-base", "resnet50"), (1, 14, 26, 100),
                                                                 ("fp32", "bf16"), (0.0, 0.5)) if not (g == 1 and f)]
@@ -23,8 +23,9 @@ CASES = [Case(m, g, p, f) for m, g, p, f in itertools.product(("bert-base", "res
 @pytest.mark.parametrize("impl", IMPLS)
 @pytest.mark.parametrize("case", CASES, ids=lambda c: c.name)
 def test_optimizer_step(benchmark, case: Case, impl: str) -> None:  # noqa: ANN001 (pytest-benchmark fixture)
-    if impl.startswith("ftengine") and not _native.available():
-        pytest.skip(f"native extension unavailable: {_native.IMPORT_ERROR}")
+    backend = backend_info()
+    if impl.startswith("ftengine") and not backend["native_available"]:
+        pytest.skip(f"native extension unavailable: {backend['reason']}")
     benchmark.extra_info["validation"] = validate(case, impl, "cpu")
     setup = build(case, impl, "cpu")
     benchmark.extra_info.update(bytes_per_param=impl_bytes(case, impl), trainable_params=setup.trainable_params)

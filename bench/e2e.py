@@ -18,13 +18,14 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))  # run from a checkout without installing
 
-from ftengine.runtime.e2e_bench import add_arguments, run_e2e_bench
-from ftengine.runtime.e2e_report import plot, table
+from ftengine.bench.e2e import run_e2e_bench  # noqa: E402
+from ftengine.bench.e2e_report import plot, table  # noqa: E402
+from ftengine.bench.options import add_e2e_arguments  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    add_arguments(parser)
+    add_e2e_arguments(parser)
     parser.set_defaults(train=800, validation=400)
     parser.add_argument("--out", type=Path, default=None, help="result JSON (default bench/results/e2e-cpu-<time>.json)")
     parser.add_argument("--plot", type=Path, default=None, help="only redraw the chart and table of this result JSON")

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from ftengine.runtime.benchkit import pyplot, save_chart
+from ftengine.bench.kit import pyplot, save_chart
 
 
 def _cases(result: dict[str, Any]) -> list[str]:

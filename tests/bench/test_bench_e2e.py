@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from ftengine.runtime.e2e_bench import summarize
-from ftengine.runtime.e2e_recipes import RECIPES, stage_factor
+from ftengine.bench.e2e import summarize
+from ftengine.bench.e2e_recipes import RECIPES, stage_factor
 from ftengine.runtime.schedule import Schedule
 from ftengine.spec.training import ScheduleSpec
 

@@ -1,42 +1,17 @@
-"""Gather-kernel workbench (build inputs, run the reference, run each backend, validate, then time) and the
-environment record every benchmark result carries."""
+"""Gather-kernel workbench for the cache suite: build inputs, run the reference, run each backend, validate, then
+time one batch assembly."""
 
 from __future__ import annotations
 
-import platform
 import statistics
 import time
 from functools import partial
-from importlib import metadata
 from typing import Any
 
 import torch
 
 from ftengine.kernels import reference
-from ftengine.runtime.cache.gather import gather_ragged
-
-
-def environment(device: str) -> dict[str, Any]:
-    """Device, versions and kernel backend, for result files."""
-    from ftengine import __version__
-    from ftengine.kernels import backend_info
-
-    cpu = platform.processor() or platform.machine()
-    try:
-        with open("/proc/cpuinfo") as f:
-            cpu = next((line.split(":", 1)[1].strip() for line in f if line.startswith("model name")), cpu)
-    except OSError:
-        pass
-    dev = torch.device(device)
-    versions = {"python": platform.python_version(), "ftengine": __version__, "torch": torch.__version__}
-    for dist in ("transformers", "numpy"):
-        try:
-            versions[dist] = metadata.version(dist)
-        except metadata.PackageNotFoundError:
-            versions[dist] = None
-    return dict(device=str(dev), cpu=cpu, torch_threads=torch.get_num_threads(),
-                gpu=torch.cuda.get_device_name(dev) if dev.type == "cuda" else None,
-                versions=versions, kernels=backend_info())
+from ftengine.kernels.ops import gather_ragged
 
 
 def _time(fn: Any, device: torch.device, repeats: int = 30) -> float:

@@ -6,7 +6,7 @@ import statistics
 from pathlib import Path
 from typing import Any
 
-from ftengine.runtime.benchkit import pyplot, save_chart
+from ftengine.bench.kit import pyplot, save_chart
 
 
 def _timed(result: dict[str, Any]) -> dict[str, dict[str, Any]]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import statistics
 from pathlib import Path
 
-from ftengine.runtime.cache.bench_report import plot, table
+from ftengine.bench.cache_report import plot, table
 
 
 def _timed(uncached: list[float], cached: list[float], bound: float) -> dict:

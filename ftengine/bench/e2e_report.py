@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from ftengine.runtime.benchkit import pyplot, save_chart
+from ftengine.bench.kit import pyplot, save_chart
 
 NAMES = {"ftengine": "ftengine", "plain": "plain PyTorch", "hf": "HF Trainer"}
 
@@ -40,6 +40,8 @@ def plot(result: dict[str, Any], out: Path) -> None:
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
     env, settings = result["environment"], result["settings"]
+    # Files written before the suites shared one environment record name these cpu_model and date_utc.
+    cpu, date = env.get("cpu", env.get("cpu_model")), env.get("date", env.get("date_utc", ""))
     save_chart(fig, out, (
-        f"MiniLM-L6 on {settings['train']}/{settings['validation']} tweets, {env['threads']} threads, "
-        f"{env['cpu_model']} ({env['date_utc'][:10]}; dashed: target)"))
+        f"MiniLM-L6 on {settings['train']}/{settings['validation']} tweets, {settings['threads']} threads, "
+        f"{cpu} ({date[:10]}; dashed: target)"))

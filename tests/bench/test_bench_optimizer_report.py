@@ -5,7 +5,7 @@ from __future__ import annotations
 import statistics
 from pathlib import Path
 
-from ftengine.kernels.optim_report import plot, table
+from ftengine.bench.optimizer_report import plot, table
 
 
 def _row(case: str, impl: str, ms_all: list[float], speedup: float | None) -> dict:

@@ -13,7 +13,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import resource
 import statistics
 import subprocess
@@ -24,25 +23,9 @@ import time
 from pathlib import Path
 from typing import Any
 
-from ftengine.runtime.benchkit import progress
+from ftengine.bench.kit import environment, progress
 
-IMPLS = ("ftengine", "plain", "hf")
 MARK = "E2E_RESULT "
-
-
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """The e2e bench's options (shared by `ftengine bench e2e` and bench/e2e.py)."""
-    from ftengine.runtime.e2e_recipes import RECIPES
-
-    parser.add_argument("--recipes", default="feature_extraction,gradual_unfreeze",
-                        help=f"comma-separated, from {', '.join(RECIPES)}")
-    parser.add_argument("--impls", default=",".join(IMPLS), help="comma-separated, from ftengine, plain, hf")
-    parser.add_argument("--train", type=int, default=1200, help="training examples (seeded subset of the tweets)")
-    parser.add_argument("--validation", type=int, default=600, help="validation examples")
-    parser.add_argument("--repeats", type=int, default=1, help="runs per (recipe, implementation)")
-    parser.add_argument("--threads", type=int, default=2, help="torch intra-op threads in every run")
-    parser.add_argument("--target", type=float, default=None,
-                        help="validation accuracy to reach (default: lowest final accuracy per recipe and repeat)")
 
 
 def _worker(impl: str, recipe_name: str, train: int, validation: int, threads: int) -> dict[str, Any]:
@@ -50,7 +33,7 @@ def _worker(impl: str, recipe_name: str, train: int, validation: int, threads: i
     started = time.perf_counter()
     import torch
 
-    from ftengine.runtime.e2e_recipes import MODEL, RECIPES, load_texts
+    from ftengine.bench.e2e_recipes import MODEL, RECIPES, load_texts
     from ftengine.spec.paths import resolve_path
 
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -62,7 +45,7 @@ def _worker(impl: str, recipe_name: str, train: int, validation: int, threads: i
         if impl == "ftengine":
             records, extra = _run_ftengine(spec, Path(tmp), started)
         else:
-            from ftengine.runtime import e2e_baselines
+            from ftengine.bench import e2e_baselines
 
             data, model_dir, extra = load_texts(spec), str(resolve_path(MODEL)), {}
             records = (e2e_baselines.run_plain(recipe, data, model_dir, started) if impl == "plain"
@@ -107,7 +90,7 @@ def _run_ftengine(spec: dict[str, Any], tmp: Path, started: float) -> tuple[list
 
 def spawn_run(impl: str, recipe: str, args: argparse.Namespace) -> dict[str, Any]:
     """One (implementation, recipe) run in a fresh Python process (`args`: train, validation, threads)."""
-    cmd = [sys.executable, "-m", "ftengine.runtime.e2e_bench", "--worker", impl, recipe, str(args.train),
+    cmd = [sys.executable, "-m", "ftengine.bench.e2e", "--worker", impl, recipe, str(args.train),
            str(args.validation), str(args.threads)]
     root = str(Path(__file__).resolve().parents[2])  # the worker imports this checkout's ftengine, installed or not
     env = os.environ | {"PYTHONPATH": os.pathsep.join(filter(None, [root, os.environ.get("PYTHONPATH")]))}
@@ -151,20 +134,6 @@ def summarize(runs: list[dict[str, Any]], target: float | None) -> dict[str, Any
     return out
 
 
-def environment(threads: int) -> dict[str, Any]:
-    """Device, CPU model, versions, thread count, git commit."""
-    import torch
-    import transformers
-
-    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                if line.startswith("model name")), platform.processor()) if Path("/proc/cpuinfo").exists() else platform.processor()
-    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=False).stdout.strip()
-    return {"device": "cpu", "cpu_model": cpu, "cpu_count": os.cpu_count(), "threads": threads, "torch": torch.__version__,
-            "transformers": transformers.__version__, "python": platform.python_version(), "git_commit": commit or None,
-            "date_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-            "loadavg": os.getloadavg() if hasattr(os, "getloadavg") else None}
-
-
 def run_e2e_bench(args: argparse.Namespace, log: Any = print) -> dict[str, Any]:
     """Run every (repeat, recipe, implementation) in a fresh process; return settings, runs and summary."""
     recipes, impls = args.recipes.split(","), args.impls.split(",")
@@ -185,7 +154,8 @@ def run_e2e_bench(args: argparse.Namespace, log: Any = print) -> dict[str, Any]:
                     if getattr(args, "partial", None):  # a long sweep on a busy machine keeps what it has measured
                         with open(args.partial, "a") as f:
                             f.write(json.dumps(run) + "\n")
-    env = environment(args.threads)  # load average taken at the end: how busy the shared machine was
+    # Taken at the end (the load average: how busy the shared machine was); the runs use args.threads threads.
+    env = environment("cpu", threads=args.threads)
     settings = {k: getattr(args, k) for k in ("recipes", "impls", "train", "validation", "repeats", "threads", "target")}
     return {"suite": "e2e", "environment": env, "settings": settings,
             "summary": summarize(runs, args.target), "runs": runs}
@@ -196,4 +166,4 @@ if __name__ == "__main__":
         impl, recipe, train, validation, threads = sys.argv[2], sys.argv[3], *map(int, sys.argv[4:7])
         print(MARK + json.dumps(_worker(impl, recipe, train, validation, threads)), flush=True)
     else:
-        sys.exit("usage: python -m ftengine.runtime.e2e_bench --worker IMPL RECIPE TRAIN VALIDATION THREADS")
+        sys.exit("usage: python -m ftengine.bench.e2e --worker IMPL RECIPE TRAIN VALIDATION THREADS")

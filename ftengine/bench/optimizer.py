@@ -14,23 +14,21 @@ Used by `ftengine bench optimizer`, bench/optimizer.py and bench/bench_optimizer
 from __future__ import annotations
 
 import argparse
-import os
-import platform
 import statistics
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
 
 import torch
 
+from ftengine.bench.kit import echo, environment, loadavg, progress
+from ftengine.bench.options import OPTIMIZER_IMPLS as IMPLS
 from ftengine.kernels.flat import bytes_per_param
 from ftengine.kernels.testing import tol
-from ftengine.runtime.benchkit import echo, git_commit, progress
+from ftengine.runtime.optimizer import FlatOptimizer
 
 # parameter dtype; "bf16" = bf16 parameters with fp32 master weights and fp32 moments (the "-bf16m" impls: bf16 moments)
 PRECISIONS = {"fp32": torch.float32, "bf16": torch.bfloat16}
-IMPLS = ("ftengine", "ftengine-bf16m", "torch-forloop", "torch-foreach", "torch-fused")
 NATURAL = {"bert-base": lambda n: "embeddings" if n.startswith("embeddings") else
            ".".join(n.split(".")[:3]) if n.startswith("encoder") else "pooler",
            "resnet50": lambda n: n.split(".")[0] if n.startswith("layer") else "fc" if n.startswith("fc") else "stem"}
@@ -111,8 +109,6 @@ class Setup:
 
 def build(case: Case, impl: str, device: str, shrink: int | None = None, seed: int = 0) -> Setup:
     """Parameters (random), grads (random, fixed seed) and the step function of ``impl`` for ``case``."""
-    from ftengine.runtime.optimizer import FlatOptimizer
-
     dtype = PRECISIONS[case.precision]
     shapes = split_groups(case.model, model_shapes(case.model), case.groups)
     if shrink:  # validation replica: same groups and masks, each parameter cut to at most `shrink` elements
@@ -246,26 +242,6 @@ def run_case(case: Case, impls: tuple[str, ...], device: str, reps: int, log: Ca
     return rows
 
 
-def environment(device: str) -> dict:
-    """Device, versions, threads, git commit and load: what a reader needs to judge the numbers."""
-    from importlib import metadata
-
-    from ftengine import __version__
-    from ftengine.kernels import backend_info
-
-    if device.startswith("cuda"):
-        name = torch.cuda.get_device_name(torch.device(device))
-    else:
-        cpuinfo = Path("/proc/cpuinfo").read_text().splitlines() if os.path.exists("/proc/cpuinfo") else []
-        name = next((line.split(":", 1)[1].strip() for line in cpuinfo if line.startswith("model name")),
-                    platform.processor())
-    return dict(device=device, device_name=name, torch_threads=torch.get_num_threads(), cpu_count=os.cpu_count(),
-                python=platform.python_version(), torch=torch.__version__,
-                transformers=metadata.version("transformers"), ftengine=__version__, git_commit=git_commit(),
-                backend=backend_info(), loadavg=os.getloadavg() if hasattr(os, "getloadavg") else None,
-                date=time.strftime("%Y-%m-%dT%H:%M:%S%z"))
-
-
 def run_sweep(args: argparse.Namespace, log: Callable[[str], None] = echo) -> dict:
     """Every case of the sweep described by ``args``; returns the JSON-able result (environment + rows)."""
     if args.threads:
@@ -295,7 +271,7 @@ def run_sweep(args: argparse.Namespace, log: Callable[[str], None] = echo) -> di
             bar.start(case.name)
             rows += run_case(case, impls, args.device, args.reps, bar.log)
             bar.done()
-    env["loadavg_end"] = os.getloadavg() if hasattr(os, "getloadavg") else None
+    env["loadavg_end"] = loadavg()
     settings = dict(models=models, groups=group_counts, precisions=args.precisions.split(","),
                     frozen=args.frozen, impls=list(impls), reps=args.reps, optimizer="AdamW lr~1e-4 wd 0.01",
                     bytes_note="bytes_per_param: reads + writes of one step per trainable parameter "

@@ -21,7 +21,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from ftengine.runtime.e2e_recipes import Recipe, Texts, stage_factor
+from ftengine.bench.e2e_recipes import Recipe, Texts, stage_factor
 
 
 class MeanPoolClassifier(nn.Module):

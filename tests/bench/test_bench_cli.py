@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
+from ftengine.bench.options import SUITES, suite_args
 from ftengine.cli import build_parser
-from ftengine.cli.bench import SUITES, suite_args
 
 
 def test_bench_all_shared_options_reach_each_suite(tmp_path: Path) -> None:
@@ -25,10 +25,11 @@ def test_bench_all_shared_options_reach_each_suite(tmp_path: Path) -> None:
 
 
 def test_bench_all_runs_the_three_suites_in_order(cli, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    from ftengine.kernels import optim_bench, optim_report
-    from ftengine.runtime import e2e_bench, e2e_report
-    from ftengine.runtime.cache import bench as cache_bench
-    from ftengine.runtime.cache import bench_report as cache_report
+    from ftengine.bench import cache as cache_bench
+    from ftengine.bench import cache_report, e2e_report
+    from ftengine.bench import e2e as e2e_bench
+    from ftengine.bench import optimizer as optim_bench
+    from ftengine.bench import optimizer_report as optim_report
 
     calls: list[tuple[str, object]] = []
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from ftengine.runtime.benchkit import progress, spread
+from ftengine.bench.kit import progress, spread
 
 
 def test_lines_go_through_the_log_with_or_without_a_bar(capsys: pytest.CaptureFixture[str]) -> None:

@@ -1,12 +1,17 @@
-"""Pieces shared by the bench suites: a progress bar that keeps printed lines whole, spread figures, the git commit."""
+"""Pieces shared by the bench suites: the environment record, a progress bar that keeps printed lines whole,
+spread figures, the git commit, the charts' pyplot."""
 
 from __future__ import annotations
 
+import os
+import platform
 import statistics
 import subprocess
 import sys
+import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
+from importlib import metadata
 from pathlib import Path
 from typing import Any
 
@@ -86,6 +91,52 @@ def git_commit() -> str | None:
     except (OSError, subprocess.TimeoutExpired):
         return None
     return proc.stdout.strip() or None
+
+
+def cpu_model() -> str:
+    """The CPU's marketing name (/proc/cpuinfo on Linux, else what `platform` knows)."""
+    fallback = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as f:
+            return next((line.split(":", 1)[1].strip() for line in f if line.startswith("model name")), fallback)
+    except OSError:
+        return fallback
+
+
+def _version(dist: str) -> str | None:
+    try:
+        return metadata.version(dist)
+    except metadata.PackageNotFoundError:
+        return None
+
+
+def environment(device: str, threads: int | None = None) -> dict[str, Any]:
+    """Device, CPU/GPU model, versions, threads, kernel backend, git commit, load and date: what a reader needs to
+    judge a result file's numbers (every suite records this same dict).
+
+    Args:
+        device: where the suite ran ("cpu", "cuda:0").
+        threads: torch threads of the measured code when it runs elsewhere (e2e's worker processes); default:
+            this process's.
+    """
+    import torch
+
+    from ftengine import __version__
+    from ftengine.kernels import backend_info
+
+    dev = torch.device(device)
+    gpu = torch.cuda.get_device_name(dev) if dev.type == "cuda" else None
+    cpu = cpu_model()
+    return dict(device=str(dev), device_name=gpu or cpu, cpu=cpu, gpu=gpu, cpu_count=os.cpu_count(),
+                torch_threads=threads or torch.get_num_threads(), python=platform.python_version(),
+                torch=torch.__version__, transformers=_version("transformers"), numpy=_version("numpy"),
+                ftengine=__version__, backend=backend_info(), git_commit=git_commit(), loadavg=loadavg(),
+                date=time.strftime("%Y-%m-%dT%H:%M:%S%z"))
+
+
+def loadavg() -> tuple[float, float, float] | None:
+    """1/5/15-minute load averages (how busy the shared machine was), None where the OS has none."""
+    return os.getloadavg() if hasattr(os, "getloadavg") else None
 
 
 def pyplot() -> Any:

@@ -1,9 +1,12 @@
 """``ftengine bench cache``: epoch time uncached vs cache-filling vs cached, on the bundled MiniLM and tweets.
 
-Each scenario trains the groups above a boundary (plus a mean-pooling linear head, AdamW) exactly as the runtime
-does: uncached, the frozen prefix runs in eval mode under ``no_grad`` (the strongest uncached baseline);
-cached, it is replaced by ``cache.lookup``. Uncached and cached epochs alternate on the same batches, so a
-noisy shared machine slows both alike; medians and same-run ratios are reported.
+Each scenario trains through the runtime's own pieces: the model from the engine's builders (backbone, head
+registry, ``FineTuneModel``), the plan from ``ftengine.planner.plan``, ``apply_freeze`` / ``set_train_modes`` per
+stage, the fused ``FlatOptimizer`` of ``make_optimizer``, the runtime's training loader, and
+``model.forward_from(boundary, state, frozen_prefix=...)`` as the training loop calls it. Uncached, the frozen
+prefix runs under ``no_grad`` in eval mode (the strongest uncached baseline); cached, its output comes from
+``cache.lookup``. Uncached and cached epochs alternate on the same batches, so a noisy shared machine slows both
+alike; medians and same-run ratios are reported.
 
 The derived bound: if the frozen prefix takes a fraction ``f`` of an uncached epoch, no cache can make the
 epoch faster than ``1 / (1 - f)`` (Amdahl). ``f`` is measured inside the uncached epochs themselves.
@@ -11,43 +14,33 @@ epoch faster than ``1 / (1 - f)`` (Amdahl). ``f`` is measured inside the uncache
 
 from __future__ import annotations
 
-import argparse
 import statistics
 import tempfile
 import time
 from collections import Counter
 from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import torch
-from torch import nn
+import torch.nn.functional as F
 
-from ftengine.runtime.benchkit import echo, git_commit, progress, spread
-from ftengine.runtime.cache.benchdata import bench_spec_dict, build_inputs
-
-SCENARIOS = {
-    "feature_extraction": {"preset": "feature_extraction"},
-    "bottom4_frozen": {"stages": [{"name": "top2", "trainable": ["encoder.layer.4-5", "head"], "epochs": 1}]},
-    "gradual_3stage": {"preset": "gradual_unfreeze", "groups_per_stage": 2, "max_unfrozen": 4, "head_epochs": 1},
-}
-INPUTS = ("input_ids", "attention_mask", "token_type_ids")
-
-
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """Options of ``ftengine bench cache`` (also used by bench/bench_cache.py); defined torch-free in the CLI."""
-    from ftengine.cli.bench import add_cache_arguments
-
-    add_cache_arguments(parser)
-
-
-class _Head(nn.Module):
-    def __init__(self, width: int, classes: int) -> None:
-        super().__init__()
-        self.dropout, self.linear = nn.Dropout(0.1), nn.Linear(width, classes)
-
-    def forward(self, state: dict[str, torch.Tensor]) -> torch.Tensor:
-        mask = state["attention_mask"].unsqueeze(-1).to(state["hidden"].dtype)
-        return self.linear(self.dropout((state["hidden"] * mask).sum(1) / mask.sum(1).clamp(min=1)))
+from ftengine.backbones import build_backbone
+from ftengine.bench.cache_data import SCENARIOS, bench_spec_dict
+from ftengine.bench.gather import gather_bench
+from ftengine.bench.kit import echo, environment, progress, spread
+from ftengine.data import build_data
+from ftengine.heads import build_head
+from ftengine.planner import plan
+from ftengine.runtime.cache import ActivationCache
+from ftengine.runtime.freeze import apply_freeze, set_train_modes
+from ftengine.runtime.model import FineTuneModel, inputs_of, to_device
+from ftengine.runtime.param_groups import apply_stage_settings
+from ftengine.runtime.run import make_optimizer
+from ftengine.runtime.schedule import set_lrs
+from ftengine.runtime.seeding import seed_everything
+from ftengine.spec import validate_spec
 
 
 def _sync(device: torch.device) -> None:
@@ -55,75 +48,86 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def _batches(data: Any, batch_size: int, seed: int) -> list[dict[str, torch.Tensor]]:
-    # Length-bucketed batches in a seeded order (what the runtime's loader does for text).
-    lengths = data.lengths["train"] if isinstance(getattr(data, "lengths", None), dict) else None
-    order = sorted(range(len(data.train)), key=lambda i: lengths[i]) if lengths else list(range(len(data.train)))
-    chunks = [order[i:i + batch_size] for i in range(0, len(order), batch_size)]
-    perm = torch.randperm(len(chunks), generator=torch.Generator().manual_seed(seed)).tolist()
-    return [data.collate([data.train[i] for i in chunks[p]]) for p in perm]
+@dataclass
+class _Run:
+    """A scenario's model, data, plan and optimizer, built as ``run_spec`` builds them."""
+
+    spec: Any
+    model: FineTuneModel
+    data: Any
+    graph: Any
+    optimizer: Any
+    device: torch.device
 
 
-class _Trainer:
-    """Trains groups >= boundary and a head; one call = one epoch; returns (seconds, prefix seconds)."""
+def _build(spec: Any, device: torch.device) -> _Run:
+    """Backbone, data, plan, head and optimizer from the engine's own builders (head seeded by the spec)."""
+    seed_everything(spec.training.seed)
+    backbone = build_backbone(spec.backbone, device=device, base_dir=Path.cwd())
+    data = build_data(spec.data, backbone, Path.cwd(), seed=spec.training.seed)
+    graph = plan(spec, backbone, num_classes=len(data.labels))
+    model = FineTuneModel(backbone, build_head(spec.head, backbone, len(data.labels))).to(device)
+    return _Run(spec, model, data, graph, make_optimizer(model, graph, spec.optimizer), device)
 
-    def __init__(self, backbone: nn.Module, data: Any, device: torch.device) -> None:
-        self.backbone, self.device = backbone, device
-        self.head = _Head(backbone.feature_dim, len(data.labels)).to(device)
-        self.boundary = -1
 
-    def set_boundary(self, boundary: int) -> None:
-        self.boundary = boundary
-        for i, group in enumerate(self.backbone.groups):
-            for module in self.backbone.group_modules(group.name):
-                module.train(i >= boundary).requires_grad_(i >= boundary)
-        params = [p for p in self.backbone.parameters() if p.requires_grad] + list(self.head.parameters())
-        self.opt = torch.optim.AdamW(params, lr=5e-5)
+def _open_cache(run: _Run) -> Any:
+    """The runtime's activation cache for the scenario's plan (a temporary directory per scenario: cold fill)."""
+    return ActivationCache.create(run.graph, run.model.backbone, run.data, device=run.device)
 
-    def epoch(self, batches: list[dict[str, torch.Tensor]], cache: Any = None) -> tuple[float, float]:
-        """One epoch; returns (seconds, seconds spent producing the boundary state: prefix or lookup)."""
-        b, prefix = self.boundary, 0.0
-        _sync(self.device)
-        start = time.perf_counter()
-        for batch in batches:
-            t0 = time.perf_counter()
-            if cache is not None:
-                state = cache.lookup("train", b, batch["index"])
-            else:
-                with torch.no_grad():
-                    state = self.backbone.forward_from(0, {k: batch[k].to(self.device) for k in INPUTS}, stop=b)
-            _sync(self.device)
-            prefix += time.perf_counter() - t0
-            logits = self.head(self.backbone.forward_from(b, state))
-            loss = nn.functional.cross_entropy(logits, batch["labels"].to(self.device))
-            self.opt.zero_grad(set_to_none=True)
-            loss.backward()
-            self.opt.step()
-        _sync(self.device)
-        return time.perf_counter() - start, prefix
+
+def _enter_stage(run: _Run, stage: Any) -> None:
+    """What the training loop does when a stage starts: freeze, optimizer masks and LRs, train/eval modes."""
+    apply_freeze(run.model, run.graph, stage)
+    set_lrs(run.optimizer, apply_stage_settings(run.optimizer, stage), 1.0)
+    set_train_modes(run.model, run.graph, stage)
+
+
+def _epoch(run: _Run, stage: Any, batches: list[dict[str, Any]], cache: Any = None) -> tuple[float, float]:
+    """One training epoch of ``stage``; returns (seconds, seconds spent producing the boundary state).
+
+    The boundary state is the frozen prefix's output (uncached: run here, under ``no_grad``, exactly what
+    ``forward_from(0, inputs, frozen_prefix=b)`` runs first) or a ``cache.lookup`` (cached); timing it apart
+    gives the frozen share ``f`` of the bound.
+    """
+    b, prefix = stage.cache.boundary, 0.0
+    set_train_modes(run.model, run.graph, stage)  # a cache fill leaves the backbone in eval mode
+    _sync(run.device)
+    start = time.perf_counter()
+    for batch in batches:
+        t0 = time.perf_counter()
+        if cache is not None:
+            state = cache.lookup("train", b, batch["index"])
+        else:
+            with torch.no_grad():
+                state = run.model.backbone.forward_from(0, inputs_of(to_device(batch, run.device)), stop=b)
+        _sync(run.device)
+        prefix += time.perf_counter() - t0
+        logits = run.model.forward_from(b, state, frozen_prefix=stage.frozen_prefix)
+        loss = F.cross_entropy(logits.float(), batch["labels"].to(run.device))
+        loss.backward()
+        run.optimizer.step()
+        run.optimizer.zero_grad()
+    _sync(run.device)
+    return time.perf_counter() - start, prefix
 
 
 def _timed_scenario(name: str, args: Any, cache_dir: str) -> dict[str, Any]:
-    from ftengine.planner import plan
-    from ftengine.runtime.cache import ActivationCache
-    from ftengine.spec import validate_spec
-
     spec = validate_spec(bench_spec_dict(args.examples, args.max_length, args.batch_size, SCENARIOS[name],
                                          {"dtype": args.dtype, "dir": cache_dir}), source=f"bench:{name}")
-    device = torch.device(args.device)
-    backbone, data, data_path = build_inputs(spec, args.device)
-    graph = plan(spec, backbone, num_classes=len(data.labels))
+    run = _build(spec, torch.device(args.device))
+    graph, data = run.graph, run.data
     layer0: Counter = Counter()  # examples through encoder.layer.0 outside autograd = frozen-prefix work
-    backbone.get_submodule("encoder.layer.0").register_forward_hook(
+    run.model.backbone.get_submodule("encoder.layer.0").register_forward_hook(
         lambda m, a, out: None if torch.is_grad_enabled() else layer0.update(n=out.shape[0]))
-    batches = _batches(data, args.batch_size, seed=0)
-    trainer = _Trainer(backbone, data, device)
-    cache = ActivationCache.create(spec.cache, graph, backbone, data, device=device)
-    out: dict[str, Any] = dict(train_examples=len(data.train), data=data_path,
+    # The runtime's training loader (length buckets, seeded order), collated once: epochs time training only.
+    batches = list(data.make_loader("train", args.batch_size, shuffle=True, seed=spec.training.seed))
+    cache = _open_cache(run)
+    out: dict[str, Any] = dict(train_examples=len(data.train), data="ftengine.data",
                                boundaries=[s.cache.boundary for s in graph.stages])
-    trainer.set_boundary(graph.stages[0].cache.boundary)
-    trainer.epoch(batches[:2])  # warm-up (allocator, thread pools) before anything is timed
+    _enter_stage(run, graph.stages[0])
+    _epoch(run, graph.stages[0], batches[:2])  # warm-up (allocator, thread pools) before anything is timed
     layer0.clear()
+    run.model.backbone.eval()  # the fill runs the frozen prefix as training will (as run_spec does)
     started = time.perf_counter()
     cache.prepare(graph.cache_boundaries(), splits=("train",), batch_size=args.batch_size, quiet=True)
     fill = time.perf_counter() - started
@@ -134,20 +138,21 @@ def _timed_scenario(name: str, args: Any, cache_dir: str) -> dict[str, Any]:
         fill_layer0 = layer0["n"]
         stage_seconds = []
         for stage in graph.stages:
-            trainer.set_boundary(stage.cache.boundary)
-            stage_seconds.append(round(trainer.epoch(batches, cache if cache.has("train", stage.cache.boundary)
-                                                     else None)[0], 3))
+            _enter_stage(run, stage)
+            cached = cache if cache.has("train", stage.cache.boundary) else None
+            stage_seconds.append(round(_epoch(run, stage, batches, cached)[0], 3))
         return dict(out, stage_epoch_seconds=stage_seconds,
                     forward_passes_per_boundary=cache.stats()["forward_passes_per_boundary"],
                     frozen_layer0_examples=layer0["n"], frozen_layer0_examples_in_fill=fill_layer0,
                     frozen_layer0_passes_over_train=layer0["n"] / len(data.train))
-    filling, _ = trainer.epoch(batches, cache)
+    stage = graph.stages[0]
+    filling, _ = _epoch(run, stage, batches, cache)
     uncached, cached, fractions, lookups = [], [], [], []
     for _ in range(args.repeats):  # interleaved: drift on a shared machine hits both sides
-        seconds, prefix = trainer.epoch(batches)
+        seconds, prefix = _epoch(run, stage, batches)
         uncached.append(seconds)
         fractions.append(prefix / seconds)
-        seconds, lookup = trainer.epoch(batches, cache)
+        seconds, lookup = _epoch(run, stage, batches, cache)
         cached.append(seconds)
         lookups.append(lookup)
     t_unc, t_cac, f = statistics.median(uncached), statistics.median(cached), statistics.median(fractions)
@@ -170,12 +175,10 @@ def run_cache_bench(args: Any, log: Callable[[str], None] = echo) -> dict[str, A
     Repeated figures (epoch seconds, per-pair speedup, frozen share) are also in each scenario's ``figures`` as
     min / median / max / n.
     """
-    from ftengine.runtime.cache.benchgather import environment, gather_bench
-
     if args.threads:
         torch.set_num_threads(args.threads)
     result: dict[str, Any] = dict(bench="cache", created=time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-                                  environment=dict(environment(args.device), git_commit=git_commit()),
+                                  environment=environment(args.device),
                                   settings={k: v for k, v in vars(args).items() if not k.startswith("_")
                                             and isinstance(v, (int, float, str, list, type(None)))})
     scenarios = {}

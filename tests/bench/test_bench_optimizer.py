@@ -1,12 +1,11 @@
-"""The optimizer workbench's case construction and validation, and the bytes-per-parameter table."""
+"""The optimizer workbench's case construction, validation and summary."""
 
 from __future__ import annotations
 
 import pytest
 import torch
 
-from ftengine.kernels.flat import FlatLayout, bytes_per_param
-from ftengine.kernels.optim_bench import Case, frozen_mask, model_shapes, split_groups, summarize, validate
+from ftengine.bench.optimizer import Case, frozen_mask, model_shapes, split_groups, summarize, validate
 
 
 @pytest.mark.parametrize("groups", [1, 6, 26, 100])
@@ -28,22 +27,6 @@ def test_validation_runs_against_the_reference(impl: str) -> None:
     assert validate(Case("resnet50", 6, "fp32", 0.5), impl, "cpu") == "ok"
 
 
-def test_bytes_per_param_matches_the_documented_table() -> None:
-    f32, bf16 = torch.float32, torch.bfloat16
-    assert bytes_per_param("adamw", f32, f32, grad_norm=False) == 28
-    assert bytes_per_param("adamw", f32, bf16, grad_norm=False) == 20
-    assert bytes_per_param("adamw", bf16, f32, grad_norm=False) == 28
-    assert bytes_per_param("adamw", bf16, bf16, grad_norm=True) == 22
-    assert bytes_per_param("sgd", f32, f32, grad_norm=False) == 20
-    assert bytes_per_param("sgd", f32, f32, grad_norm=False, momentum=False) == 12
-
-
-def test_layout_aligns_every_parameter() -> None:
-    layout = FlatLayout.build([[1, 4097], [], [64]])
-    assert layout.param_offsets == ((0, 64), (), (4224,))
-    assert layout.segments == ((0, 4224), (4224, 0), (4224, 64)) and layout.numel == 4288
-
-
 def test_summary_reports_speedups_and_frozen_scaling() -> None:
     row = dict(model="m", groups=2, precision="fp32", impl="ftengine", case="c", speedup_vs_torch_fused=1.5)
     rows = [dict(row, frozen=0.0, ms_median=10.0, trainable_params=100),
@@ -54,7 +37,8 @@ def test_summary_reports_speedups_and_frozen_scaling() -> None:
 
 
 def test_cli_options_name_the_workbench_implementations() -> None:
-    from ftengine.cli.bench import IMPLS as CLI_IMPLS
-    from ftengine.kernels.optim_bench import IMPLS
+    from ftengine.bench.optimizer import IMPLS
+    from ftengine.cli import build_parser
 
+    CLI_IMPLS = build_parser().parse_args(["bench", "optimizer"]).impls  # the --impls default
     assert CLI_IMPLS.split(",") == list(IMPLS)

@@ -1,0 +1,88 @@
+"""The bench suites' command-line options, defined once for `ftengine bench` and the scripts in bench/.
+
+Torch-free on purpose: `ftengine --help` builds every subcommand's parser, so this module (and what it imports:
+the cache scenarios and e2e recipes, plain data) must not pull in torch.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from ftengine.bench.cache_data import SCENARIOS as CACHE_SCENARIO_FREEZE
+from ftengine.bench.e2e_recipes import RECIPES
+
+SUITES = ("optimizer", "cache", "e2e")
+"""The suites in the order `ftengine bench all` runs them."""
+
+OPTIMIZER_IMPLS = ("ftengine", "ftengine-bf16m", "torch-forloop", "torch-foreach", "torch-fused")
+"""Optimizer implementations: FlatOptimizer with fp32 / bf16 moments, torch.optim.AdamW for-loop / foreach / fused."""
+
+CACHE_SCENARIOS = tuple(CACHE_SCENARIO_FREEZE)
+E2E_IMPLS = ("ftengine", "plain", "hf")
+"""ftengine's run_spec, a plain PyTorch loop, a Hugging Face Trainer run."""
+
+
+def add_optimizer_arguments(parser: argparse.ArgumentParser) -> None:
+    """Options of `ftengine bench optimizer` and bench/optimizer.py."""
+    impls = ",".join(OPTIMIZER_IMPLS)
+    parser.add_argument("--models", default="bert-base,resnet50", help="comma list: bert-base, resnet50")
+    parser.add_argument("--groups", default="1,14,26,100", help="comma list of optimizer group counts")
+    parser.add_argument("--precisions", default="fp32,bf16",
+                        help="fp32, bf16 (bf16 params + fp32 master weights and moments)")
+    parser.add_argument("--frozen", default="0,0.5", help="comma list of frozen fractions (input-side groups)")
+    parser.add_argument("--impls", default=impls, help=f"comma list of {', '.join(OPTIMIZER_IMPLS)}")
+    parser.add_argument("--reps", type=int, default=5, help="timed steps per implementation (median reported)")
+    parser.add_argument("--device", default="cpu", help="cpu or cuda[:N]")
+    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
+    parser.add_argument("--quick", action="store_true", help="BERT-base only, 14 and 26 groups (a few minutes on CPU)")
+
+
+def add_cache_arguments(parser: argparse.ArgumentParser) -> None:
+    """Options of `ftengine bench cache` and bench/bench_cache.py."""
+    parser.add_argument("--examples", type=int, default=512, help="tweets in the subset (90%% train)")
+    parser.add_argument("--max-length", type=int, default=64, help="tokenizer max_length")
+    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--repeats", type=int, default=3, help="uncached/cached epoch pairs per scenario")
+    parser.add_argument("--dtype", choices=("fp32", "bf16", "fp16"), default="fp32", help="cache element type")
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
+    parser.add_argument("--scenarios", nargs="+", choices=CACHE_SCENARIOS, default=list(CACHE_SCENARIOS))
+
+
+def add_e2e_arguments(parser: argparse.ArgumentParser) -> None:
+    """Options of `ftengine bench e2e` and bench/e2e.py."""
+    parser.add_argument("--recipes", default="feature_extraction,gradual_unfreeze",
+                        help=f"comma-separated, from {', '.join(RECIPES)}")
+    parser.add_argument("--impls", default=",".join(E2E_IMPLS), help=f"comma-separated, from {', '.join(E2E_IMPLS)}")
+    parser.add_argument("--train", type=int, default=1200, help="training examples (seeded subset of the tweets)")
+    parser.add_argument("--validation", type=int, default=600, help="validation examples")
+    parser.add_argument("--repeats", type=int, default=1, help="runs per (recipe, implementation)")
+    parser.add_argument("--threads", type=int, default=2, help="torch intra-op threads in every run")
+    parser.add_argument("--target", type=float, default=None,
+                        help="validation accuracy to reach (default: lowest final accuracy per recipe and repeat)")
+
+
+ADD_ARGUMENTS = {"optimizer": add_optimizer_arguments, "cache": add_cache_arguments, "e2e": add_e2e_arguments}
+
+
+def add_all_arguments(parser: argparse.ArgumentParser) -> None:
+    """Options of `ftengine bench all`: the ones every suite shares."""
+    parser.add_argument("--threads", type=int, default=None,
+                        help="torch threads in every suite (default: each suite's own: torch's choice, e2e 2)")
+    parser.add_argument("--device", default="cpu", help="cpu or cuda[:N] for optimizer and cache (e2e runs on the CPU)")
+    parser.add_argument("--out-dir", type=Path, default=Path("bench") / "results",
+                        help="folder of the result files <suite>-<device>-<time>.json and .png (default: bench/results)")
+
+
+def suite_args(kind: str, shared: argparse.Namespace) -> argparse.Namespace:
+    """The options of suite ``kind`` at their defaults, with `bench all`'s shared ones (optimizer: --quick)."""
+    parser = argparse.ArgumentParser(add_help=False)
+    ADD_ARGUMENTS[kind](parser)
+    args = parser.parse_args([])
+    if kind != "e2e":
+        args.device = shared.device
+    if shared.threads:
+        args.threads = shared.threads
+    args.quick, args.out = kind == "optimizer", None
+    return args
