@@ -71,10 +71,7 @@ class LayerGroup:
 
 
 def _is_stochastic(module: nn.Module) -> bool:
-    # Dropout layers, and stochastic depth (timm's DropPath, transformers' ConvNextDropPath, Dinov2DropPath...).
-    return any(isinstance(m, nn.modules.dropout._DropoutNd) and m.p > 0
-               or type(m).__name__.endswith("DropPath") and (getattr(m, "drop_prob", 0) or 0) > 0
-               for m in module.modules())
+    return any(isinstance(m, nn.modules.dropout._DropoutNd) and m.p > 0 for m in module.modules())
 
 
 def _has_batchnorm(module: nn.Module) -> bool:
@@ -88,8 +85,7 @@ class Backbone(nn.Module):
 
     Attributes:
         modality: ``"text"`` or ``"image"``.
-        family: ``"encoder"``, ``"decoder"`` (text), ``"cnn"`` or ``"vit"`` (images; a ``vit`` ends in one
-            vector per image, its [CLS] token after the final norm).
+        family: ``"encoder"``, ``"decoder"`` or ``"cnn"``.
         feature_dim: channels / hidden size of the final state that feeds the head (builders may pass
             None to have it measured with a fake forward pass).
         groups: the layer groups, input to output.
@@ -103,7 +99,7 @@ class Backbone(nn.Module):
         groups: Sequence[GroupDef],
         *,
         modality: Literal["text", "image"],
-        family: Literal["encoder", "decoder", "cnn", "vit"],
+        family: Literal["encoder", "decoder", "cnn"],
         feature_dim: int | None,
         boundary_shape_fn: ShapeFn,
         tokenizer_loader: Callable[[], Any] | None = None,

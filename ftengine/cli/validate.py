@@ -32,25 +32,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def data_path_problems(spec: Any, spec_path: Path) -> list[str]:
-    """Data files/folders named by the spec that are missing, one line each."""
-    from ftengine.spec.paths import resolve_path
+    """Problems with the data files the spec names (missing, a folder for a file, binary, no rows, missing
+    columns), one line each, from their headers and first rows (see :mod:`ftengine.data.checks`)."""
+    from ftengine.data.checks import check_data_files
 
-    problems = []
-    want_dir = spec.data.kind == "image_folder"
-    for key in ("train", "validation", "test"):
-        value = getattr(spec.data, key, None)
-        if not value:
-            continue
-        try:
-            path = resolve_path(value, spec_path.parent)
-        except FileNotFoundError as err:
-            problems.append(f"{spec_path}: data.{key}: {err} (got '{value}'); install it or fix the path")
-            continue
-        if not (path.is_dir() if want_dir else path.is_file()):
-            kind = "folder" if want_dir else "file"
-            problems.append(f"{spec_path}: data.{key}: no such {kind} '{path}' (got '{value}'); fix the path "
-                            "(relative paths start at the spec file's folder)")
-    return problems
+    return [f"{spec_path}: {line}" for line in check_data_files(spec.data, spec_path.parent)]
 
 
 def summary(planned: Any) -> str:

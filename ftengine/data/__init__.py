@@ -91,5 +91,6 @@ def load_file(spec: DataSpec, backbone: Any, path: str | Path, labels: list[str]
     kind = DATA_KINDS.get(spec.kind)
     if kind is None or kind.load is None:
         raise DataError(f"{where}: {spec.kind} data reads no files (got {path}); evaluate the run's own test split")
-    target = locate(str(path), None, where, want_dir=Path(path).is_dir())
+    # Only image kinds read folders; a folder given for a text file is reported as such, not read.
+    target = locate(str(path), None, where, want_dir=spec.kind != "text" and Path(path).is_dir())
     return kind.load(spec, backbone, target, list(labels), require_labels=require_labels, where=where)

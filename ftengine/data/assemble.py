@@ -5,12 +5,13 @@ Shared by every data kind; the kind-specific builders only read rows and turn it
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
 
 from ftengine.data import splits as S
+from ftengine.data.sniff import excerpt, listing
 from ftengine.data.splits import Rows
 from ftengine.errors import DataError
 from ftengine.spec.data import SplitSpec
@@ -25,12 +26,14 @@ class Splits:
         rows: ``train`` and, when present, ``validation`` / ``test`` rows.
         ids: label ids per split (same order as ``rows``).
         settings: what decided the splits (for the fingerprint).
+        notes: things worth a look that do not stop training (one line each).
     """
 
     labels: list[str]
     rows: dict[str, Rows]
     ids: dict[str, list[int]]
     settings: dict[str, Any]
+    notes: list[str] = field(default_factory=list)
 
 
 def make_splits(train: Rows, validation: Rows | None, test: Rows | None, *, split: SplitSpec,
@@ -46,7 +49,8 @@ def make_splits(train: Rows, validation: Rows | None, test: Rows | None, *, spli
         explicit: the spec's label order, or None for sorted training labels.
 
     Raises:
-        DataError: unknown or unseen labels, or empty splits.
+        DataError: unknown or unseen labels, empty splits, or a training split no classifier can learn from
+            (see :func:`check_classes`).
     """
     train = train.select(S.subset(len(train.items), limit, split.seed))
     labels = S.label_list(train, explicit)
@@ -62,9 +66,56 @@ def make_splits(train: Rows, validation: Rows | None, test: Rows | None, *, spli
     for name, part in rows.items():
         if not part.items:
             raise DataError(f"{part.where}: the {name} split is empty (got no rows from {part.source}); add rows")
+    notes = check_classes(rows, ids, labels, in_file=set(train.labels))
     # Content digests (not paths) identify the files: a moved file keeps its cached activations.
     settings = {"split": split.model_dump(), "limit": limit, "labels": labels, "splits": sorted(rows)}
-    return Splits(labels, rows, ids, settings)
+    return Splits(labels, rows, ids, settings, notes)
+
+
+def check_classes(rows: dict[str, Rows], ids: dict[str, list[int]], labels: list[str], *,
+                  in_file: set[str | None]) -> list[str]:
+    """Check that the splits can train and measure a classifier.
+
+    The rule: what makes *training* meaningless is an error, what only makes a *measurement* weak is a note.
+
+    - Error: the training split holds fewer than two classes (a one-class "classifier" scores accuracy 1.0
+      and has learnt nothing), or a class of the label list has no training row (so also: fewer training
+      rows than classes); the head could never learn to predict it.
+    - Note: a validation or test split of a single row (its accuracy is 0 or 1, and early stopping and
+      the best checkpoint follow that one example).
+
+    Args:
+        rows: the splits' rows (``train`` required).
+        ids: label ids per split.
+        labels: the class names.
+        in_file: the labels of the training file's rows (before the split), to tell which fix applies.
+
+    Returns:
+        The notes, one line each.
+
+    Raises:
+        DataError: ``data.train: the training split has only one class, 'pos' (got 40 rows, all 'pos'); ...``.
+    """
+    train = rows["train"]
+    present = sorted(set(ids["train"]))
+    if len(present) < 2:
+        only = excerpt(labels[present[0]]) if present else "none"
+        raise DataError(f"{train.where}: the training split has only one class, '{only}' (got {len(ids['train'])} "
+                        f"rows, all '{only}'); a classifier needs at least 2 classes: add rows with other labels")
+    missing = [name for i, name in enumerate(labels) if i not in set(present)]
+    if missing:
+        fix = "list only trained classes in data.labels" if any(name not in in_file for name in missing) else \
+            "use more rows, or data.split.stratify: true (it keeps a training row of every class)"
+        raise DataError(f"{train.where}: {len(missing)} of {len(labels)} classes have no row in the training split "
+                        f"(got {len(ids['train'])} training rows; without any: {listing(missing)}); "
+                        f"every class needs training rows: add some, or {fix}")
+    notes = []
+    for name in ("validation", "test"):
+        if name in rows and len(rows[name].items) == 1:
+            origin = f"data.split.{name}" if rows[name].where == train.where else rows[name].where
+            notes.append(f"{origin}: the {name} split has a single row, so its accuracy is 0 or 1 and says little; "
+                         f"give it more rows")
+    return notes
 
 
 def balance_weights(balance: str, train_ids: list[int], num_classes: int) -> tuple[torch.Tensor | None, torch.Tensor | None]:
@@ -83,6 +134,5 @@ def check_num_classes(declared: int | None, labels: list[str]) -> None:
         DataError: ``head.num_classes: the training data has 3 labels (...) (got 5); ...``.
     """
     if declared is not None and declared != len(labels):
-        shown = ", ".join(labels[:10]) + (" ..." if len(labels) > 10 else "")
-        raise DataError(f"head.num_classes: the training data has {len(labels)} labels ({shown}) (got {declared}); "
+        raise DataError(f"head.num_classes: the training data has {len(labels)} labels ({listing(labels)}) (got {declared}); "
                         f"set head.num_classes: {len(labels)} or leave it null to take it from the data")

@@ -12,6 +12,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from ftengine.data.sampling import EpochBatchSampler
+from ftengine.data.sniff import listing
 
 SPLITS = ("train", "validation", "test")
 
@@ -118,16 +119,17 @@ class DataBundle:
                           pin_memory=pin_memory, generator=generator, persistent_workers=False)
 
     def describe(self) -> str:
-        """One line for the run log: split sizes, classes, and how long preparing the data took."""
+        """For the run log: split sizes, classes, how long preparing the data took; then a ``note:`` line per note."""
         sizes = ", ".join(f"{len(d):,} {name}" for name in SPLITS if (d := self.split(name)) is not None)
-        shown = ", ".join(self.labels[:6]) + (f", ... (+{len(self.labels) - 6})" if len(self.labels) > 6 else "")
+        shown = listing(self.labels, 6)
         extra = ""
         if "tokenize_seconds" in self.stats:
             s = self.stats
             extra = (f"; tokenized {s['tokenized']:,} texts in {s['tokenize_seconds']:.2f} s "
                      f"({s['tokenized'] / max(s['tokenize_seconds'], 1e-9):,.0f}/s), "
                      f"{s['mean_tokens']:.1f} tokens/example (max {s['max_tokens']}, {s['truncated']:,} truncated)")
-        return f"data ({self.kind}): {sizes} examples, {self.num_classes} classes ({shown}){extra}"
+        notes = "".join(f"\nnote: {line}" for line in self.stats.get("notes", ()))
+        return f"data ({self.kind}): {sizes} examples, {self.num_classes} classes ({shown}){extra}{notes}"
 
 
 def counts(label_ids: Sequence[int], labels: Sequence[str]) -> dict[str, int]:

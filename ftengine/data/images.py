@@ -13,8 +13,9 @@ from torch.utils.data import Dataset
 
 from ftengine.data.assemble import balance_weights, make_splits
 from ftengine.data.bundle import DataBundle, counts
+from ftengine.data.sniff import excerpt
 from ftengine.data.splits import Rows, encode
-from ftengine.data.tables import cell, locate, read_table, require_column
+from ftengine.data.tables import Table, cell, locate, read_table, require_column
 from ftengine.data.transforms import build_transform, preprocessing, transform_identity
 from ftengine.errors import DataError, PlanError
 from ftengine.spec.data import AugmentSpec, DigitsDataSpec, ImageCsvDataSpec, ImageFolderDataSpec
@@ -93,22 +94,55 @@ def _images(folder: Path) -> list[Path]:
     return sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_EXTENSIONS and p.is_file())
 
 
-def folder_rows(root: Path, where: str, *, require_labels: bool = True) -> Rows:
-    """Images under ``root/<class>/`` (any depth); without class folders and ``require_labels`` False: all images."""
+def class_folders(root: Path, where: str) -> list[Path]:
+    """The class subfolders of an image folder, sorted (hidden ones skipped).
+
+    Raises:
+        DataError: there are none (names how many files lie at the top instead).
+    """
     classes = sorted(d for d in root.iterdir() if d.is_dir() and not d.name.startswith("."))
     if not classes:
-        if require_labels:
-            found = sum(1 for p in root.iterdir() if p.is_file())
-            raise DataError(f"{where}: {root} has no class subfolders (got {found} files at the top); put each class's "
-                            f"images in their own subfolder, e.g. {root / 'cat' / '001.jpg'}")
+        found = sum(1 for p in root.iterdir() if p.is_file())
+        raise DataError(f"{where}: {root} has no class subfolders (got {found} files at the top); put each class's "
+                        f"images in their own subfolder, e.g. {root / 'cat' / '001.jpg'}")
+    return classes
+
+
+def no_images(folder: Path, where: str) -> DataError:
+    """The error for a class folder without images."""
+    return DataError(f"{where}: class folder {folder} has no images (got none with extension "
+                     f"{', '.join(IMAGE_EXTENSIONS)}); add images or remove the folder")
+
+
+def image_not_found(table: Table, i: int, column: str, image: Path) -> DataError:
+    """The error for row ``i`` of an image CSV naming a missing image."""
+    return DataError(f"{table.where}: {table.path} line {table.lines[i]}, column '{column}': image not found: "
+                     f"{excerpt(image, 200)}; paths are relative to the CSV's folder {table.path.parent}")
+
+
+def row_image(table: Table, i: int, column: str) -> Path:
+    """Row ``i``'s image path, relative paths taken from the CSV's folder.
+
+    Raises:
+        DataError: the cell is empty, or the image does not exist.
+    """
+    image = Path(cell(table, i, column, table.where) or "").expanduser()
+    image = image if image.is_absolute() else table.path.parent / image
+    if not image.is_file():
+        raise image_not_found(table, i, column, image)
+    return image
+
+
+def folder_rows(root: Path, where: str, *, require_labels: bool = True) -> Rows:
+    """Images under ``root/<class>/`` (any depth); without class folders and ``require_labels`` False: all images."""
+    if not require_labels and not any(d.is_dir() and not d.name.startswith(".") for d in root.iterdir()):
         items: list[Path] = _images(root)
         return Rows(items, [None] * len(items), [0] * len(items), root, where, _files_digest(items, root))
     items, labels = [], []
-    for folder in classes:
+    for folder in class_folders(root, where):
         found = _images(folder)
         if not found:
-            raise DataError(f"{where}: class folder {folder} has no images (got none with extension "
-                            f"{', '.join(IMAGE_EXTENSIONS)}); add images or remove the folder")
+            raise no_images(folder, where)
         items += found
         labels += [folder.name] * len(found)
     return Rows(items, labels, [0] * len(items), root, where, _files_digest(items, root))
@@ -123,12 +157,7 @@ def csv_rows(spec: ImageCsvDataSpec, path: Path, where: str, *, require_labels: 
         require_column(table, spec.label_column, "data.label_column")
     items, labels = [], []
     for i in range(len(table.rows)):
-        image = Path(cell(table, i, spec.path_column, where) or "").expanduser()
-        image = image if image.is_absolute() else path.parent / image
-        if not image.is_file():
-            raise DataError(f"{where}: {path} line {table.lines[i]}, column '{spec.path_column}': image not found: "
-                            f"{image}; paths are relative to the CSV's folder {path.parent}")
-        items.append(image)
+        items.append(row_image(table, i, spec.path_column))
         labels.append(cell(table, i, spec.label_column, where) if has_labels else None)
     files = _files_digest(items, path.parent)
     return Rows(items, labels, table.lines, path, where, lambda: table.digest + files())
@@ -150,7 +179,7 @@ def _bundle(kind: str, spec: Any, backbone: Any, splits: Any, seed: int,
                                    part.where, source) for name, part in splits.rows.items()}
     class_weights, sampler_weights = balance_weights(spec.balance, splits.ids["train"], len(splits.labels))
     stats = {"counts": {name: counts(i, splits.labels) for name, i in splits.ids.items()},
-             "notes": [pre["note"]] if pre["note"] else [], "image_size": pre["image_size"]}
+             "notes": ([pre["note"]] if pre["note"] else []) + splits.notes, "image_size": pre["image_size"]}
     parts = dict(kind=kind, **splits.settings, **transform_identity(pre, augment), **extra_parts)
     return DataBundle(kind=kind, modality="image", train=datasets["train"], validation=datasets.get("validation"),
                       test=datasets.get("test"), labels=splits.labels, collate=collate_images,

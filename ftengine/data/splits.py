@@ -14,6 +14,7 @@ from pathlib import Path
 
 import torch
 
+from ftengine.data.sniff import excerpt, listing
 from ftengine.errors import DataError
 from ftengine.spec.data import SplitSpec
 
@@ -45,7 +46,7 @@ class Rows:
 
     def origin(self, i: int) -> str:
         """``<file> line N`` (or the item itself when it has no line)."""
-        return f"{self.source} line {self.lines[i]}" if self.lines[i] else str(self.items[i])
+        return f"{self.source} line {self.lines[i]}" if self.lines[i] else excerpt(self.items[i], 200)
 
 
 def sort_labels(values: set[str] | Sequence[str]) -> list[str]:
@@ -63,12 +64,12 @@ def label_list(train: Rows, explicit: Sequence[str] | None) -> list[str]:
     known = set(explicit)
     if len(known) != len(explicit):
         dupes = sorted(v for v, n in Counter(explicit).items() if n > 1)
-        raise DataError(f"data.labels: labels listed twice (got {', '.join(dupes)}); list each label once")
+        raise DataError(f"data.labels: labels listed twice (got {listing(dupes)}); list each label once")
     for i, value in enumerate(train.labels):
         if value is not None and value not in known:
             extra = sort_labels({v for v in train.labels if v is not None and v not in known})
-            raise DataError(f"data.labels: {train.origin(i)}: label '{value}' is not in data.labels "
-                            f"(got [{', '.join(explicit)}]; unlisted: {', '.join(extra)}); add it to data.labels or fix the rows")
+            raise DataError(f"data.labels: {train.origin(i)}: label '{excerpt(value)}' is not in data.labels "
+                            f"(got [{listing(explicit)}]; unlisted: {listing(extra)}); add it to data.labels or fix the rows")
     return list(explicit)
 
 
@@ -89,8 +90,8 @@ def encode(rows: Rows, labels: Sequence[str], *, strict: bool = True) -> list[in
         unseen = [i for i, (v, k) in enumerate(zip(rows.labels, ids, strict=True)) if v is not None and k < 0]
         if unseen:
             names = sort_labels({rows.labels[i] for i in unseen})
-            raise DataError(f"{rows.where}: {rows.origin(unseen[0])}: label '{rows.labels[unseen[0]]}' does not occur in "
-                            f"the training data (unseen: {', '.join(names)}; training labels: {', '.join(labels)}); "
+            raise DataError(f"{rows.where}: {rows.origin(unseen[0])}: label '{excerpt(rows.labels[unseen[0]])}' does not "
+                            f"occur in the training data (unseen: {listing(names)}; training labels: {listing(labels)}); "
                             "fix those rows or add training examples with these labels")
     return ids
 

@@ -13,7 +13,7 @@ from ftengine.data.assemble import balance_weights, make_splits
 from ftengine.data.bundle import DataBundle, counts
 from ftengine.data.splits import Rows, encode
 from ftengine.data.tables import cell, locate, read_table, require_column
-from ftengine.errors import PlanError
+from ftengine.errors import DataError, PlanError
 from ftengine.spec.data import TextDataSpec
 
 
@@ -99,6 +99,30 @@ def read_rows(spec: TextDataSpec, path: Path, where: str, *, require_labels: boo
     return Rows(items, labels, table.lines, path, where, table.digest)
 
 
+def blank_rows(rows: Rows) -> list[int]:
+    """Indices of rows whose text, or text pair, is empty or whitespace only."""
+    return [i for i, (text, pair) in enumerate(rows.items) if not text.strip() or (pair is not None and not pair.strip())]
+
+
+def screen_blank(rows: Rows, mode: str) -> tuple[Rows, str | None]:
+    """Apply ``data.empty_text`` to one file's rows: ``(rows to use, note or None)``.
+
+    Raises:
+        DataError: ``error`` mode and a blank row (names the first one and how many there are).
+    """
+    blank = blank_rows(rows)
+    if not blank:
+        return rows, None
+    lines = ", ".join(str(rows.lines[i]) for i in blank[:5]) + (", ..." if len(blank) > 5 else "")
+    where = f"{rows.where}: {len(blank)} of {len(rows.items)} rows of {rows.source} have empty or whitespace-only text"
+    if mode == "error":
+        raise DataError(f"{where} (got lines {lines}); fill them in, remove them, or set data.empty_text: drop")
+    if mode == "drop":
+        blanks = set(blank)
+        return rows.select([i for i in range(len(rows.items)) if i not in blanks]), f"{where}; dropped them (lines {lines})"
+    return rows, f"{where} (lines {lines}); trained on as they are: set data.empty_text: drop to leave them out"
+
+
 def effective_max_length(tokenizer: Any, max_length: int) -> tuple[int, str | None]:
     """``max_length`` capped at what the model's position embeddings allow, with a note when capped."""
     limit = getattr(tokenizer, "model_max_length", None)
@@ -165,16 +189,23 @@ def build_text(spec: TextDataSpec, backbone: Any, spec_dir: Path | None, seed: i
     """Read, split and tokenize a text data section (see :func:`ftengine.data.build_data`)."""
     tokenizer = _tokenizer(backbone)
     max_length, note = effective_max_length(tokenizer, spec.max_length)
-    given = {name: read_rows(spec, locate(value, spec_dir, f"data.{name}"), f"data.{name}")
-             for name in ("train", "validation", "test") if (value := getattr(spec, name)) is not None}
+    given: dict[str, Rows] = {}
+    notes = [note] if note else []
+    for name in ("train", "validation", "test"):
+        if (value := getattr(spec, name)) is not None:
+            rows = read_rows(spec, locate(value, spec_dir, f"data.{name}"), f"data.{name}")
+            given[name], blank_note = screen_blank(rows, spec.empty_text)
+            notes += [blank_note] if blank_note else []
     splits = make_splits(given["train"], given.get("validation"), given.get("test"), split=spec.split,
                          limit=spec.limit, explicit=spec.labels)
     datasets, stats = _datasets(tokenizer, splits.rows, splits.ids, max_length)
     class_weights, sampler_weights = balance_weights(spec.balance, splits.ids["train"], len(splits.labels))
-    stats.update(counts={name: counts(i, splits.labels) for name, i in splits.ids.items()}, notes=[note] if note else [])
+    stats.update(counts={name: counts(i, splits.labels) for name, i in splits.ids.items()}, notes=notes + splits.notes)
+    # Only `drop` changes the examples; keep/error leave the fingerprint (and old runs' caches) as they were.
+    dropped = {"empty_text": "drop"} if spec.empty_text == "drop" else {}
     parts = dict(kind="text", digests={name: rows.digest for name, rows in given.items()},
                  columns=[spec.text_column, spec.text_pair_column, spec.label_column], format=spec.format,
-                 encoding=spec.encoding, **splits.settings, **tokenizer_identity(tokenizer, max_length))
+                 encoding=spec.encoding, **splits.settings, **tokenizer_identity(tokenizer, max_length), **dropped)
     return DataBundle(kind="text", modality="text", train=datasets["train"], validation=datasets.get("validation"),
                       test=datasets.get("test"), labels=splits.labels, collate=_collate(tokenizer),
                       class_weights=class_weights, train_sampler_weights=sampler_weights,

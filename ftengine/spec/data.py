@@ -81,6 +81,9 @@ class TextDataSpec(_FileSplits):
     """Column holding the class label."""
     encoding: str = "utf-8"
     """File encoding, e.g. `latin-1`."""
+    empty_text: Literal["keep", "drop", "error"] = "keep"
+    """Rows of the data files whose text (or text pair) is empty or whitespace only: `keep` trains on them
+    and notes how many each file has, `drop` leaves them out (noting how many), `error` stops at the first."""
     max_length: int = Field(default=128, gt=1)
     """Tokens per example after truncation; batches are padded only to their longest example."""
     sort_by_length: bool = True

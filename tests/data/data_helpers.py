@@ -8,6 +8,9 @@ import random
 from pathlib import Path
 from typing import Any
 
+import torch
+from PIL import Image
+
 WORDS = ["good", "bad", "great", "awful", "fine", "movie", "film", "plot", "actor", "scene", "boring", "lovely",
          "terrible", "story", "slow", "fast", "music", "dull", "bright", "warm", "cold", "sharp", "funny", "sad",
          "long", "short", "loud", "quiet", "odd", "clever", "silly", "sweet"]
@@ -33,3 +36,17 @@ def text_rows(n: int, seed: int = 0, labels: tuple[str, ...] = ("neg", "neu", "p
     rng = random.Random(seed)
     return [{"text": " ".join(rng.choice(WORDS) for _ in range(rng.choice([1, 2, 3, 5, 8, 13, 21, 30]))),
              "label": labels[i % len(labels)]} for i in range(n)]
+
+
+def save_image(path: Path, seed: int, size: tuple[int, int] = (16, 16)) -> torch.Tensor:
+    """A random RGB image saved as PNG (lossless); returns its (3, H, W) uint8 pixels."""
+    pixels = torch.randint(0, 256, (size[1], size[0], 3), generator=torch.Generator().manual_seed(seed), dtype=torch.uint8)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(pixels.numpy()).save(path)
+    return pixels.permute(2, 0, 1)
+
+
+def make_folder(root: Path, classes: dict[str, int], size: tuple[int, int] = (16, 16)) -> dict[Path, torch.Tensor]:
+    """``root/<class>/<i>.png`` random images, ``classes[name]`` of each; returns their pixels by path."""
+    return {root / name / f"{i}.png": save_image(root / name / f"{i}.png", hash((name, i)) % 1000, size)
+            for name, n in classes.items() for i in range(n)}

@@ -9,25 +9,11 @@ from typing import Any
 import pytest
 import torch
 import torch.nn.functional as F
-from data_helpers import write_csv
-from PIL import Image
+from data_helpers import make_folder, save_image, write_csv
 
 from ftengine.data import build_data, load_file
 from ftengine.errors import DataError, PlanError
 from ftengine.spec import DigitsDataSpec, ImageCsvDataSpec, ImageFolderDataSpec
-
-
-def save_image(path: Path, seed: int, size: tuple[int, int] = (16, 16)) -> torch.Tensor:
-    """A random RGB image saved as PNG (lossless); returns its (3, H, W) uint8 pixels."""
-    pixels = torch.randint(0, 256, (size[1], size[0], 3), generator=torch.Generator().manual_seed(seed), dtype=torch.uint8)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    Image.fromarray(pixels.numpy()).save(path)
-    return pixels.permute(2, 0, 1)
-
-
-def make_folder(root: Path, classes: dict[str, int], size: tuple[int, int] = (16, 16)) -> dict[Path, torch.Tensor]:
-    return {root / name / f"{i}.png": save_image(root / name / f"{i}.png", hash((name, i)) % 1000, size)
-            for name, n in classes.items() for i in range(n)}
 
 
 def normalise(x: torch.Tensor, pre: dict[str, Any]) -> torch.Tensor:
@@ -98,7 +84,7 @@ def test_folder_layout_errors(tmp_path: Path, image_backbone: Any) -> None:
     save_image(tmp_path / "flat" / "x.png", 0)
     with pytest.raises(DataError, match=r"has no class subfolders \(got 1 files at the top\); put each class's"):
         build_data(ImageFolderDataSpec(train="flat"), image_backbone, tmp_path, seed=0)
-    with pytest.raises(DataError, match=r"^data.train: folder not found: "):
+    with pytest.raises(DataError, match=r"^data.train: no such folder '.*missing' \(got 'missing'\); fix the path"):
         build_data(ImageFolderDataSpec(train="missing"), image_backbone, tmp_path, seed=0)
 
 

@@ -39,8 +39,8 @@ def test_utf8_byte_order_mark_is_not_part_of_the_first_column(tmp_path: Path) ->
 def test_missing_file_message(tmp_path: Path) -> None:
     with pytest.raises(DataError) as err:
         locate("nope/train.csv", tmp_path, "data.train")
-    assert str(err.value) == (f"data.train: file not found: {tmp_path / 'nope/train.csv'}; check the path "
-                              f"(relative to the spec file's folder {tmp_path.resolve()})")
+    assert str(err.value) == (f"data.train: no such file '{tmp_path / 'nope/train.csv'}' (got 'nope/train.csv'); "
+                              "fix the path (relative paths start at the spec file's folder)")
 
 
 def test_missing_package_message() -> None:

@@ -79,7 +79,7 @@ def test_missing_text_column_and_missing_file(tmp_path: Path, text_backbone: Any
     with pytest.raises(DataError, match=r"^data.text_column: .* has no column 'body' \(columns: text, label\); "
                                         r"set data.text_column to one of them$"):
         build_data(spec(text_column="body"), text_backbone, tmp_path, seed=0)
-    with pytest.raises(DataError, match=r"^data.test: file not found: .*test.csv; check the path"):
+    with pytest.raises(DataError, match=r"^data.test: no such file '.*test.csv' \(got 'test.csv'\); fix the path"):
         build_data(spec(test="test.csv"), text_backbone, tmp_path, seed=0)
 
 
@@ -95,7 +95,7 @@ def test_fingerprint_follows_content_and_settings_not_the_seed(tmp_path: Path, t
 
 
 def test_max_length_is_capped_at_the_models_positions(tmp_path: Path, text_backbone: Any) -> None:
-    write_csv(tmp_path / "train.csv", text_rows(10))
+    write_csv(tmp_path / "train.csv", text_rows(20))  # 2 validation rows: no single-row note
     data = build_data(spec(max_length=4096), text_backbone, tmp_path, seed=0)
     assert data.stats["notes"] == ["data.max_length 4096 exceeds the model's 512 positions; using 512"]
 
