@@ -10,7 +10,7 @@ from typing import Any
 
 import torch
 
-from ftengine.kernels import reference
+from ftengine.kernels import native_available, reference
 from ftengine.kernels.ops import gather_ragged
 
 
@@ -46,8 +46,7 @@ def gather_bench(device: str, batch: int, max_len: int, examples: int = 2048, wi
     offsets = torch.cat([torch.zeros(1, dtype=torch.long), lengths.cumsum(0)[:-1]])
     base = torch.randn(int(lengths.sum()), width, generator=gen)
     index = torch.randperm(examples, generator=gen)[:batch]
-    native = torch._C._dispatch_has_kernel_for_dispatch_key("ftengine::gather_ragged",
-                                                            "CUDA" if dev.type == "cuda" else "CPU")
+    native = native_available(dev)
     out: dict[str, Any] = dict(batch=batch, width=width, examples=examples, native_kernel=native)
     for store in ("fp32", "bf16"):
         data = base.to({"fp32": torch.float32, "bf16": torch.bfloat16}[store]).to(dev)
