@@ -3,6 +3,10 @@
 ``build_backbone(spec.backbone, pretrained=..., device=..., base_dir=...)`` dispatches on ``kind``
 (``hf``, ``torchvision``, ``module``) to a registered builder. Importing this package is cheap:
 transformers and torchvision are imported only when a backbone of that kind is built.
+
+``hf`` model types are split by registered layouts (:data:`HF_FAMILIES`): BERT-style encoders, DistilBERT,
+DeBERTa-v2/v3, ModernBERT, GPT-2, Llama-style decoders (Llama, Mistral, Qwen2/3, Gemma/Gemma 2, Phi-3),
+ViT, DINOv2 and ConvNeXt; :func:`register_hf_family` adds one.
 """
 
 from ftengine.backbones.adapters import ADAPTERS, Adaptation, register_adapter, resolve_adapter

@@ -71,7 +71,10 @@ class LayerGroup:
 
 
 def _is_stochastic(module: nn.Module) -> bool:
-    return any(isinstance(m, nn.modules.dropout._DropoutNd) and m.p > 0 for m in module.modules())
+    # Dropout layers, and stochastic depth (timm's DropPath, transformers' ConvNextDropPath, Dinov2DropPath...).
+    return any(isinstance(m, nn.modules.dropout._DropoutNd) and m.p > 0
+               or type(m).__name__.endswith("DropPath") and (getattr(m, "drop_prob", 0) or 0) > 0
+               for m in module.modules())
 
 
 def _has_batchnorm(module: nn.Module) -> bool:
@@ -85,7 +88,8 @@ class Backbone(nn.Module):
 
     Attributes:
         modality: ``"text"`` or ``"image"``.
-        family: ``"encoder"``, ``"decoder"`` or ``"cnn"``.
+        family: ``"encoder"``, ``"decoder"`` (text), ``"cnn"`` or ``"vit"`` (images; a ``vit`` ends in one
+            vector per image, its [CLS] token after the final norm).
         feature_dim: channels / hidden size of the final state that feeds the head (builders may pass
             None to have it measured with a fake forward pass).
         groups: the layer groups, input to output.
@@ -99,7 +103,7 @@ class Backbone(nn.Module):
         groups: Sequence[GroupDef],
         *,
         modality: Literal["text", "image"],
-        family: Literal["encoder", "decoder", "cnn"],
+        family: Literal["encoder", "decoder", "cnn", "vit"],
         feature_dim: int | None,
         boundary_shape_fn: ShapeFn,
         tokenizer_loader: Callable[[], Any] | None = None,

@@ -12,8 +12,10 @@ from typing import Any
 import torch
 from torch import nn
 
-from ftengine.backbones.backbone import Backbone, text_boundary_shape
+from ftengine.backbones import hf_decoders, hf_encoders  # noqa: F401  (importing registers their families)
+from ftengine.backbones.backbone import Backbone, image_boundary_shape, text_boundary_shape
 from ftengine.backbones.hf_families import HF_FAMILIES, HFFamily
+from ftengine.backbones.hf_vision import image_preprocessing
 from ftengine.backbones.loading import existing_path
 from ftengine.errors import RunError, SpecError
 from ftengine.spec.paths import is_package_path
@@ -86,7 +88,8 @@ def _check_supported(config: Any) -> HFFamily:
     if family is None or getattr(config, "is_decoder", False) and family.family == "encoder":
         what = f"decoder-configured '{config.model_type}'" if family else f"model type '{config.model_type}'"
         raise SpecError(f"backbone.source: {what} is not supported (supported: {', '.join(sorted(HF_FAMILIES))}); "
-                        "use one of these or the module kind")
+                        "use one of these, the module kind, or register its layer groups with "
+                        "ftengine.backbones.register_hf_family")
     if family.family == "decoder":
         try:
             from transformers.masking_utils import create_causal_mask  # noqa: F401
@@ -153,7 +156,8 @@ def wrap_hf_model(model: nn.Module, *, location: str | None = None, revision: st
     """Wrap an already built transformers base model (``AutoModel`` output) as a Backbone.
 
     Args:
-        model: e.g. a ``BertModel`` or ``GPT2Model`` (not a task model such as ``...ForSequenceClassification``).
+        model: e.g. a ``BertModel``, ``LlamaModel`` or ``ViTModel`` (not a task model such as
+            ``...ForSequenceClassification``).
         location: where its tokenizer lives (None: no tokenizer).
         revision, trust_remote_code: passed to ``AutoTokenizer``.
         source: the spec's source string, for ``info``.
@@ -164,11 +168,15 @@ def wrap_hf_model(model: nn.Module, *, location: str | None = None, revision: st
     """
     config = model.config
     family = _check_supported(config)
+    image = family.modality == "image"
     loader = (partial(_load_tokenizer, location, revision, trust_remote_code, family.family == "decoder")
-              if location is not None else None)
+              if location is not None and not image else None)
     return Backbone(
-        model, family.groups(model), modality="text", family=family.family, feature_dim=config.hidden_size,
-        boundary_shape_fn=text_boundary_shape, tokenizer_loader=loader,
+        model, family.groups(model), modality=family.modality, family=family.family,
+        # Image models: measured from the final state (e.g. ConvNeXt's last stage width), text: the hidden size.
+        feature_dim=None if image else config.hidden_size,
+        boundary_shape_fn=image_boundary_shape if image else text_boundary_shape, tokenizer_loader=loader,
+        preprocessing=image_preprocessing(config, location) if image else None,
         info={"kind": "hf", "source": source, "location": location, "model_type": config.model_type,
               "pretrained": pretrained, "max_length": getattr(config, "max_position_embeddings", None)},
     )

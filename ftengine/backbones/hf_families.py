@@ -5,7 +5,8 @@ the attention mask is built by the same ``transformers.masking_utils`` function 
 from the same arguments, so running from any boundary gives the model's own ``last_hidden_state``.
 The mask is built once per ``forward_from`` call (``ctx``) and reused by every layer.
 
-Families are registered by ``config.model_type``; :func:`register_hf_family` adds more.
+Families are registered by ``config.model_type``; :func:`register_hf_family` adds more. This module
+holds the BERT-style encoders and GPT-2; ``hf_encoders``, ``hf_decoders`` and ``hf_vision`` hold the others.
 """
 
 from __future__ import annotations
@@ -23,22 +24,45 @@ from ftengine.backbones.backbone import GroupDef, State
 
 @dataclass(frozen=True)
 class HFFamily:
-    """How to split one kind of transformers model: its family and a ``model -> groups`` function."""
+    """How to split one kind of transformers model.
 
-    family: Literal["encoder", "decoder"]
+    Attributes:
+        family: ``encoder``/``decoder`` (text), ``vit``/``cnn`` (images); picks the head's default pooling.
+        groups: ``model -> groups``; group 0 reads raw inputs (``input_ids``/``attention_mask`` or ``pixels``),
+            every group returns the state entering the next one.
+        modality: ``text`` (hidden states, tokenizer) or ``image`` (``features``, image preprocessing).
+    """
+
+    family: Literal["encoder", "decoder", "vit", "cnn"]
     groups: Callable[[nn.Module], list[GroupDef]]
+    modality: Literal["text", "image"] = "text"
 
 
 HF_FAMILIES: dict[str, HFFamily] = {}
 
 
 def register_hf_family(model_types: tuple[str, ...], family: HFFamily) -> None:
-    """Register group layouts for these ``config.model_type`` values."""
+    """Register a group layout for these ``config.model_type`` values (the ``hf`` kind then accepts them).
+
+    Example, for a model whose forward is ``norm(blocks(embed(input_ids)))``::
+
+        def my_groups(model):
+            def embed(model, state, ctx):
+                return {"hidden": model.embed(state["input_ids"]), "attention_mask": state["attention_mask"]}
+            ...
+            return [GroupDef("embeddings", ("embed",), embed), ...]
+
+        register_hf_family(("my-model",), HFFamily("encoder", my_groups))
+
+    The runners must reproduce the model's own forward from every group boundary; the test pattern in
+    ``tests/backbones/test_backbone_hf_families.py`` checks exactly that on a tiny random config.
+    """
     for model_type in model_types:
         HF_FAMILIES[model_type] = family
 
 
-def _unwrap(out: Tensor | tuple[Tensor, ...]) -> Tensor:
+def unwrap(out: Tensor | tuple[Tensor, ...]) -> Tensor:
+    """A layer's hidden states, whether it returns a tensor or a tuple."""
     # Layers return a tensor in transformers 5 and a tuple (hidden, ...) in older releases.
     return out[0] if isinstance(out, tuple) else out
 
@@ -49,7 +73,8 @@ def _layer_kwargs(config: Any) -> dict[str, Any]:
     return {} if is_causal is None else {"is_causal": is_causal}
 
 
-def _mask_or_ones(state: State, ids: Tensor) -> Tensor:
+def mask_or_ones(state: State, ids: Tensor) -> Tensor:
+    """The batch's attention mask (B, T), or all ones when the batch has none."""
     mask = state.get("attention_mask")
     return torch.ones_like(ids) if mask is None else mask
 
@@ -61,10 +86,11 @@ def _encoder_embed(model: nn.Module, state: State, ctx: dict[str, Any]) -> State
     hidden = model.embeddings(input_ids=ids, token_type_ids=state.get("token_type_ids"))
     if hasattr(model, "embeddings_project"):  # ELECTRA: embedding size != hidden size
         hidden = model.embeddings_project(hidden)
-    return {"hidden": hidden, "attention_mask": _mask_or_ones(state, ids)}
+    return {"hidden": hidden, "attention_mask": mask_or_ones(state, ids)}
 
 
-def _encoder_mask(model: nn.Module, state: State, ctx: dict[str, Any]) -> Tensor | None:
+def bidirectional_mask(model: nn.Module, state: State, ctx: dict[str, Any]) -> Tensor | None:
+    """The encoder attention mask the model's forward builds, made once per ``forward_from`` call."""
     if "mask" not in ctx:
         try:
             from transformers.masking_utils import create_bidirectional_mask
@@ -80,8 +106,8 @@ def _encoder_mask(model: nn.Module, state: State, ctx: dict[str, Any]) -> Tensor
 
 
 def _encoder_layer(index: int, model: nn.Module, state: State, ctx: dict[str, Any]) -> State:
-    mask = _encoder_mask(model, state, ctx)
-    hidden = _unwrap(model.encoder.layer[index](state["hidden"], mask, **_layer_kwargs(model.config)))
+    mask = bidirectional_mask(model, state, ctx)
+    hidden = unwrap(model.encoder.layer[index](state["hidden"], mask, **_layer_kwargs(model.config)))
     return {**state, "hidden": hidden}
 
 
@@ -102,18 +128,25 @@ def encoder_groups(model: nn.Module) -> list[GroupDef]:
 
 # --- GPT-2-style decoders: embeddings (wte, wpe, drop), h.0..h.N-1, ln_f ----------------------------
 
-def _positions(hidden: Tensor) -> Tensor:
-    # GPT2Model uses 0..T-1 for every row (no cache), padding or not.
-    return torch.arange(hidden.shape[1], device=hidden.device).unsqueeze(0)
+def decoder_positions(mask: Tensor) -> Tensor:
+    """Position ids (B, T) counted from each row's first real token: ``arange(T) - first``, clamped at 0.
+
+    Without left padding this is the model's own default (0..T-1, padding or not). With left padding a
+    sequence keeps the positions it has alone (as ``generate`` gives it), so the batch it shares and the
+    padding it gets never change its hidden states.
+    """
+    first = mask.long().argmax(dim=1, keepdim=True)  # (B, 1): index of the first real token (0 if none)
+    return (torch.arange(mask.shape[1], device=mask.device).unsqueeze(0) - first).clamp(min=0)
 
 
 def _decoder_embed(model: nn.Module, state: State, ctx: dict[str, Any]) -> State:
     ids = state["input_ids"]
+    mask = mask_or_ones(state, ids)
     inputs_embeds = model.wte(ids)
-    hidden = inputs_embeds + model.wpe(_positions(inputs_embeds))
+    hidden = inputs_embeds + model.wpe(decoder_positions(mask))
     if state.get("token_type_ids") is not None:  # GPT-2 embeds token types with wte
         hidden = hidden + model.wte(state["token_type_ids"])
-    return {"hidden": model.drop(hidden), "attention_mask": _mask_or_ones(state, ids)}
+    return {"hidden": model.drop(hidden), "attention_mask": mask}
 
 
 def _decoder_block(index: int, model: nn.Module, state: State, ctx: dict[str, Any]) -> State:
@@ -121,13 +154,13 @@ def _decoder_block(index: int, model: nn.Module, state: State, ctx: dict[str, An
     if "mask" not in ctx:
         from transformers.masking_utils import create_causal_mask
 
-        ctx["positions"] = _positions(hidden)
         mask2d = state["attention_mask"].view(hidden.shape[0], -1)
-        ctx["mask"] = create_causal_mask(config=model.config, inputs_embeds=hidden, attention_mask=mask2d,
-                                         past_key_values=None, position_ids=ctx["positions"])
+        ctx["positions"] = decoder_positions(mask2d)
+        # The 4th argument (no KV cache) is `past_key_values` in older transformers and `cache` in newer: positional.
+        ctx["mask"] = create_causal_mask(model.config, hidden, mask2d, None, position_ids=ctx["positions"])
     out = model.h[index](hidden, None, ctx["mask"], None, encoder_attention_mask=None, use_cache=False,
                          position_ids=ctx["positions"], **_layer_kwargs(model.config))
-    return {**state, "hidden": _unwrap(out)}
+    return {**state, "hidden": unwrap(out)}
 
 
 def _decoder_final_norm(model: nn.Module, state: State, ctx: dict[str, Any]) -> State:

@@ -13,9 +13,10 @@ from torch import Tensor
 
 State = Mapping[str, Tensor]
 
-AUTO_POOLING = {"encoder": "mean", "decoder": "last", "cnn": "avg"}
+AUTO_POOLING = {"encoder": "mean", "decoder": "last", "cnn": "avg", "vit": "avg"}
 """``pooling: auto`` per backbone family: sentence-transformer style mean for encoders, the last real
-token for decoders (the only one that has seen the whole text), global average for CNNs."""
+token for decoders (the only one that has seen the whole text), global average for CNNs; vision
+transformers already end in one vector per image ([CLS] after the final norm), which ``avg`` passes through."""
 
 TEXT_POOLINGS = ("cls", "mean", "last", "pooler")
 IMAGE_POOLINGS = ("avg", "max")

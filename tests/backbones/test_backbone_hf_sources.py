@@ -74,8 +74,13 @@ def test_directory_without_config(tmp_path):
 def test_unsupported_model_type(tmp_path):
     from transformers import AutoConfig
 
-    AutoConfig.for_model("distilbert", dim=32, n_layers=1, n_heads=2, hidden_dim=64).save_pretrained(tmp_path)
+    from ftengine.backbones import HF_FAMILIES
+
+    AutoConfig.for_model("xlnet", d_model=32, n_layer=1, n_head=2, d_inner=64).save_pretrained(tmp_path)
     with pytest.raises(SpecError) as err:
         _build(str(tmp_path), pretrained=False, device="meta")
-    assert str(err.value) == ("backbone.source: model type 'distilbert' is not supported (supported: bert, "
-                              "camembert, electra, gpt2, roberta, xlm-roberta); use one of these or the module kind")
+    assert str(err.value) == (f"backbone.source: model type 'xlnet' is not supported (supported: "
+                              f"{', '.join(sorted(HF_FAMILIES))}); use one of these, the module kind, or register its "
+                              "layer groups with ftengine.backbones.register_hf_family")
+    assert {"bert", "deberta-v2", "distilbert", "modernbert", "llama", "qwen2", "mistral", "gemma", "vit", "dinov2",
+            "convnext"} <= set(HF_FAMILIES)

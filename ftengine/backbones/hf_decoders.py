@@ -1,0 +1,76 @@
+"""Llama-style decoders: ``embed_tokens``, ``layers.0..N-1``, ``norm``, rotary position embeddings.
+
+Covers every transformers model whose base forward is ``norm(layers(embed_tokens(ids)))`` with the rotary
+embeddings computed once by ``model.rotary_emb`` and passed to each decoder layer: Llama (and SmolLM),
+Mistral, Qwen2, Qwen3, Gemma (its embedding module applies the sqrt(hidden) scale), Gemma 2 and Phi-3.
+
+Each layer gets the mask its attention type needs, built by the same ``transformers.masking_utils``
+function the model calls: ``config.layer_types[i]`` where the config lists them (Qwen2/3, Gemma 2),
+otherwise sliding-window for every layer when ``config.sliding_window`` is set (Mistral, Phi-3) and full
+causal attention when not. Position ids come from the attention mask (:func:`decoder_positions`), so
+left and right padding give a sequence the same hidden states.
+"""
+
+from __future__ import annotations
+
+from functools import partial
+from typing import Any
+
+from torch import nn
+
+from ftengine.backbones.backbone import GroupDef, State
+from ftengine.backbones.hf_families import HFFamily, decoder_positions, mask_or_ones, register_hf_family, unwrap
+
+LLAMA_STYLE = ("llama", "mistral", "qwen2", "qwen3", "gemma", "gemma2", "phi3")
+
+
+def layer_type(config: Any, index: int) -> str:
+    """``full_attention`` or ``sliding_attention`` for decoder layer ``index`` (as the model's forward picks)."""
+    types = getattr(config, "layer_types", None)
+    if types:
+        return types[index]
+    return "sliding_attention" if getattr(config, "sliding_window", None) else "full_attention"
+
+
+def _embed(model: nn.Module, state: State, ctx: dict[str, Any]) -> State:
+    ids = state["input_ids"]
+    return {"hidden": model.embed_tokens(ids), "attention_mask": mask_or_ones(state, ids)}
+
+
+def _prepare(model: nn.Module, state: State, ctx: dict[str, Any]) -> None:
+    """Masks per attention type, position ids and rotary (cos, sin): once per ``forward_from`` call."""
+    from transformers.masking_utils import create_causal_mask, create_sliding_window_causal_mask
+
+    hidden = state["hidden"]
+    mask2d = state["attention_mask"].view(hidden.shape[0], -1)
+    positions = decoder_positions(mask2d)
+    builders = {"full_attention": create_causal_mask, "sliding_attention": create_sliding_window_causal_mask}
+    types = {layer_type(model.config, i) for i in range(len(model.layers))}
+    # The 4th argument (no KV cache) is `past_key_values` before transformers 5.2x and `cache` after: positional.
+    ctx["masks"] = {t: builders[t](model.config, hidden, mask2d, None, position_ids=positions) for t in types}
+    ctx["positions"] = positions
+    ctx["rope"] = model.rotary_emb(hidden, position_ids=positions)  # ((B, T, head_dim) cos, sin)
+
+
+def _layer(index: int, model: nn.Module, state: State, ctx: dict[str, Any]) -> State:
+    if "masks" not in ctx:
+        _prepare(model, state, ctx)
+    mask = ctx["masks"][layer_type(model.config, index)]
+    out = model.layers[index](state["hidden"], attention_mask=mask, position_embeddings=ctx["rope"],
+                              position_ids=ctx["positions"])
+    return {**state, "hidden": unwrap(out)}
+
+
+def _norm(model: nn.Module, state: State, ctx: dict[str, Any]) -> State:
+    return {**state, "hidden": model.norm(state["hidden"])}
+
+
+def llama_groups(model: nn.Module) -> list[GroupDef]:
+    """``embeddings`` (embed_tokens; the parameter-free rotary module rides along), ``layers.i``, ``norm``."""
+    groups = [GroupDef("embeddings", ("embed_tokens", "rotary_emb"), _embed)]
+    groups += [GroupDef(f"layers.{i}", (f"layers.{i}",), partial(_layer, i)) for i in range(len(model.layers))]
+    groups.append(GroupDef("norm", ("norm",), _norm))
+    return groups
+
+
+register_hf_family(LLAMA_STYLE, HFFamily("decoder", llama_groups))
