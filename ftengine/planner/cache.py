@@ -11,10 +11,18 @@ import math
 from collections.abc import Sequence
 from typing import Any
 
+from ftengine.planner.graph import CachePlan
 from ftengine.planner.selectors import compress_list
 from ftengine.spec import Spec
 
 DTYPE_BYTES = {"fp32": 4, "bf16": 2, "fp16": 2}
+
+
+def cache_plan(spec: Spec) -> CachePlan:
+    """The activation cache's settings as the run will use them (`spec.cache`)."""
+    c = spec.cache
+    return CachePlan(enabled=c.enabled, dtype=c.dtype, tier=c.tier, budget_mb=c.budget_mb, dir=c.dir,
+                     persist=c.persist)
 
 
 def example_len(spec: Spec, backbone: Any) -> int | None:

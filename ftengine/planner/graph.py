@@ -78,6 +78,29 @@ class CachePoint:
 
 
 @dataclass(frozen=True)
+class CachePlan:
+    """How the run's activation cache is set up: `ActivationCache` is built from this alone, so `plan.json` shows
+    what ran (the spec's `cache` section, as planned).
+
+    Attributes:
+        enabled: `auto` (cache where a stage allows it), `on` (the plan failed unless it could) or `off` (never).
+        dtype: element type stored (`fp32` lossless; `bf16`, `fp16` lossy).
+        tier: where entries live: `auto`, `device`, `host` or `disk`.
+        budget_mb: most MiB the device and host tiers hold together (the rest is memory-mapped from disk).
+        dir: folder of persisted entries as configured (None: `$FTENGINE_CACHE_DIR` or `~/.cache/ftengine`,
+            resolved when the cache opens, so the plan does not depend on the machine).
+        persist: keep entries for later runs (else they live in the run directory until the run finishes).
+    """
+
+    enabled: str
+    dtype: str
+    tier: str
+    budget_mb: int
+    dir: str | None
+    persist: bool
+
+
+@dataclass(frozen=True)
 class StagePlan:
     """One training stage: a fixed set of trainable groups for a number of epochs.
 
@@ -128,23 +151,21 @@ class ExecutionGraph:
     Attributes:
         groups: backbone groups input to output, then `head`.
         stages: the stages in order.
+        cache: the activation cache's settings (each stage's `cache` says whether it reads one).
         warnings: plan notes that are not errors (re-frozen groups, settings without effect).
         backbone: one-line description of the backbone (kind, source, family).
         modality: `text` or `image`.
         num_classes: classes of the head (None: from the training labels, at run time).
-        cache_dtype: element type the cache stores (`fp32`, `bf16`, `fp16`).
-        cache_budget_mb: the cache's memory budget.
         example_len: tokens per example used for cache sizes (text; `data.max_length`), or image side.
     """
 
     groups: tuple[GroupInfo, ...]
     stages: tuple[StagePlan, ...]
+    cache: CachePlan
     warnings: tuple[str, ...] = ()
     backbone: str = ""
     modality: str = ""
     num_classes: int | None = None
-    cache_dtype: str = "fp32"
-    cache_budget_mb: int = 0
     example_len: int | None = None
     _param_group: dict[str, str] = field(default_factory=dict, init=False, repr=False, compare=False)
 
@@ -155,6 +176,16 @@ class ExecutionGraph:
     def group_names(self) -> tuple[str, ...]:
         """All group names, input to output, head last."""
         return tuple(g.name for g in self.groups)
+
+    @property
+    def cache_dtype(self) -> str:
+        """Element type the cache stores (`fp32`, `bf16`, `fp16`): `cache.dtype`."""
+        return self.cache.dtype
+
+    @property
+    def cache_budget_mb(self) -> int:
+        """The cache's memory budget: `cache.budget_mb`."""
+        return self.cache.budget_mb
 
     @property
     def backbone_groups(self) -> tuple[GroupInfo, ...]:
@@ -199,6 +230,7 @@ class ExecutionGraph:
             "total_params": self.total_params,
             "cache_dtype": self.cache_dtype,
             "cache_budget_mb": self.cache_budget_mb,
+            "cache": asdict(self.cache),
             "example_len": self.example_len,
             "groups": [asdict(g) for g in self.groups],
             "stages": [asdict(s) for s in self.stages],

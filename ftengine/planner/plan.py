@@ -17,7 +17,7 @@ from dataclasses import replace
 from typing import Any
 
 from ftengine.errors import PlanError
-from ftengine.planner.cache import boundary_bytes, example_len, refusals
+from ftengine.planner.cache import boundary_bytes, cache_plan, example_len, refusals
 from ftengine.planner import notes as _notes  # noqa: F401  (registers the plan notes)
 from ftengine.planner.checks import run_checks
 from ftengine.planner.facts import head_params, num_classes as resolve_classes, unused_groups
@@ -54,8 +54,8 @@ def plan(spec: Spec, backbone: Any, *, num_classes: int | None = None) -> Execut
     kind = spec.backbone.kind
     source = getattr(spec.backbone, "source", None) or getattr(spec.backbone, "arch", None) or spec.backbone.factory
     graph = ExecutionGraph(
-        groups=groups, stages=stages, backbone=f"{kind} {backbone.family} '{source}'", modality=backbone.modality,
-        num_classes=classes, cache_dtype=spec.cache.dtype, cache_budget_mb=spec.cache.budget_mb, example_len=length,
+        groups=groups, stages=stages, cache=cache_plan(spec), backbone=f"{kind} {backbone.family} '{source}'",
+        modality=backbone.modality, num_classes=classes, example_len=length,
     )
     problems, notes = run_checks(spec, backbone, graph)
     if problems:

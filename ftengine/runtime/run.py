@@ -199,7 +199,7 @@ def open_cache(spec: Any, graph: Any, model: FineTuneModel, data: Any, device: t
     from ftengine.runtime.cache import ActivationCache
 
     source = getattr(spec.backbone, "source", None) or getattr(spec.backbone, "arch", None) or spec.backbone.factory
-    cache = ActivationCache.create(spec.cache, graph, model.backbone, data, device=device, run_dir=run_dir,
+    cache = ActivationCache.create(graph, model.backbone, data, device=device, run_dir=run_dir,
                                    description={"spec": run_dir.name, "model": str(source)})
     if cache is None:
         return None

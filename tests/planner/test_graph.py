@@ -28,6 +28,14 @@ def test_to_dict_is_json_and_complete(bert: FakeBackbone) -> None:
                               "reason": "the frozen prefix runs in eval mode on unaugmented inputs: same output every epoch"}
 
 
+def test_cache_settings_are_part_of_the_plan(bert: FakeBackbone) -> None:
+    """plan.json records the settings the activation cache is built from (it reads nothing else)."""
+    cache = {"dtype": "bf16", "tier": "disk", "budget_mb": 64, "dir": "cache-here", "persist": False}
+    data = json.loads(json.dumps(plan(make_spec(**SPEC, cache=cache), bert).to_dict()))
+    assert data["cache"] == {"enabled": "auto", **cache}
+    assert (data["cache_dtype"], data["cache_budget_mb"]) == ("bf16", 64)
+
+
 def test_graph_is_frozen_and_planning_is_pure(bert: FakeBackbone) -> None:
     before = list(bert.groups)
     graph = plan(make_spec(**SPEC), bert)

@@ -22,7 +22,7 @@ def plan_tiers(sizes: Mapping[tuple[str, int], int], uses: Mapping[int, int], ti
     Args:
         sizes: (split, boundary) -> bytes.
         uses: boundary -> epochs that read it.
-        tier: ``spec.cache.tier`` (``auto``/``device``/``host``/``disk``).
+        tier: ``graph.cache.tier`` (``auto``/``device``/``host``/``disk``).
         budget: bytes the memory tiers (device + host together) may hold.
         device: the run's device; the device tier exists only for accelerators (on CPU it is host memory).
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import dataclasses
 import hashlib
 import random
 from pathlib import Path
@@ -85,3 +86,8 @@ def make_plan(backbone: Any, preset_overrides: list[str], cache_overrides: list[
 
     spec = load_spec(REPO / "specs" / "text_gradual_unfreeze.yaml", [*preset_overrides, *cache_overrides])
     return spec, plan(spec, backbone, num_classes=3)
+
+
+def with_cache(graph: Any, **settings: Any) -> Any:
+    """`graph` with some of its activation cache settings (`graph.cache`, a CachePlan) replaced."""
+    return dataclasses.replace(graph, cache=dataclasses.replace(graph.cache, **settings))

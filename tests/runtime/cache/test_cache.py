@@ -7,7 +7,7 @@ from collections import Counter
 
 import pytest
 import torch
-from cache_testing import CsvTextBundle, make_plan
+from cache_testing import CsvTextBundle, make_plan, with_cache
 
 from ftengine.runtime.cache import ActivationCache
 from ftengine.runtime.cache.fill import run_fill
@@ -28,7 +28,7 @@ def examples_through_layer0(backbone) -> Counter:
 
 
 def build(spec, graph, backbone, data, **cache):
-    return ActivationCache.create(spec.cache.model_copy(update=cache), graph, backbone, data, device="cpu")
+    return ActivationCache.create(with_cache(graph, **cache), backbone, data, device="cpu")
 
 
 def test_one_pass_per_split_fills_every_boundary(fresh_backbone, tiny_data, cache_dir):
@@ -156,12 +156,12 @@ def test_memory_budget_sends_the_rest_to_disk(minilm_backbone, tiny_data, cache_
 def test_not_persisted_cache_lives_in_the_run_dir_until_close(minilm_backbone, tiny_data, tmp_path, cache_dir):
     spec, graph = make_plan(minilm_backbone, GRADUAL)
     run_dir = tmp_path / "run"
-    cache = ActivationCache.create(spec.cache.model_copy(update={"persist": False}), graph, minilm_backbone,
-                                   tiny_data, device="cpu", run_dir=run_dir)
+    cache = ActivationCache.create(with_cache(graph, persist=False), minilm_backbone, tiny_data, device="cpu",
+                                   run_dir=run_dir)
     cache.prepare([8], splits=("train",), quiet=True)
     assert len(list((run_dir / "activation-cache").iterdir())) == 1 and not cache_dir.exists()
-    resumed = ActivationCache.create(spec.cache.model_copy(update={"persist": False}), graph, minilm_backbone,
-                                     tiny_data, device="cpu", run_dir=run_dir)
+    resumed = ActivationCache.create(with_cache(graph, persist=False), minilm_backbone, tiny_data, device="cpu",
+                                     run_dir=run_dir)
     resumed.prepare([8], splits=("train",), quiet=True)  # a resumed run (after a crash) reuses it
     assert resumed.stats()["forward_passes"] == {}
     resumed.close()
@@ -212,8 +212,8 @@ def test_cuda_tiers_serve_batches_on_the_device(tier, minilm_backbone, tiny_data
     cpu = build(spec, graph, minilm_backbone, tiny_data)
     cpu.prepare([5], splits=("train",), quiet=True)
     backbone = copy.deepcopy(minilm_backbone).cuda()
-    cache = ActivationCache.create(spec.cache.model_copy(update={"tier": tier, "dir": str(cache_dir / "gpu")}), graph,
-                                   backbone, tiny_data, device="cuda")
+    cache = ActivationCache.create(with_cache(graph, tier=tier, dir=str(cache_dir / "gpu")), backbone, tiny_data,
+                                   device="cuda")
     cache.prepare([5], splits=("train",), quiet=True)
     assert cache.stats()["tier"] == tier
     idx = torch.tensor([9, 2, 30])

@@ -18,7 +18,7 @@ def prepare(backbone, csv_path, *overrides):
                       "data.limit=null", "data.balance=none", "data.split.test=0.0", *overrides])
     data = build_data(spec.data, backbone, csv_path.parent, seed=0)
     graph = plan(spec, backbone, num_classes=len(data.labels))
-    cache = ActivationCache.create(spec.cache, graph, backbone, data, device="cpu")
+    cache = ActivationCache.create(graph, backbone, data, device="cpu")
     cache.prepare([5], splits=("train",), quiet=True)
     return cache.stats()
 

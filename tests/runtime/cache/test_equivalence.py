@@ -12,7 +12,7 @@ from collections import Counter
 
 import pytest
 import torch
-from cache_testing import make_plan
+from cache_testing import make_plan, with_cache
 from torch import nn
 
 from ftengine.runtime.cache import ActivationCache
@@ -70,7 +70,7 @@ def test_cached_training_matches_uncached(dtype, minilm_backbone, tiny_data, cac
     boundary = 5  # embeddings + layers 0-3 frozen, layers 4-5 (dropout active) and the head train
     reference = train(copy.deepcopy(minilm_backbone), tiny_data, boundary, steps=4, cache=None)
     backbone = copy.deepcopy(minilm_backbone)
-    cache = ActivationCache.create(spec.cache.model_copy(update={"dtype": dtype}), graph, backbone, tiny_data,
+    cache = ActivationCache.create(with_cache(graph, dtype=dtype), backbone, tiny_data,
                                    device="cpu")
     cache.prepare([boundary], splits=("train",), quiet=True)
     cached = train(backbone, tiny_data, boundary, steps=4, cache=cache)
@@ -95,7 +95,7 @@ def test_three_stage_gradual_unfreezing_runs_frozen_layers_once_per_boundary(min
 
     for group in backbone.groups:
         backbone.group_modules(group.name)[0].register_forward_hook(count(group.name))
-    cache = ActivationCache.create(spec.cache, graph, backbone, tiny_data, device="cpu")
+    cache = ActivationCache.create(graph, backbone, tiny_data, device="cpu")
     cache.prepare(graph.cache_boundaries(), splits=("train",), quiet=True)
     for stage in graph.stages:  # two epochs per stage over the 32 training examples
         train(backbone, tiny_data, stage.cache.boundary, steps=8, cache=cache)

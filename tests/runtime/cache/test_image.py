@@ -10,6 +10,7 @@ from torch import nn
 from torch.utils.data import Dataset
 
 from ftengine.backbones.backbone import Backbone, GroupDef, image_boundary_shape
+from ftengine.planner.graph import CachePlan
 from ftengine.runtime.cache import ActivationCache
 
 
@@ -61,22 +62,18 @@ class ImageBundle:
 
 
 def graph_reading(boundary: int, groups: int) -> SimpleNamespace:
-    """The parts of an ExecutionGraph the cache reads: one stage that caches at ``boundary``."""
+    """The parts of an ExecutionGraph the cache reads: one stage that caches at ``boundary``, and the settings."""
     plans = tuple(SimpleNamespace(name=f"g{i}", trainable=i >= boundary) for i in range(groups + 1))
     stage = SimpleNamespace(index=0, name="s0", epochs=3, groups=plans,
                             cache=SimpleNamespace(boundary=boundary, allowed=True))
-    return SimpleNamespace(stages=(stage,))
-
-
-def spec(**kw):
-    base = dict(enabled="auto", dtype="fp32", tier="auto", budget_mb=64, dir=None, persist=True)
-    return SimpleNamespace(**{**base, **kw})
+    settings = CachePlan(enabled="auto", dtype="fp32", tier="auto", budget_mb=64, dir=None, persist=True)
+    return SimpleNamespace(stages=(stage,), cache=settings)
 
 
 def test_feature_maps_round_trip_and_bn_statistics_are_keyed(cache_dir):
     backbone, data = tiny_cnn(), ImageBundle()
     backbone.train()  # the fill must still use running statistics (eval), and restore train mode after
-    cache = ActivationCache.create(spec(), graph_reading(2, 3), backbone, data, device="cpu")
+    cache = ActivationCache.create(graph_reading(2, 3), backbone, data, device="cpu")
     cache.prepare([2], quiet=True)
     assert backbone.training and all(m.training for m in backbone.modules())
     idx = torch.tensor([7, 0, 19])
@@ -89,6 +86,6 @@ def test_feature_maps_round_trip_and_bn_statistics_are_keyed(cache_dir):
     entry = cache.stats()["entries"][0]
     assert entry["bytes"] == 20 * 16 * 4 * 4 * 4  # N x C x H x W x fp32, nothing else
     backbone.get_submodule("block.1").running_var.mul_(1.5)  # new statistics: a different frozen prefix
-    again = ActivationCache.create(spec(), graph_reading(2, 3), backbone, data, device="cpu")
+    again = ActivationCache.create(graph_reading(2, 3), backbone, data, device="cpu")
     again.prepare([2], quiet=True)
     assert again.stats()["forward_passes"] == {"train": {2: 1}}
