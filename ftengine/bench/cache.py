@@ -204,8 +204,8 @@ def _line(name: str, r: dict[str, Any]) -> str:
     head = f"{name}: {r['train_examples']} train examples, {r['bytes_stored'] / 2**20:.1f} MiB cached ({r['tier']})"
     if "stage_epoch_seconds" in r:
         return (f"{head}; fill {r['fill_seconds']:.2f}s, stage epochs {r['stage_epoch_seconds']} s, forward passes "
-                f"per boundary {r['forward_passes_per_boundary']}, layer 0 ran {r['frozen_layer0_passes_over_train']:.2f}"
-                " passes over the training set")
+                f"per boundary {r['forward_passes_per_boundary']}, layer 0 ran "
+                f"{r['frozen_layer0_passes_over_train']:.2f} passes over the training set")
     return (f"{head}; epoch uncached {r['median_uncached']:.3f}s, filling {r['filling_epoch_seconds']:.3f}s, cached "
             f"{r['median_cached']:.3f}s -> {r['speedup']:.2f}x (bound {r['derived_bound']:.2f}x from frozen share "
             f"{r['frozen_fraction']:.3f}: {100 * r['fraction_of_bound']:.0f}% of it)")

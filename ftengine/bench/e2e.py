@@ -156,7 +156,8 @@ def run_e2e_bench(args: argparse.Namespace, log: Any = print) -> dict[str, Any]:
                             f.write(json.dumps(run) + "\n")
     # Taken at the end (the load average: how busy the shared machine was); the runs use args.threads threads.
     env = environment("cpu", threads=args.threads)
-    settings = {k: getattr(args, k) for k in ("recipes", "impls", "train", "validation", "repeats", "threads", "target")}
+    keys = ("recipes", "impls", "train", "validation", "repeats", "threads", "target")
+    settings = {k: getattr(args, k) for k in keys}
     return {"suite": "e2e", "environment": env, "settings": settings,
             "summary": summarize(runs, args.target), "runs": runs}
 

@@ -12,7 +12,8 @@ NAMES = {"ftengine": "ftengine", "plain": "plain PyTorch", "hf": "HF Trainer"}
 
 def table(result: dict[str, Any]) -> str:
     """Medians per recipe and implementation, with the same-run time-to-target ratio to ftengine."""
-    head = f"{'recipe':<20}{'impl':<15}{'s/epoch':>9}{'to target':>11}{'total s':>9}{'final acc':>11}{'RSS MB':>8}{'ftengine faster':>16}"
+    head = (f"{'recipe':<20}{'impl':<15}{'s/epoch':>9}{'to target':>11}{'total s':>9}{'final acc':>11}{'RSS MB':>8}"
+            f"{'ftengine faster':>16}")
     lines = [head, "-" * len(head)]
     for recipe, impls in result["summary"].items():
         for impl, f in impls.items():
@@ -20,7 +21,8 @@ def table(result: dict[str, Any]) -> str:
             ratio = f"{med['ftengine_speedup_time_to_target']:.2f}x" if "ftengine_speedup_time_to_target" in med else ""
             to = f"{med['time_to_target']:.1f}" if "time_to_target" in med else "never"
             lines.append(f"{recipe:<20}{NAMES.get(impl, impl):<15}{med['epoch_train_seconds']:>9.2f}{to:>11}"
-                         f"{med['total_seconds']:>9.1f}{med['final_accuracy']:>11.4f}{med['peak_rss_mb']:>8.0f}{ratio:>16}")
+                         f"{med['total_seconds']:>9.1f}{med['final_accuracy']:>11.4f}{med['peak_rss_mb']:>8.0f}"
+                         f"{ratio:>16}")
     return "\n".join(lines)
 
 

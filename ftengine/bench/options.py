@@ -72,7 +72,8 @@ def add_all_arguments(parser: argparse.ArgumentParser) -> None:
                         help="torch threads in every suite (default: each suite's own: torch's choice, e2e 2)")
     parser.add_argument("--device", default="cpu", help="cpu or cuda[:N] for optimizer and cache (e2e runs on the CPU)")
     parser.add_argument("--out-dir", type=Path, default=Path("bench") / "results",
-                        help="folder of the result files <suite>-<device>-<time>.json and .png (default: bench/results)")
+                        help="folder of the result files <suite>-<device>-<time>.json and .png "
+                             "(default: bench/results)")
 
 
 def suite_args(kind: str, shared: argparse.Namespace) -> argparse.Namespace:
