@@ -94,19 +94,20 @@ def check_classes(rows: dict[str, Rows], ids: dict[str, list[int]], labels: list
         The notes, one line each.
 
     Raises:
-        DataError: ``data.train: the training split has only one class, 'pos' (got 40 rows, all 'pos'); ...``.
+        DataError: ``data.train: <file>: the training split has only one class, 'pos' (got 40 rows, all 'pos'); ...``.
     """
     train = rows["train"]
-    present = sorted(set(ids["train"]))
+    present = set(ids["train"])
     if len(present) < 2:
-        only = excerpt(labels[present[0]]) if present else "none"
-        raise DataError(f"{train.where}: the training split has only one class, '{only}' (got {len(ids['train'])} "
-                        f"rows, all '{only}'); a classifier needs at least 2 classes: add rows with other labels")
-    missing = [name for i, name in enumerate(labels) if i not in set(present)]
+        only = excerpt(labels[min(present)]) if present else "none"
+        raise DataError(f"{train.where}: {train.source}: the training split has only one class, '{only}' (got "
+                        f"{len(ids['train'])} rows, all '{only}'); a classifier needs at least 2 classes: add rows "
+                        "with other labels")
+    missing = [name for i, name in enumerate(labels) if i not in present]
     if missing:
         fix = "list only trained classes in data.labels" if any(name not in in_file for name in missing) else \
             "use more rows, or data.split.stratify: true (it keeps a training row of every class)"
-        raise DataError(f"{train.where}: {len(missing)} of {len(labels)} classes have no row in the training split "
+        raise DataError(f"{train.where}: {train.source}: {len(missing)} of {len(labels)} classes have no training row "
                         f"(got {len(ids['train'])} training rows; without any: {listing(missing)}); "
                         f"every class needs training rows: add some, or {fix}")
     notes = []

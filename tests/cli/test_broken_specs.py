@@ -110,3 +110,46 @@ def test_subprocess_exit_code_and_no_traceback() -> None:
     assert proc.returncode == 2
     assert proc.stdout == ""
     assert proc.stderr.splitlines() == [f"{path}: {line}" for line in SPEC_PROBLEMS["unknown_keys.yaml"]]
+
+
+# Data files that validate reads (headers and first rows, no weights) with the messages training gives.
+DATA = BROKEN / "data"
+DATA_PROBLEMS = {
+    "missing_column.yaml": [
+        f"data.text_column: {DATA / 'no_text_column.csv'} has no column 'text' (columns: body, label); "
+        "set data.text_column to one of them",
+    ],
+    "empty_files.yaml": [
+        f"data.train: {DATA / 'empty.csv'} has no data rows (got an empty file); add labelled rows or point at "
+        "another file",
+        f"data.validation: {DATA / 'header_only.csv'} has no data rows (got a header only); add labelled rows or "
+        "point at another file",
+    ],
+    "binary.yaml": [
+        f"data.train: {DATA / 'binary.csv'} looks like a binary file, not CSV/JSONL (got a NUL byte at offset 10); "
+        "point data.train at a CSV, TSV or JSON-lines file",
+    ],
+    "folder_for_file.yaml": [
+        f"data.train: {DATA / 'folder.csv'} is a folder, expected a file (got 'folder.csv'); point it at the data file",
+    ],
+}
+
+
+@pytest.mark.parametrize("name", sorted(DATA_PROBLEMS))
+def test_validate_reads_data_files(cli, name: str) -> None:
+    path = DATA / name
+    _check(cli("validate", path), path, DATA_PROBLEMS[name])
+
+
+def test_one_class_data_stops_the_run(cli, tmp_path: Path) -> None:
+    path = DATA / "one_class.yaml"
+    result = cli("run", path, f"output.dir={tmp_path / 'run'}")
+    assert result.code == 2
+    assert result.err.splitlines()[-1] == (
+        f"data.train: {DATA / 'one_class.csv'}: the training split has only one class, 'pos' (got 9 rows, all 'pos'); "
+        "a classifier needs at least 2 classes: add rows with other labels")
+    assert "Traceback" not in result.err
+
+
+def test_every_broken_data_spec_is_covered() -> None:
+    assert {p.name for p in DATA.glob("*.yaml")} == {*DATA_PROBLEMS, "one_class.yaml"}

@@ -24,13 +24,13 @@ def test_one_class_training_data_is_an_error(tmp_path: Path, text_backbone: Any)
     write_csv(tmp_path / "train.csv", text_rows(40, labels=("pos",)))
     with pytest.raises(DataError) as err:
         build_data(spec(), text_backbone, tmp_path, seed=0)
-    assert str(err.value) == ("data.train: the training split has only one class, 'pos' (got 36 rows, all 'pos'); "
-                              "a classifier needs at least 2 classes: add rows with other labels")
+    assert str(err.value) == (f"data.train: {tmp_path / 'train.csv'}: the training split has only one class, 'pos' "
+                              "(got 36 rows, all 'pos'); a classifier needs at least 2 classes: add rows with other labels")
 
 
 def test_one_class_even_when_data_labels_lists_two(tmp_path: Path, text_backbone: Any) -> None:
     write_csv(tmp_path / "train.csv", text_rows(40, labels=("pos",)))
-    with pytest.raises(DataError, match=r"^data.train: the training split has only one class, 'pos'"):
+    with pytest.raises(DataError, match=r"^data.train: .*train.csv: the training split has only one class, 'pos'"):
         build_data(spec(labels=["neg", "pos"]), text_backbone, tmp_path, seed=0)
 
 
@@ -38,9 +38,9 @@ def test_fewer_training_rows_than_classes_is_an_error(tmp_path: Path, text_backb
     write_csv(tmp_path / "train.csv", text_rows(4, labels=("a", "b")))
     with pytest.raises(DataError) as err:
         build_data(spec(labels=["a", "b", "c", "d", "e"], split={"validation": 0.0}), text_backbone, tmp_path, seed=0)
-    assert str(err.value) == ("data.train: 3 of 5 classes have no row in the training split (got 4 training rows; "
-                              "without any: c, d, e); every class needs training rows: add some, or list only "
-                              "trained classes in data.labels")
+    assert str(err.value) == (f"data.train: {tmp_path / 'train.csv'}: 3 of 5 classes have no training row (got 4 "
+                              "training rows; without any: c, d, e); every class needs training rows: add some, or list "
+                              "only trained classes in data.labels")
 
 
 def test_a_class_lost_to_an_unstratified_split_is_an_error() -> None:
