@@ -26,6 +26,19 @@ class SpecError(FtengineError):
     exit_code = 2
 
 
+class UntrustedCodeError(SpecError):
+    """The spec names code (a module factory, an adapter, a model's remote code) the user has not allowed to run.
+
+    Attributes:
+        what: which code, e.g. ``backbone.factory runs code from package 'os'``.
+        allow: how to allow it, e.g. ``--allow-module os or set FTENGINE_ALLOW_MODULES=os``.
+    """
+
+    def __init__(self, problems: str | Iterable[str], *, what: str = "", allow: str = "") -> None:
+        super().__init__(problems)
+        self.what, self.allow = what, allow
+
+
 class PlanError(FtengineError):
     """The spec is valid but does not fit the model (freeze selectors, groups, classes)."""
 

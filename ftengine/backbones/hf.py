@@ -17,12 +17,18 @@ from ftengine.backbones.backbone import Backbone, image_boundary_shape, text_bou
 from ftengine.backbones.hf_families import HF_FAMILIES, HFFamily
 from ftengine.backbones.hf_vision import image_preprocessing
 from ftengine.backbones.loading import existing_path
+from ftengine.backbones.trust import require_backbone_allowed
 from ftengine.errors import RunError, SpecError
 from ftengine.spec.paths import is_package_path
 
 
 def build_hf(spec: Any, *, pretrained: bool, device: str | torch.device, base_dir: str | Path | None) -> Backbone:
-    """Builder for ``HFBackboneSpec``: spec fields in, flat keyword arguments out."""
+    """Builder for ``HFBackboneSpec``: spec fields in, flat keyword arguments out.
+
+    Raises:
+        UntrustedCodeError: ``trust_remote_code`` is true and the user has not allowed remote code.
+    """
+    require_backbone_allowed(spec)  # before transformers reads (and would run) the checkpoint's own code
     return load_hf_backbone(spec.source, revision=spec.revision, trust_remote_code=spec.trust_remote_code,
                             pretrained=pretrained, device=device, base_dir=base_dir)
 

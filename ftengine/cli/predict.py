@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from ftengine.cli._common import formatter
+from ftengine.cli._common import add_trust_arguments, formatter, trusted
 
 EPILOG = """\
 examples:
@@ -16,7 +16,8 @@ examples:
 folder or a CSV of paths); a label column is optional and ignored. The output (CSV, or JSON lines when
 --output ends in .jsonl) has the input text or image path, the predicted label, its confidence and one
 p_<class> probability column per class, in input order. Default output:
-RUN_DIR/predictions/<input name>.csv.
+RUN_DIR/predictions/<input name>.csv. A module backbone's package must be allowed again
+(--allow-module PKG or FTENGINE_ALLOW_MODULES), as for run.
 """
 
 
@@ -29,13 +30,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--input", required=True, metavar="FILE", help="examples to label (file or image folder)")
     parser.add_argument("--output", metavar="FILE", help="where to write predictions (.csv or .jsonl)")
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (default: auto)")
+    add_trust_arguments(parser)
 
 
 def main(args: argparse.Namespace) -> int:
     """Write the predictions and say where."""
     from ftengine.runtime import predict_run
 
-    out = predict_run(args.run_dir, args.input, args.output, device=args.device)
+    with trusted(args):  # a module backbone's factory runs again to rebuild the model
+        out = predict_run(args.run_dir, args.input, args.output, device=args.device)
     with open(out, encoding="utf-8") as f:
         lines = sum(1 for _ in f) - (0 if out.suffix in (".jsonl", ".json", ".ndjson") else 1)  # minus a CSV header
     print(f"wrote {lines:,} predictions to {out}")

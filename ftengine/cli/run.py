@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from ftengine.cli._common import OVERRIDES_HELP, _prefixed, formatter, load
+from ftengine.cli._common import OVERRIDES_HELP, _prefixed, add_trust_arguments, formatter, load, trusted
 from ftengine.errors import PlanError, RunError, SpecError
 
 EPILOG = """\
@@ -15,12 +15,16 @@ examples:
   ftengine run specs/quickstart.yaml --resume          # continue runs/quickstart from its last checkpoint
   ftengine run --resume runs/quickstart                # the same, from the run directory alone
   ftengine run specs/quickstart.yaml output.overwrite=true
+  ftengine run specs/image_efficientnet_lite0.yaml --allow-module efficientnet_lite_pytorch
 
 The run directory (output.dir/output.name, default runs/<spec file name>) receives the resolved spec,
 plan.json, labels.json, metrics.jsonl (one row per epoch), checkpoints/ (last, best), model/ (weights
 and head config; hf backbones also a save_pretrained folder), report.json for the test split, and plots/.
 A finished run directory is never overwritten unless output.overwrite=true. Ctrl-C saves a checkpoint
 and exits with status 130; --resume continues from it, mid-epoch and mid-stage.
+A module backbone's factory (and a user adapter) runs only when its top-level package is allowed
+(--allow-module PKG, or FTENGINE_ALLOW_MODULES=pkg1,pkg2); an hf backbone's trust_remote_code: true
+needs --trust-remote-code (or FTENGINE_TRUST_REMOTE_CODE=1). Otherwise the run stops with exit 2 first.
 """
 
 
@@ -34,6 +38,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--resume", nargs="?", const=True, default=False, metavar="RUN_DIR",
                         help="continue from the last checkpoint of the spec's run directory, or of RUN_DIR")
     parser.add_argument("--quiet", action="store_true", help="no progress bars or per-epoch lines")
+    add_trust_arguments(parser)
 
 
 def _targets(args: argparse.Namespace) -> tuple[Path, Path | None, bool | Path]:
@@ -55,6 +60,7 @@ def _targets(args: argparse.Namespace) -> tuple[Path, Path | None, bool | Path]:
 
 def main(args: argparse.Namespace) -> int:
     """Load the spec (with overrides), train, print the results and the run directory."""
+    from ftengine.backbones.trust import require_backbone_allowed
     from ftengine.runtime import run_spec
     from ftengine.runtime.outputs import read_run_info
 
@@ -64,7 +70,9 @@ def main(args: argparse.Namespace) -> int:
     path, spec = load(str(spec_file), list(args.overrides))
     origin = Path(read_run_info(run_dir).get("spec_path", path)) if run_dir is not None else path
     try:
-        run_spec(spec, origin, resume=resume, quiet=args.quiet)
+        with trusted(args):
+            require_backbone_allowed(spec.backbone)  # before the run directory is claimed or anything imported
+            run_spec(spec, origin, resume=resume, quiet=args.quiet)
     except (SpecError, PlanError) as err:
         raise _prefixed(err, origin) from None
     return 0

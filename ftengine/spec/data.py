@@ -6,7 +6,7 @@ from typing import Literal
 
 from pydantic import Field, model_validator
 
-from ftengine.spec.base import StrictModel
+from ftengine.spec.base import MAX_PIXELS, MAX_ROWS, MAX_SEED, MAX_TOKENS, StrictModel
 
 Balance = Literal["none", "sampler", "loss_weights"]
 
@@ -18,7 +18,7 @@ class SplitSpec(StrictModel):
     """Fraction of the training rows held out for validation (when `validation` names no file)."""
     test: float = Field(default=0.0, ge=0.0, lt=1.0)
     """Fraction of the training rows held out for the final test report (when `test` names no file)."""
-    seed: int = 0
+    seed: int = Field(default=0, ge=0, le=MAX_SEED)
     """Seed of the split (independent of the training seed so splits stay put)."""
     stratify: bool = True
     """Keep class proportions equal across the splits."""
@@ -59,7 +59,7 @@ class _FileSplits(StrictModel):
     """Test file; null splits it off the training file when `split.test` > 0."""
     split: SplitSpec = Field(default_factory=SplitSpec)
     """How to split the training file for the splits not given as files."""
-    limit: int | None = Field(default=None, gt=0)
+    limit: int | None = Field(default=None, gt=0, le=MAX_ROWS)
     """Use a seeded random subset of this many training-file rows (before splitting)."""
     balance: Balance = "none"
     """Imbalanced classes: `sampler` (class-balanced sampling) or `loss_weights` (weighted loss)."""
@@ -84,7 +84,7 @@ class TextDataSpec(_FileSplits):
     empty_text: Literal["keep", "drop", "error"] = "keep"
     """Rows of the data files whose text (or text pair) is empty or whitespace only: `keep` trains on them
     and notes how many each file has, `drop` leaves them out (noting how many), `error` stops at the first."""
-    max_length: int = Field(default=128, gt=1)
+    max_length: int = Field(default=128, gt=1, le=MAX_TOKENS)
     """Tokens per example after truncation; batches are padded only to their longest example."""
     sort_by_length: bool = True
     """Bucket batches by length so padding stays small."""
@@ -94,7 +94,7 @@ class ImageFolderDataSpec(_FileSplits):
     """Image classification from a folder with one subfolder per class."""
 
     kind: Literal["image_folder"] = "image_folder"
-    image_size: int | None = Field(default=None, gt=0)
+    image_size: int | None = Field(default=None, gt=0, le=MAX_PIXELS)
     """Resize to this many pixels per side; null uses the backbone's preferred size."""
     augment: AugmentSpec = Field(default_factory=AugmentSpec)
     """Random training augmentation."""
@@ -110,7 +110,7 @@ class ImageCsvDataSpec(_FileSplits):
     """Column holding the class label."""
     encoding: str = "utf-8"
     """CSV encoding."""
-    image_size: int | None = Field(default=None, gt=0)
+    image_size: int | None = Field(default=None, gt=0, le=MAX_PIXELS)
     """Resize to this many pixels per side; null uses the backbone's preferred size."""
     augment: AugmentSpec = Field(default_factory=AugmentSpec)
     """Random training augmentation."""
@@ -122,9 +122,9 @@ class DigitsDataSpec(StrictModel):
     kind: Literal["sklearn_digits"] = "sklearn_digits"
     split: SplitSpec = Field(default_factory=lambda: SplitSpec(validation=0.2))
     """Seeded split into train / validation / test."""
-    image_size: int = Field(default=32, gt=0)
+    image_size: int = Field(default=32, gt=0, le=MAX_PIXELS)
     """Resize the 8x8 digits to this many pixels per side."""
-    limit: int | None = Field(default=None, gt=0)
+    limit: int | None = Field(default=None, gt=0, le=MAX_ROWS)
     """Use a seeded random subset of this many digits."""
     balance: Balance = "none"
     """Imbalanced classes: `sampler` or `loss_weights`."""

@@ -6,7 +6,7 @@ from typing import Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from ftengine.spec.base import StrictModel
+from ftengine.spec.base import MAX_EPOCHS, MAX_WIDTH, StrictModel
 
 Preset = Literal["feature_extraction", "full_finetune", "head_then_full", "gradual_unfreeze"]
 
@@ -18,11 +18,11 @@ class StageSpec(StrictModel):
     """Label shown in plans and logs (default: stage index)."""
     trainable: list[str] = Field(min_length=1)
     """Selectors of what trains: group names, ranges (`encoder.layer.4-5`), globs (`encoder.*`), `re:<regex>`, `all`, `backbone`, `head`."""
-    epochs: int | None = Field(default=None, ge=1)
+    epochs: int | None = Field(default=None, ge=1, le=MAX_EPOCHS)
     """Epochs in this stage; with `until_plateau`, the most it may take (null: `training.epochs`)."""
     until_plateau: bool = False
     """End the stage early when the validation metric stops improving (`training.early_stopping.metric`)."""
-    patience: int | None = Field(default=None, ge=1)
+    patience: int | None = Field(default=None, ge=1, le=MAX_EPOCHS)
     """Epochs without improvement before an `until_plateau` stage ends (null: early-stopping patience, else 1)."""
     lr_scale: float = Field(default=1.0, gt=0.0)
     """Multiplier on every learning rate in this stage (e.g. 0.1 after unfreezing)."""
@@ -45,13 +45,13 @@ class FreezeSpec(StrictModel):
     """A common recipe: `feature_extraction`, `full_finetune`, `head_then_full`, `gradual_unfreeze`."""
     stages: list[StageSpec] | None = None
     """Explicit stages, in order (give either `stages` or `preset`)."""
-    groups_per_stage: int = Field(default=1, ge=1)
+    groups_per_stage: int = Field(default=1, ge=1, le=MAX_WIDTH)
     """gradual_unfreeze: layer groups unfrozen per stage, top-down."""
-    max_unfrozen: int | None = Field(default=None, ge=1)
+    max_unfrozen: int | None = Field(default=None, ge=1, le=MAX_WIDTH)
     """gradual_unfreeze: stop unfreezing after this many backbone groups (null: all)."""
-    head_epochs: int = Field(default=1, ge=1)
+    head_epochs: int = Field(default=1, ge=1, le=MAX_EPOCHS)
     """Presets: epochs of the head-only first stage."""
-    stage_epochs: int = Field(default=1, ge=1)
+    stage_epochs: int = Field(default=1, ge=1, le=MAX_EPOCHS)
     """Presets: epochs of each later stage."""
     unfrozen_lr_scale: float = Field(default=1.0, gt=0.0)
     """Presets: `lr_scale` of the stages after the head-only one."""

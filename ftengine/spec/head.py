@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import Field, model_validator
 
-from ftengine.spec.base import StrictModel
+from ftengine.spec.base import MAX_WIDTH, StrictModel
 
 
 class HeadSpec(StrictModel):
@@ -16,13 +16,13 @@ class HeadSpec(StrictModel):
     """`linear` (one layer) or `mlp` (hidden layers given by `hidden`)."""
     pooling: Literal["auto", "cls", "mean", "last", "pooler", "avg", "max"] = "auto"
     """How token or spatial features become one vector: auto = mean for encoders, last token for decoders, avg for CNNs."""
-    hidden: list[int] = Field(default_factory=list)
+    hidden: list[Annotated[int, Field(ge=1, le=MAX_WIDTH)]] = Field(default_factory=list)
     """Hidden layer sizes of an `mlp` head."""
     dropout: float = Field(default=0.1, ge=0.0, lt=1.0)
     """Dropout before each linear layer of the head."""
     activation: Literal["gelu", "relu", "tanh"] = "gelu"
     """Activation between the hidden layers of an `mlp` head."""
-    num_classes: int | None = Field(default=None, ge=2)
+    num_classes: int | None = Field(default=None, ge=2, le=MAX_WIDTH)
     """Number of classes; null takes it from the training labels."""
 
     @model_validator(mode="after")

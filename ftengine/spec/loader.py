@@ -20,30 +20,96 @@ from ftengine.spec.model import Spec, cross_section_problems
 _SUFFIXES = {".json": "json", ".yaml": "yaml", ".yml": "yaml"}
 
 
+MAX_SPEC_BYTES = 1 << 20
+"""Largest spec file read (1 MiB): real specs are a few kB; data belongs in data files."""
+MAX_DEPTH = 64
+"""Deepest nesting of mappings and lists accepted (real specs nest about 5 deep)."""
+
+
+class _SpecYamlLoader(yaml.SafeLoader):
+    """PyYAML's safe loader without aliases.
+
+    An alias (``*name``) reuses an anchored node; nested aliases expand exponentially ("billion laughs":
+    ten lines become gigabytes once anything walks the result). Spec files are short and hand-written,
+    so instead of bounding the expansion (which PyYAML does not measure) aliases are refused outright:
+    there is nothing to count and no size to tune.
+    """
+
+    def compose_node(self, parent: Any, index: Any) -> Any:  # noqa: D102 (PyYAML hook)
+        if self.check_event(yaml.AliasEvent):
+            event = self.peek_event()
+            raise yaml.MarkedYAMLError(problem=f"got alias '*{event.anchor}'", problem_mark=event.start_mark)
+        return super().compose_node(parent, index)
+
+
+def parse_yaml(text: str) -> Any:
+    """``yaml.safe_load`` that refuses aliases (see :class:`_SpecYamlLoader`)."""
+    return yaml.load(text, Loader=_SpecYamlLoader)  # noqa: S506 (a SafeLoader subclass)
+
+
 def read_spec_file(path: str | Path) -> dict[str, Any]:
-    """Parse a spec file into a plain dict, with file-and-line errors for syntax problems."""
+    """Parse a spec file into a plain dict, with file-and-line errors for syntax problems.
+
+    Refuses files over ``MAX_SPEC_BYTES``, YAML aliases, and nesting deeper than ``MAX_DEPTH``, so a hostile
+    file cannot make loading hang or exhaust memory.
+    """
     path = Path(path)
+    if path.is_dir():
+        raise SpecError(f"{path}: is a folder, not a spec file (got a directory); name the .yaml or .json file in it")
     if not path.is_file():
         raise SpecError(f"{path}: spec file not found; check the path (cwd is {Path.cwd()})")
     fmt = _SUFFIXES.get(path.suffix.lower())
     if fmt is None:
         raise SpecError(f"{path}: unknown spec file type (got '{path.suffix}'); use .json, .yaml or .yml")
-    text = path.read_text(encoding="utf-8")
+    with path.open("rb") as f:
+        raw = f.read(MAX_SPEC_BYTES + 1)  # never more, whatever the file claims to be
+    if len(raw) > MAX_SPEC_BYTES:
+        raise SpecError(f"{path}: spec file is too large (got more than {MAX_SPEC_BYTES:,} bytes); a spec must be at "
+                        f"most 1 MiB: keep data in data files and name them in the spec")
     try:
-        data = json.loads(text) if fmt == "json" else yaml.safe_load(text)
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as err:
+        raise SpecError(f"{path}: not UTF-8 text (got byte 0x{raw[err.start]:02x} at offset {err.start}); "
+                        "save the spec as UTF-8") from None
+    try:
+        data = json.loads(text) if fmt == "json" else parse_yaml(text)
     except json.JSONDecodeError as err:
         raise SpecError(f"{path}:{err.lineno}:{err.colno}: invalid JSON ({err.msg}); fix the syntax there") from None
     except yaml.YAMLError as err:
         mark = getattr(err, "problem_mark", None)
         where = f"{path}:{mark.line + 1}:{mark.column + 1}" if mark else str(path)
         what = getattr(err, "problem", None) or str(err).splitlines()[0]
+        if what.startswith("got alias"):
+            raise SpecError(f"{where}: YAML aliases are not accepted in spec files ({what}); write the value out "
+                            "where it is used") from None
         raise SpecError(f"{where}: invalid YAML ({what}); fix the syntax there") from None
+    except RecursionError:
+        data = _TOO_DEEP
+    if data is _TOO_DEEP or _depth(data) > MAX_DEPTH:
+        raise SpecError(f"{path}: nesting is too deep (got more than {MAX_DEPTH} levels of mappings and lists); "
+                        "a spec nests only a few levels: fix the file")
     if data is None:
         data = {}
     if not isinstance(data, dict):
         raise SpecError(f"{path}: the top level must be a mapping of sections (got {type(data).__name__}); start with 'backbone:'")
     data.pop("$schema", None)  # editors' schema pointer, not part of the spec
     return data
+
+
+_TOO_DEEP = object()
+
+
+def _depth(data: Any) -> int:
+    """Deepest nesting of dicts and lists (iterative: the point is to survive hostile depth)."""
+    deepest, todo = 0, [(data, 0)]
+    while todo:
+        node, level = todo.pop()
+        if isinstance(node, dict | list):
+            deepest = max(deepest, level + 1)
+            if deepest > MAX_DEPTH:
+                return deepest
+            todo.extend((child, level + 1) for child in (node.values() if isinstance(node, dict) else node))
+    return deepest
 
 
 def apply_overrides(data: dict[str, Any], overrides: Iterable[str]) -> dict[str, Any]:
@@ -55,8 +121,8 @@ def apply_overrides(data: dict[str, Any], overrides: Iterable[str]) -> dict[str,
             problems.append(f"override '{item}': expected key.path=value; e.g. training.epochs=2")
             continue
         try:
-            value = yaml.safe_load(raw) if raw else ""
-        except yaml.YAMLError:
+            value = parse_yaml(raw) if raw else ""
+        except (yaml.YAMLError, RecursionError):  # not YAML (or hostile): the text itself
             value = raw
         node: Any = data
         parts = key.split(".")
@@ -209,6 +275,13 @@ def _explain(item: dict[str, Any], model: type[BaseModel] | None, names: list[st
     if kind == "value_error":
         msg = str(ctx.get("error", item["msg"]))
         return msg if "(got" in msg else f"{msg} (got {shown})"
+    if kind in ("int_parsing_size", "int_parsing"):
+        most = _upper_bound(model, names)
+        if kind == "int_parsing_size" and most is not None:  # e.g. 1.0e+20 for a batch size
+            return f"out of range (got {shown}); use a value <= {most}"
+        if isinstance(got, str) and _is_float_text(got):  # YAML 1.1 reads 1e12 (no dot) as text
+            limit = f" (at most {most})" if most is not None else ""
+            return f"not a whole number (got {shown}); write it in digits{limit}, e.g. 1000 for 1e3"
     bound = _BOUNDS.get(kind)
     if bound is not None:
         op, key = bound
@@ -224,6 +297,20 @@ _BOUNDS = {
     "less_than": ("<", "lt"),
     "less_than_equal": ("<=", "le"),
 }
+
+
+def _upper_bound(model: type[BaseModel] | None, names: list[str]) -> Any:
+    """The `le` bound of the field the error is about, when it has one."""
+    field = model.model_fields.get(names[-1]) if model is not None and names else None
+    return next((m.le for m in (field.metadata if field else ()) if hasattr(m, "le")), None)
+
+
+def _is_float_text(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
 
 
 def _parent_model(model: type[BaseModel] | None, key: str) -> type[BaseModel] | None:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 from pydantic import Field
 
@@ -11,6 +11,7 @@ from ftengine.spec.base import StrictModel
 from ftengine.spec.data import DataSpec
 from ftengine.spec.freeze import FreezeSpec
 from ftengine.spec.head import HeadSpec
+from ftengine.spec.paths import is_package_path, package_path_problem
 from ftengine.spec.training import CacheSpec, OptimizerSpec, OutputSpec, ScheduleSpec, TrainingSpec
 
 
@@ -63,4 +64,19 @@ def cross_section_problems(spec: Spec) -> list[tuple[str, str]]:
             "random augmentation makes frozen activations differ every epoch, so they cannot be cached "
             "(got cache.enabled 'on' with data.augment on); set cache.enabled to auto or off, or drop the augmentation",
         ))
+    problems.extend(_package_path_problems(spec.model_dump(exclude={"description"})))
     return problems
+
+
+def _package_path_problems(node: Any, where: str = "") -> list[tuple[str, str]]:
+    """Every `pkg:` string in the spec (data files, checkpoints, factory kwargs) that leaves its package."""
+    if isinstance(node, str):
+        problem = package_path_problem(node) if is_package_path(node) else None
+        return [] if problem is None else [(where, f"{problem} (got {node!r}); name a file or folder inside the "
+                                                    "package as pkg:<package>/<path>, without '..'")]
+    items = node.items() if isinstance(node, dict) else enumerate(node) if isinstance(node, list | tuple) else ()
+    found: list[tuple[str, str]] = []
+    for key, value in items:
+        child = f"{where}[{key}]" if isinstance(key, int) else f"{where}.{key}" if where else str(key)
+        found.extend(_package_path_problems(value, child))
+    return found

@@ -6,7 +6,7 @@ from typing import Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from ftengine.spec.base import StrictModel
+from ftengine.spec.base import MAX_ACCUM, MAX_BATCH, MAX_EPOCHS, MAX_MB, MAX_SEED, MAX_STEPS, MAX_THREADS, MAX_WORKERS, StrictModel
 
 
 class OptimizerSpec(StrictModel):
@@ -53,7 +53,7 @@ class ScheduleSpec(StrictModel):
     """Decay after warmup: `constant`, `linear` to zero, or `cosine` to zero."""
     warmup_ratio: float = Field(default=0.0, ge=0.0, lt=1.0)
     """Warmup as a fraction of the steps the schedule spans."""
-    warmup_steps: int | None = Field(default=None, ge=0)
+    warmup_steps: int | None = Field(default=None, ge=0, le=MAX_STEPS)
     """Warmup steps (overrides `warmup_ratio`)."""
     per_stage: bool = True
     """Each stage runs its own warmup and decay over its own steps (fastai style); false spans the whole run."""
@@ -64,7 +64,7 @@ class EarlyStoppingSpec(StrictModel):
 
     metric: Literal["val_accuracy", "val_loss", "val_macro_f1"] = "val_accuracy"
     """Validation metric watched by early stopping, `until_plateau` stages and best-checkpoint selection."""
-    patience: int | None = Field(default=None, ge=1)
+    patience: int | None = Field(default=None, ge=1, le=MAX_EPOCHS)
     """Epochs without improvement before the run stops (null: never stop early)."""
     min_delta: float = Field(default=0.0, ge=0.0)
     """Smallest change that counts as an improvement."""
@@ -78,31 +78,31 @@ class EarlyStoppingSpec(StrictModel):
 class TrainingSpec(StrictModel):
     """The training loop."""
 
-    epochs: int = Field(default=3, ge=1)
+    epochs: int = Field(default=3, ge=1, le=MAX_EPOCHS)
     """Default stage length in epochs when a stage gives none."""
-    batch_size: int = Field(default=32, ge=1)
+    batch_size: int = Field(default=32, ge=1, le=MAX_BATCH)
     """Examples per optimizer micro-batch."""
-    eval_batch_size: int | None = Field(default=None, ge=1)
+    eval_batch_size: int | None = Field(default=None, ge=1, le=MAX_BATCH)
     """Examples per evaluation batch (null: 2 x batch_size)."""
-    grad_accum_steps: int = Field(default=1, ge=1)
+    grad_accum_steps: int = Field(default=1, ge=1, le=MAX_ACCUM)
     """Micro-batches accumulated per optimizer step."""
     precision: Literal["auto", "fp32", "bf16", "fp16"] = "auto"
     """Autocast precision: auto = bf16 on CUDA, fp32 on CPU."""
-    seed: int = 0
+    seed: int = Field(default=0, ge=0, le=MAX_SEED)
     """Seed of initialisation, shuffling and dropout."""
     device: str = "auto"
     """`auto`, `cpu`, `cuda` or `cuda:N`."""
-    num_workers: int = Field(default=0, ge=0)
+    num_workers: int = Field(default=0, ge=0, le=MAX_WORKERS)
     """DataLoader worker processes."""
-    threads: int | None = Field(default=None, ge=1)
+    threads: int | None = Field(default=None, ge=1, le=MAX_THREADS)
     """CPU threads for torch (null: torch's default)."""
     early_stopping: EarlyStoppingSpec = Field(default_factory=EarlyStoppingSpec)
     """Early stopping and best-model selection."""
     restore_best: bool = True
     """Load the best validation checkpoint at the end before testing and saving."""
-    log_every: int = Field(default=50, ge=1)
+    log_every: int = Field(default=50, ge=1, le=MAX_STEPS)
     """Steps between progress-bar metric updates."""
-    max_steps: int | None = Field(default=None, ge=1)
+    max_steps: int | None = Field(default=None, ge=1, le=MAX_STEPS)
     """Stop after this many optimizer steps in total (smoke tests)."""
 
     @field_validator("device")
@@ -128,7 +128,7 @@ class CacheSpec(StrictModel):
     """Element type of stored activations (bf16/fp16 are lossy and reported as such)."""
     tier: Literal["auto", "device", "host", "disk"] = "auto"
     """Where activations live: accelerator memory, (pinned) host memory or a memory-mapped file."""
-    budget_mb: int = Field(default=2048, ge=1)
+    budget_mb: int = Field(default=2048, ge=1, le=MAX_MB)
     """Most memory the cache may use in device or host tiers."""
     dir: str | None = None
     """Folder for persisted caches (null: $FTENGINE_CACHE_DIR or ~/.cache/ftengine)."""
@@ -149,7 +149,7 @@ class OutputSpec(StrictModel):
     """Keep the best-validation checkpoint."""
     save_last: bool = True
     """Keep the last checkpoint (needed for --resume)."""
-    checkpoint_every_steps: int | None = Field(default=None, ge=1)
+    checkpoint_every_steps: int | None = Field(default=None, ge=1, le=MAX_STEPS)
     """Also checkpoint every N optimizer steps (null: at each epoch end)."""
     plots: bool = True
     """Write PNG plots of the loss and metric curves."""

@@ -18,6 +18,19 @@ def _one_torch_thread():
     torch.set_num_threads(before)
 
 
+# Packages whose factories and adapters the module-kind specs in these tests name; users allow theirs with
+# --allow-module PKG or FTENGINE_ALLOW_MODULES (refusing them: test_backbone_module.py, tests/cli/test_untrusted_code.py).
+TEST_FACTORY_PACKAGES = ("efficientnet_lite_pytorch", "ftengine_test_models", "torchvision", "collections")
+
+
+@pytest.fixture(autouse=True)
+def _allowed_test_factories():
+    from ftengine.backbones.trust import allowing
+
+    with allowing(TEST_FACTORY_PACKAGES):
+        yield
+
+
 @pytest.fixture(scope="session")
 def minilm_backbone(minilm_dir: Path):
     """The bundled MiniLM built through the spec path, in eval mode (shared: do not mutate)."""
@@ -51,5 +64,7 @@ def effnet_ckpt_path() -> Path:
 def effnet_backbone(effnet_ckpt_path: Path):
     """EfficientNet-Lite0 with its ImageNet weights as a module-kind Backbone, eval mode (do not mutate)."""
     from ftengine.backbones import build_backbone
+    from ftengine.backbones.trust import allowing
 
-    return build_backbone(effnet_spec()).eval()
+    with allowing(TEST_FACTORY_PACKAGES):  # session-scoped: set up before the autouse allowance above
+        return build_backbone(effnet_spec()).eval()

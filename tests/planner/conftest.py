@@ -22,9 +22,11 @@ def resnet() -> FakeBackbone:
 def structure():
     """`structure(spec_path) -> (spec, backbone)`: the real backbone built on the meta device (no weights)."""
     from ftengine.backbones import build_backbone
+    from ftengine.backbones.trust import allowing
     from ftengine.spec import load_spec
 
     def build(path: Path, overrides: tuple[str, ...] = ()):
         spec = load_spec(path, list(overrides))
-        return spec, build_backbone(spec.backbone, pretrained=False, device="meta", base_dir=Path(path).parent)
+        with allowing(["efficientnet_lite_pytorch"]):  # the example's factory (users: --allow-module)
+            return spec, build_backbone(spec.backbone, pretrained=False, device="meta", base_dir=Path(path).parent)
     return build
