@@ -63,17 +63,4 @@ class ModuleBackboneSpec(StrictModel):
         return value
 
 
-class TimmBackboneSpec(StrictModel):
-    """A timm image model (`timm.create_model`); its classifier is replaced by the head."""
-
-    kind: Literal["timm"] = "timm"
-    name: str
-    """timm model name, e.g. `resnet50`, `convnext_tiny`, `vit_small_patch16_224`."""
-    weights: str | None = None
-    """A pretrained tag of the model (`a1_in1k` for `resnet50.a1_in1k`, or `default`), a local state-dict
-    file (path or `pkg:`), or null for random init."""
-    kwargs: dict[str, Any] = Field(default_factory=dict)
-    """Extra `timm.create_model` arguments, e.g. `{img_size: 384, drop_path_rate: 0.1}`."""
-
-
-BackboneSpec = HFBackboneSpec | TorchvisionBackboneSpec | ModuleBackboneSpec | TimmBackboneSpec
+BackboneSpec = HFBackboneSpec | TorchvisionBackboneSpec | ModuleBackboneSpec
