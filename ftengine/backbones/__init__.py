@@ -1,8 +1,8 @@
 """Backbones: pretrained models as ordered layer groups that can run from any group boundary.
 
 ``build_backbone(spec.backbone, pretrained=..., device=..., base_dir=...)`` dispatches on ``kind``
-(``hf``, ``torchvision``, ``module``) to a registered builder. Importing this package is cheap:
-transformers and torchvision are imported only when a backbone of that kind is built.
+(``hf``, ``torchvision``, ``timm``, ``module``) to a registered builder. Importing this package is cheap:
+transformers, torchvision and timm are imported only when a backbone of that kind is built.
 
 ``hf`` model types are split by registered layouts (:data:`HF_FAMILIES`): BERT-style encoders, DistilBERT,
 DeBERTa-v2/v3, ModernBERT, GPT-2, Llama-style decoders (Llama, Mistral, Qwen2/3, Gemma/Gemma 2, Phi-3),
@@ -16,10 +16,12 @@ from ftengine.backbones.hf_families import HF_FAMILIES, HFFamily, register_hf_fa
 from ftengine.backbones.module import build_module, load_module_backbone
 from ftengine.backbones.registry import BUILDERS, BackboneBuilder, build_backbone, register_builder
 from ftengine.backbones.resnet import RESNET_ARCHS, build_torchvision, load_resnet
+from ftengine.backbones.timm_models import build_timm, load_timm_backbone
 
 register_builder("hf")(build_hf)
 register_builder("torchvision")(build_torchvision)
 register_builder("module")(build_module)
+register_builder("timm")(build_timm)
 
 __all__ = [
     "ADAPTERS",
@@ -38,6 +40,7 @@ __all__ = [
     "load_hf_backbone",
     "load_module_backbone",
     "load_resnet",
+    "load_timm_backbone",
     "register_adapter",
     "register_builder",
     "register_hf_family",

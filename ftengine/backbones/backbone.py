@@ -37,7 +37,8 @@ class GroupDef:
         name: group name used by freeze selectors (``encoder.layer.3``, ``layer1``, ``stem``).
         modules: dotted names of the wrapped model's submodules that make up the group, in run order.
             Every parameter under them belongs to this group (a shared module may appear in several
-            groups only if it has no parameters, e.g. an activation).
+            groups only if it has no parameters, e.g. an activation). A name may also be a parameter the
+            model holds directly (a ViT's ``cls_token``, ``pos_embed``).
         run: applies the group to the state entering it.
         has_dropout: force the stochasticity flag (e.g. functional drop-connect); None: detect
             ``nn.Dropout`` modules with ``p > 0``.
@@ -116,7 +117,10 @@ class Backbone(nn.Module):
         # Not registered: its children are registered below under their own names.
         object.__setattr__(self, "_model", model)
         for top in dict.fromkeys(m.split(".")[0] for g in groups for m in g.modules):
-            self.add_module(top, model.get_submodule(top))
+            if top in model._parameters:  # a parameter of the model itself: the same Parameter object
+                self.register_parameter(top, model._parameters[top])
+            else:
+                self.add_module(top, model.get_submodule(top))
         self._defs = tuple(groups)
         self.groups: list[LayerGroup] = self._describe_groups()
         self.modality = modality
@@ -158,8 +162,8 @@ class Backbone(nn.Module):
         raise KeyError(f"no layer group '{name}' (groups: {', '.join(self.group_names)})")
 
     def group_modules(self, name: str) -> list[nn.Module]:
-        """The submodules of group ``name`` (for train/eval mode control)."""
-        return [self.get_submodule(m) for m in self._defs[self.group_index(name)].modules]
+        """The submodules of group ``name`` (for train/eval mode control; direct parameters are left out)."""
+        return [self.get_submodule(m) for m in self._defs[self.group_index(name)].modules if m not in self._parameters]
 
     def embed(self, batch: Mapping[str, Tensor]) -> State:
         """Run group 0 on raw inputs (``input_ids``/``attention_mask``/``token_type_ids`` or ``pixels``)."""
@@ -217,10 +221,10 @@ class Backbone(nn.Module):
         groups: list[LayerGroup] = []
         for gdef in self._defs:
             names: dict[str, None] = {}
-            modules = [self.get_submodule(m) for m in gdef.modules]
-            for module in modules:
-                for p in module.parameters():
-                    names[canonical[id(p)]] = None
+            modules = [self.get_submodule(m) for m in gdef.modules if m not in self._parameters]
+            direct = [self._parameters[m] for m in gdef.modules if m in self._parameters]
+            for p in [*direct, *(p for module in modules for p in module.parameters())]:
+                names[canonical[id(p)]] = None
             for name in names:
                 if name in owner:
                     raise ValueError(f"parameter '{name}' is in layer groups '{owner[name]}' and '{gdef.name}'")

@@ -6,7 +6,7 @@ from typing import Any, Literal
 
 from pydantic import Field, field_validator
 
-from ftengine.spec.base import MAX_PIXELS, StrictModel
+from ftengine.spec.base import StrictModel
 
 
 class HFBackboneSpec(StrictModel):
@@ -47,7 +47,7 @@ class ModuleBackboneSpec(StrictModel):
     """Require checkpoint keys to match the model exactly (a dropped classifier is tolerated when false)."""
     adapter: str = "sequential"
     """How the model splits into layer groups: `sequential`, `efficientnet_lite`, or `package.module:function`."""
-    image_size: int | None = Field(default=None, gt=0, le=MAX_PIXELS)
+    image_size: int | None = Field(default=None, gt=0)
     """Input resolution the model expects (pixels per side)."""
     mean: list[float] | None = None
     """Per-channel normalisation mean (default ImageNet)."""
@@ -63,4 +63,17 @@ class ModuleBackboneSpec(StrictModel):
         return value
 
 
-BackboneSpec = HFBackboneSpec | TorchvisionBackboneSpec | ModuleBackboneSpec
+class TimmBackboneSpec(StrictModel):
+    """A timm image model (`timm.create_model`); its classifier is replaced by the head."""
+
+    kind: Literal["timm"] = "timm"
+    name: str
+    """timm model name, e.g. `resnet50`, `convnext_tiny`, `vit_small_patch16_224`."""
+    weights: str | None = None
+    """A pretrained tag of the model (`a1_in1k` for `resnet50.a1_in1k`, or `default`), a local state-dict
+    file (path or `pkg:`), or null for random init."""
+    kwargs: dict[str, Any] = Field(default_factory=dict)
+    """Extra `timm.create_model` arguments, e.g. `{img_size: 384, drop_path_rate: 0.1}`."""
+
+
+BackboneSpec = HFBackboneSpec | TorchvisionBackboneSpec | ModuleBackboneSpec | TimmBackboneSpec
