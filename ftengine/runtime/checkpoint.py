@@ -4,6 +4,8 @@ Layout under `<run_dir>/checkpoints/`::
 
     last/checkpoint.pt    full training state (model, optimizer, schedule position, stage, data position,
                           RNG states, tracker); what `--resume` continues from
+    last/previous.pt      the full checkpoint before it (a hard link, so no copy): `--resume` falls back to it
+                          when checkpoint.pt cannot be read (truncated, damaged)
     best/checkpoint.pt    model weights and the metric of the best validation epoch
     latest.json           pointer to the newest full checkpoint, with its position; written last
 
@@ -15,12 +17,18 @@ feature-extraction checkpoint of MiniLM-L6 is ~0.1 MB instead of 91 MB (two are 
 
 Each file is written to a temporary name in the same folder, flushed to disk, then `os.replace`d over the
 old one (atomic on POSIX and Windows), and the folder is synced so the rename itself survives a power cut.
+
+Every checkpoint is read with ``torch.load(weights_only=True)``: tensors and plain containers only, so a
+checkpoint file can never run code (a pickle that would is refused, and the run says which file it was).
 """
 
 from __future__ import annotations
 
 import json
 import os
+import pickle
+import shutil
+import sys
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
@@ -37,10 +45,22 @@ READABLE = (1, 2)
 _UMASK = os.umask(0o022)
 os.umask(_UMASK)  # read the process umask (the only portable way is to set it and set it back)
 LAST, BEST, POINTER = "last", "best", "latest.json"
+PREVIOUS = "previous.pt"  # in last/: the full checkpoint written before last/checkpoint.pt
+RESUME_KEYS = ("model", "optimizer", "progress", "tracker", "rng", "metrics_rows", "best_stage")
 
 
-def atomic_write(path: Path, write: Callable[[BinaryIO], None]) -> None:
-    """Write `path` through `write(file)` so that readers see the old file or the complete new one."""
+class CheckpointError(RunError):
+    """A checkpoint file that cannot be used: truncated or damaged, not weights-only, or not ftengine's."""
+
+
+def atomic_write(path: Path, write: Callable[[BinaryIO], None], *, previous: Path | None = None) -> None:
+    """Write `path` through `write(file)` so that readers see the old file or the complete new one.
+
+    Args:
+        path: the file to (re)write.
+        write: writes the new contents.
+        previous: keep the file being replaced under this name (only once the new one is complete).
+    """
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
@@ -49,11 +69,24 @@ def atomic_write(path: Path, write: Callable[[BinaryIO], None]) -> None:
             write(f)
             f.flush()
             os.fsync(f.fileno())
+        if previous is not None and path.is_file():
+            _keep(path, previous)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
     _fsync_dir(path.parent)
+
+
+def _keep(path: Path, previous: Path) -> None:
+    """Make `previous` another name of `path`'s current contents; `path` exists throughout (crash-safe)."""
+    tmp = previous.with_name(f".{previous.name}.{os.getpid()}.tmp")
+    tmp.unlink(missing_ok=True)
+    try:
+        os.link(path, tmp)  # a second name for the same bytes: no copy, and replacing `path` keeps them
+    except OSError:  # no hard links on this filesystem
+        shutil.copy2(path, tmp)
+    os.replace(tmp, previous)
 
 
 def _fsync_dir(folder: Path) -> None:
@@ -183,7 +216,8 @@ def _misfit(where: str, odd: set[str]) -> RunError:
 def save_checkpoint(run_dir: Path, which: str, state: dict[str, Any]) -> Path:
     """Write checkpoints/<which>/checkpoint.pt atomically; for `last` then move the pointer."""
     path = run_dir / "checkpoints" / which / "checkpoint.pt"
-    atomic_write(path, lambda f: torch.save({"format": FORMAT, **state}, f))
+    previous = path.with_name(PREVIOUS) if which == LAST else None
+    atomic_write(path, lambda f: torch.save({"format": FORMAT, **state}, f), previous=previous)
     if which == LAST:
         pointer = {"path": f"{which}/checkpoint.pt", **{k: state["progress"][k] for k in
                                                         ("stage", "epoch", "batches_done", "global_step")}}
@@ -206,9 +240,71 @@ def latest_checkpoint(run_dir: Path) -> Path | None:
 
 
 def load_checkpoint(path: Path, device: str | torch.device = "cpu") -> dict[str, Any]:
-    """Read a checkpoint written by `save_checkpoint` (tensors only: no code is unpickled)."""
-    state = torch.load(path, map_location=device, weights_only=True)
-    if state.get("format") not in READABLE:
-        raise ValueError(f"{path}: checkpoint format {state.get('format')} (this ftengine reads "
-                         f"{', '.join(map(str, READABLE))})")
+    """Read a checkpoint written by `save_checkpoint` (tensors only: no code is unpickled).
+
+    Raises:
+        CheckpointError: the file is truncated or damaged, holds pickled objects beyond tensors (refused
+            unread: nothing in it runs), or is not an ftengine checkpoint of a format this version reads.
+    """
+    try:
+        state = torch.load(path, map_location=device, weights_only=True)
+    except pickle.UnpicklingError as exc:
+        lines = [x.strip() for x in str(exc).splitlines() if "GLOBAL" in x]  # torch names what it refused there
+        if lines:  # weights_only refused a global: the file would import and call code
+            raise CheckpointError(f"{path}: not a weights-only checkpoint, refused unread: nothing in it ran "
+                                  f"({lines[0][:160]}); ftengine writes and reads tensors only") from None
+        raise CheckpointError(f"{path}: unreadable checkpoint, truncated or damaged ({_first(exc)})") from None
+    except Exception as exc:  # noqa: BLE001 (damage shows as zip, pickle or tensor errors of every type)
+        raise CheckpointError(f"{path}: unreadable checkpoint, truncated or damaged ({_first(exc)})") from None
+    if not isinstance(state, dict) or state.get("format") not in READABLE:
+        got = state.get("format") if isinstance(state, dict) else type(state).__name__
+        raise CheckpointError(f"{path}: not an ftengine checkpoint this version reads (format {got}; reads "
+                              f"{', '.join(map(str, READABLE))})")
     return state
+
+
+def _first(exc: Exception) -> str:
+    """The first sentence of an exception's message (torch's run on for lines), or its type."""
+    text = str(exc).strip().split(". ")[0].splitlines()
+    return text[0][:160] if text else type(exc).__name__
+
+
+def _warn(text: str) -> None:
+    print(f"ftengine: warning: {text}", file=sys.stderr, flush=True)
+
+
+def resume_point(run_dir: Path, warn: Callable[[str], None] = _warn,
+                 device: str | torch.device = "cpu") -> tuple[Path | None, dict[str, Any] | None]:
+    """The newest usable full checkpoint of a run and its state, or ``(None, None)`` when it has none.
+
+    A damaged newest checkpoint is reported through ``warn`` and the one saved before it (``last/previous.pt``)
+    is used instead, with a second line saying so. ``best/`` is no fallback: it holds weights only, not the
+    optimizer, schedule and data position a resumed run needs to train on as the unbroken run would.
+
+    Raises:
+        RunError: there are checkpoints but none is usable (one line naming them and the fix).
+    """
+    folder = run_dir / "checkpoints"
+    newest = latest_checkpoint(run_dir)
+    if newest is None:
+        return None, None
+    candidates = [newest, *(p for p in (folder / LAST / "checkpoint.pt", folder / LAST / PREVIOUS)
+                            if p.is_file() and p != newest)]
+    failed: list[Path] = []
+    for path in candidates:
+        try:
+            state = load_checkpoint(path, device)
+            missing = [k for k in RESUME_KEYS if k not in state]
+            if missing:
+                raise CheckpointError(f"{path}: not a full training checkpoint (no {', '.join(missing)})")
+        except CheckpointError as exc:
+            warn(f"--resume: {exc}")
+            failed.append(path)
+            continue
+        if failed:
+            warn(f"--resume: continuing from the checkpoint before it, {path} (step {state['progress']['global_step']});"
+                 " the steps after it are trained again")
+        return path, state
+    names = ", ".join(str(p.relative_to(run_dir)) for p in failed)
+    raise RunError(f"--resume: no usable checkpoint in {run_dir} ({names} unreadable); this run cannot continue: "
+                   "start a new run with output.overwrite=true (or another output.name)")

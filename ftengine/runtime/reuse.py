@@ -79,7 +79,18 @@ def evaluate_run(run_dir: str | Path, data: str | Path | None = None, *, device:
     Returns:
         The report dict (accuracy, macro-F1, per-class precision/recall/F1, confusion matrix, loss) plus
         `split` and `data` (what was evaluated).
+
+    Raises:
+        RunError: a run is writing into `run_dir` now (readers share the folder's lock; see `runtime.lock`).
     """
+    from ftengine.runtime.lock import locked_run_dir
+
+    with locked_run_dir(run_dir, "ftengine eval", shared=True):  # no run rewrites the folder while it is read
+        return _evaluate_run(run_dir, data, device)
+
+
+def _evaluate_run(run_dir: str | Path, data: str | Path | None, device: str) -> dict[str, Any]:
+    """`evaluate_run` once it holds a reader's lock on the run directory."""
     from ftengine.data import build_data, load_file
 
     run = load_run(run_dir, device)

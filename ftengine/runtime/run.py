@@ -15,8 +15,9 @@ import torch
 from ftengine import __version__
 from ftengine.errors import RunError
 from ftengine.planner.graph import HEAD
-from ftengine.runtime.checkpoint import BEST, DeltaState, latest_checkpoint, load_checkpoint
+from ftengine.runtime.checkpoint import BEST, DeltaState, load_checkpoint, resume_point
 from ftengine.runtime.device import autocast_dtype, grad_scaler, pick_device, set_threads
+from ftengine.runtime.lock import locked_run_dir
 from ftengine.runtime.loop import Position, Trainer
 from ftengine.runtime.model import FineTuneModel
 from ftengine.runtime.outputs import (
@@ -97,7 +98,8 @@ def run_spec(spec: Any, spec_path: str | Path, *, resume: bool | str | Path = Fa
 
     Raises:
         SpecError, PlanError, DataError: the spec, plan or data is wrong (one line per problem).
-        RunError: the run directory is taken, the device is missing, or the run was interrupted (exit 130).
+        RunError: the run directory is taken (or in use by another process), the device is missing, or the run
+            was interrupted (exit 130).
     """
     spec_path = Path(spec_path)
     if spec is None:
@@ -107,6 +109,13 @@ def run_spec(spec: Any, spec_path: str | Path, *, resume: bool | str | Path = Fa
     started = time.perf_counter()
     console = Console(quiet)
     run_dir = Path(resume) if isinstance(resume, (str, Path)) else run_dir_of(spec, spec_path)
+    with locked_run_dir(run_dir, "ftengine run --resume" if resume else "ftengine run"):  # one writer per folder
+        return _run_locked(spec, spec_path, run_dir, resume, console, started)
+
+
+def _run_locked(spec: Any, spec_path: Path, run_dir: Path, resume: bool | str | Path, console: Console,
+                started: float) -> RunResult:
+    """`run_spec` once it holds the run directory's lock."""
     resuming = claim_run_dir(run_dir, resume=bool(resume), overwrite=spec.output.overwrite)
     info = read_run_info(run_dir)
     if resume and not resuming:
@@ -120,8 +129,8 @@ def run_spec(spec: Any, spec_path: str | Path, *, resume: bool | str | Path = Fa
     built = build(spec, spec_path.parent, device)
     model, data, graph = built.model, built.data, built.graph
     load_seconds = time.perf_counter() - started
-    checkpoint = latest_checkpoint(run_dir) if resuming else None
-    state = load_checkpoint(checkpoint) if checkpoint is not None else None
+    # A damaged newest checkpoint falls back to the one before it, with a warning (see resume_point).
+    checkpoint, state = resume_point(run_dir) if resuming else (None, None)
     weights = DeltaState(model, {n for n, _ in model.named_parameters() if graph.group_of(n) == HEAD})
     if state is None:  # the spec, data and model all loaded: only now replace what was in the folder
         start_fresh(run_dir)
