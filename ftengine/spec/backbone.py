@@ -6,7 +6,7 @@ from typing import Any, Literal
 
 from pydantic import Field, field_validator
 
-from ftengine.spec.base import StrictModel
+from ftengine.spec.base import MAX_PIXELS, StrictModel
 
 
 class HFBackboneSpec(StrictModel):
@@ -47,7 +47,7 @@ class ModuleBackboneSpec(StrictModel):
     """Require checkpoint keys to match the model exactly (a dropped classifier is tolerated when false)."""
     adapter: str = "sequential"
     """How the model splits into layer groups: `sequential`, `efficientnet_lite`, or `package.module:function`."""
-    image_size: int | None = Field(default=None, gt=0)
+    image_size: int | None = Field(default=None, gt=0, le=MAX_PIXELS)
     """Input resolution the model expects (pixels per side)."""
     mean: list[float] | None = None
     """Per-channel normalisation mean (default ImageNet)."""
