@@ -1,8 +1,9 @@
 """``kind: timm`` -- a timm image model split into the groups of timm's own ``group_matcher``.
 
 Groups: ``stem``, then each stage or block the coarse matcher numbers (``layer1``.., ``stages.0``..,
-``blocks.0``..), then ``head`` for what the model applies after its last block before the classifier
-(ConvNeXt: ``norm_pre`` + pooling + the head's LayerNorm; ViT: ``norm`` + token pooling + ``fc_norm``).
+``blocks.0``..), then a group for what the model applies after its last block before the classifier:
+``head.norm`` for ConvNeXt (``norm_pre`` + pooling + the head's LayerNorm), ``norm`` for ViT (``norm`` +
+token pooling + ``fc_norm``). (``head`` itself is the selector of the new classification head.)
 The classifier itself is removed (``reset_classifier(0)``); the ResNet head is pooling only, so a
 ResNet ends at its last stage's feature maps. Every layout is checked against the matcher: each group's
 parameters lie in one matcher group, in the matcher's order.
@@ -74,12 +75,12 @@ def timm_layout(model: nn.Module) -> tuple[list[GroupDef], str]:
     if kind == "ConvNeXt":
         return ([GroupDef("stem", ("stem",), partial(_call, ("stem",), True)),
                  *_blocks("stages.", range(len(model.stages))),
-                 GroupDef("head", ("norm_pre", "head"), _convnext_head)], "cnn")
+                 GroupDef("head.norm", ("norm_pre", "head"), _convnext_head)], "cnn")
     if kind == "VisionTransformer":
         direct = tuple(n for n in ("cls_token", "reg_token", "pos_embed") if getattr(model, n, None) is not None)
         stem = GroupDef("stem", (*direct, "patch_embed", "pos_drop", "patch_drop", "norm_pre"), _vit_stem)
         return ([stem, *_blocks("blocks.", range(len(model.blocks))),
-                 GroupDef("head", ("norm", "fc_norm", "head_drop"), _vit_head)], "vit")
+                 GroupDef("norm", ("norm", "fc_norm", "head_drop"), _vit_head)], "vit")
     raise SpecError(f"backbone.name: timm model class {kind} has no layer-group layout (supported classes: "
                     "ResNet, ConvNeXt, VisionTransformer); use one of those models or the module kind with an adapter")
 

@@ -52,7 +52,8 @@ def plan(spec: Spec, backbone: Any, *, num_classes: int | None = None) -> Execut
         _stage(i, draft, spec, backbone, groups, used, length) for i, draft in enumerate(draft_stages(spec, used))
     )
     kind = spec.backbone.kind
-    source = getattr(spec.backbone, "source", None) or getattr(spec.backbone, "arch", None) or spec.backbone.factory
+    backbone_spec = spec.backbone  # the field that names the model: hf source, torchvision arch, timm name, factory
+    source = next(getattr(backbone_spec, f) for f in ("source", "arch", "name", "factory") if hasattr(backbone_spec, f))
     graph = ExecutionGraph(
         groups=groups, stages=stages, cache=cache_plan(spec), backbone=f"{kind} {backbone.family} '{source}'",
         modality=backbone.modality, num_classes=classes, example_len=length,

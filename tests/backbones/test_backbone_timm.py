@@ -20,8 +20,8 @@ TOL = {"rtol": 1e-4, "atol": 1e-5}
 # Small images keep these fast: a 64x64 input for every model (the ViT is built for that size).
 MODELS = {"resnet50": {}, "convnext_tiny": {}, "vit_small_patch16_224": {"img_size": 64}}
 GROUPS = {"resnet50": ["stem", "layer1", "layer2", "layer3", "layer4"],
-          "convnext_tiny": ["stem", "stages.0", "stages.1", "stages.2", "stages.3", "head"],
-          "vit_small_patch16_224": ["stem", *[f"blocks.{i}" for i in range(12)], "head"]}
+          "convnext_tiny": ["stem", "stages.0", "stages.1", "stages.2", "stages.3", "head.norm"],
+          "vit_small_patch16_224": ["stem", *[f"blocks.{i}" for i in range(12)], "norm"]}
 
 
 @pytest.fixture(scope="module")
