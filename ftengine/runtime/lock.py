@@ -12,6 +12,9 @@ some network filesystems) the file's contents decide: a live pid on this host ho
 
 Readers (``ftengine eval``) take the lock shared: any number of them at once, but no run starts writing while
 one reads, and no eval reads a folder that a run is rewriting.
+
+A process that finds the lock taken does not wait: it fails at once with a `RunError` (exit status 1, a failed
+run rather than a bad spec) naming the holder (command, pid, host, since when), the lock file and what to do.
 """
 
 from __future__ import annotations
