@@ -12,21 +12,30 @@ import math
 import time
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import torch
 import torch.nn.functional as F
 
+from ftengine.planner.graph import ExecutionGraph, StagePlan
 from ftengine.runtime.checkpoint import BEST, LAST, DeltaState, load_checkpoint, save_checkpoint
 from ftengine.runtime.evaluate import Evaluation, autocast_context, evaluate
 from ftengine.runtime.freeze import apply_freeze, set_train_modes
 from ftengine.runtime.interrupts import Interrupted, StopRequest
-from ftengine.runtime.model import inputs_of, to_device
+from ftengine.runtime.model import FineTuneModel, inputs_of, to_device
+from ftengine.runtime.outputs import MetricsLog
 from ftengine.runtime.param_groups import apply_stage_settings, lr_summary
-from ftengine.runtime.progress import format_epoch
-from ftengine.runtime.schedule import set_lrs
+from ftengine.runtime.progress import Console, format_epoch
+from ftengine.runtime.schedule import Schedule, set_lrs
 from ftengine.runtime.seeding import capture_rng
-from ftengine.runtime.tracker import Verdict
+from ftengine.runtime.settings import TrainSettings
+from ftengine.runtime.tracker import Tracker, Verdict
+
+if TYPE_CHECKING:  # annotations only: the optimizer (kernels) and the cache load when run_spec builds them
+    from ftengine.data.bundle import DataBundle
+    from ftengine.runtime.cache import ActivationCache
+    from ftengine.runtime.optimizer import FlatOptimizer
 
 
 @dataclass
@@ -60,23 +69,26 @@ class Position:
 
 @dataclass
 class Trainer:
-    """The pieces of one run, wired together by `run_spec`."""
+    """The pieces of one run, wired together by `run_spec`: the plan, the settings, and what applies them.
 
-    spec: Any
-    graph: Any
-    model: torch.nn.Module
-    optimizer: Any
-    schedule: Any
-    tracker: Any
-    data: Any
-    cache: Any
+    A run from a checkpoint is constructed the same way, then `resume_from(state)` puts its position back.
+    """
+
+    settings: TrainSettings
+    graph: ExecutionGraph
+    model: FineTuneModel
+    optimizer: FlatOptimizer
+    schedule: Schedule
+    tracker: Tracker
+    data: DataBundle
+    cache: ActivationCache | None  # None: no stage caches (or none is left to run)
     device: torch.device
     amp_dtype: torch.dtype | None
-    run_dir: Any
-    console: Any
-    log: Any
+    run_dir: Path
+    console: Console
+    log: MetricsLog
     weights: DeltaState  # what checkpoints store of the model
-    scaler: Any = None
+    scaler: torch.amp.GradScaler | None = None  # fp16 only
     pos: Position = field(default_factory=Position)
     best_stage: int | None = None  # stage whose weights checkpoints/best holds
     _stop: StopRequest = field(default_factory=StopRequest)
@@ -84,6 +96,18 @@ class Trainer:
     _last_row: dict[str, Any] = field(default_factory=dict)
     _epoch_seconds: float = 0.0
     _epoch_seen: int = 0
+
+    def resume_from(self, state: dict[str, Any]) -> None:
+        """Continue from a checkpoint: its optimizer, tracker, position and loss scaler.
+
+        The model weights are not here (`run_spec` restores them before the optimizer flattens them and the cache
+        fills from them), nor the random state (restored last, after everything that may draw from it).
+        """
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.tracker.load_state_dict(state["tracker"])
+        self.pos, self.best_stage = Position(**state["progress"]), state["best_stage"]
+        if self.scaler is not None and state.get("scaler"):
+            self.scaler.load_state_dict(state["scaler"])
 
     # --- the loop ----------------------------------------------------------------------------------------------
 
@@ -104,7 +128,7 @@ class Trainer:
                 verdict = self.tracker.update(self._watched(val), self.pos.epochs_done + 1, stage) if val \
                     else Verdict(improved=True, stop_run=False, end_stage=False)
                 self._log_epoch(stage, val, verdict)
-                if verdict.improved and (self.spec.output.save_best or self.spec.training.restore_best):
+                if verdict.improved and (self.settings.save_best or self.settings.restore_best):
                     self.best_stage = self.pos.stage
                     save_checkpoint(self.run_dir, BEST, {**self.weights.state(), "stage": self.pos.stage,
                                                              "metrics": self._last_row})
@@ -115,25 +139,25 @@ class Trainer:
                     self._release_cache(stage)
                 self.console.epoch_done()
                 if verdict.stop_run:
-                    self.console.line(f"early stopping: {self.spec.training.early_stopping.metric} has not improved "
+                    self.console.line(f"early stopping: {self.settings.early_stopping_metric} has not improved "
                                       f"for {self.tracker.patience} epochs (best {self.tracker.best:.4f})")
         self.console.close()
 
-    def _release_cache(self, finished: Any) -> None:
+    def _release_cache(self, finished: StagePlan) -> None:
         """Free the cached activations of a finished stage's boundary when no later stage reads them."""
         later = {s.cache.boundary for s in self.graph.stages[self.pos.stage:] if s.cache.allowed}
         if self.cache is not None and finished.cache.allowed and finished.cache.boundary not in later:
             self.cache.release(finished.cache.boundary)
 
-    def _apply_stage(self, stage: Any) -> None:
+    def _apply_stage(self, stage: StagePlan) -> None:
         apply_freeze(self.model, self.graph, stage)
         if self.weights.mark_trainable():
             self._widen_best()
         self._base_lrs = apply_stage_settings(self.optimizer, stage)
 
-    def _train_epoch(self, stage: Any) -> bool:
+    def _train_epoch(self, stage: StagePlan) -> bool:
         """Train the rest of this epoch; True when `training.max_steps` was reached."""
-        pos, accum = self.pos, self.spec.training.grad_accum_steps
+        pos, accum = self.pos, self.settings.grad_accum_steps
         loader = self._train_loader()
         total = pos.batches_done + len(loader)
         set_train_modes(self.model, self.graph, stage)
@@ -153,8 +177,8 @@ class Trainer:
                 continue
             self._step(stage)
             pos.batches_done = i + 1
-            every = self.spec.output.checkpoint_every_steps
-            if pos.global_step % self.spec.training.log_every == 0:  # fold on a fixed clock: same sums on resume
+            every = self.settings.checkpoint_every_steps
+            if pos.global_step % self.settings.log_every == 0:  # fold on a fixed clock: same sums on resume
                 pos.loss_sum, running = pos.loss_sum + float(running), torch.zeros_like(running)
                 if hasattr(bar, "set_postfix"):
                     bar.set_postfix(loss=f"{pos.loss_sum / pos.examples:.4f}")
@@ -164,15 +188,18 @@ class Trainer:
             if self._stop.requested:
                 self._save_last()
                 raise self._interrupted()
-            if self.spec.training.max_steps and pos.global_step >= self.spec.training.max_steps:
+            if self._max_steps_reached():
                 break
         pos.loss_sum, pos.running_loss = pos.loss_sum + float(running), 0.0
         if hasattr(bar, "close"):
             bar.close()
         self._epoch_seconds, self._epoch_seen = time.perf_counter() - started, seen
-        return bool(self.spec.training.max_steps and pos.global_step >= self.spec.training.max_steps)
+        return self._max_steps_reached()
 
-    def _step(self, stage: Any) -> None:
+    def _max_steps_reached(self) -> bool:
+        return self.settings.max_steps is not None and self.pos.global_step >= self.settings.max_steps
+
+    def _step(self, stage: StagePlan) -> None:
         set_lrs(self.optimizer, self._base_lrs, self.schedule.factor(self.pos.stage, self.pos.step_in_stage))
         if self.scaler is not None:
             self.scaler.unscale_(self.optimizer)
@@ -191,14 +218,14 @@ class Trainer:
 
     # --- forward passes ----------------------------------------------------------------------------------------
 
-    def boundary(self, split: str, stage: Any) -> int:
+    def boundary(self, split: str, stage: StagePlan) -> int:
         """Where `split` batches start in `stage`: the cached boundary when the cache holds it, else 0."""
         point = stage.cache
         if self.cache is not None and point.allowed and self.cache.has(split, point.boundary):
             return point.boundary
         return 0
 
-    def logits(self, batch: dict[str, Any], split: str, stage: Any) -> torch.Tensor:
+    def logits(self, batch: dict[str, Any], split: str, stage: StagePlan) -> torch.Tensor:
         """(B, C) logits, from cached activations where the stage allows it."""
         start = self.boundary(split, stage)
         if start:
@@ -208,31 +235,26 @@ class Trainer:
         with autocast_context(self.device, self.amp_dtype):
             return self.model.forward_from(start, state, frozen_prefix=stage.frozen_prefix)
 
-    def _loss(self, batch: dict[str, Any], stage: Any) -> torch.Tensor:
+    def _loss(self, batch: dict[str, Any], stage: StagePlan) -> torch.Tensor:
         logits = self.logits(batch, "train", stage).float()
-        weights = self.data.class_weights if self.spec.data.balance == "loss_weights" else None
+        weights = self.data.class_weights if self.settings.balance == "loss_weights" else None
         weights = weights.to(self.device) if weights is not None else None
         return F.cross_entropy(logits, batch["labels"].to(self.device), weight=weights)
 
-    def evaluate_split(self, split: str, stage: Any, *, interruptible: bool = False) -> Evaluation | None:
+    def evaluate_split(self, split: str, stage: StagePlan, *, interruptible: bool = False) -> Evaluation | None:
         """Evaluate `split` with the current weights (None when the split is absent)."""
         dataset = getattr(self.data, split, None)
         if dataset is None or len(dataset) == 0:
             return None
         self.model.eval()
-        loader = self.data.make_loader(split, self.eval_batch_size, shuffle=False, seed=self.spec.training.seed,
-                                       num_workers=self.spec.training.num_workers, pin_memory=self.device.type == "cuda")
+        loader = self.data.make_loader(split, self.settings.eval_batch_size, shuffle=False, seed=self.settings.seed,
+                                       num_workers=self.settings.num_workers, pin_memory=self.device.type == "cuda")
         with torch.random.fork_rng(devices=[]):  # creating a DataLoader iterator draws from the global RNG
             batches = iter(loader)
         stop = (lambda: self._stop.requested) if interruptible else (lambda: False)
         return evaluate(lambda b: self.logits(b, split, stage), batches, self.data.labels, should_stop=stop)
 
-    @property
-    def eval_batch_size(self) -> int:
-        """`training.eval_batch_size`, default twice the training batch size."""
-        return self.spec.training.eval_batch_size or 2 * self.spec.training.batch_size
-
-    def _validate(self, stage: Any) -> Evaluation | None:
+    def _validate(self, stage: StagePlan) -> Evaluation | None:
         val = self.evaluate_split("validation", stage, interruptible=True)
         if val is None and self._stop.requested:
             self._save_last()  # training part of the epoch is done; a resume validates first
@@ -244,19 +266,19 @@ class Trainer:
 
         Its batch order is a pure function of (seed, epoch), so a resumed run sees the batches an unbroken run saw.
         """
-        loader = self.data.make_loader("train", self.spec.training.batch_size, shuffle=True,
-                                       seed=self.spec.training.seed, epoch=self.pos.epochs_done,
-                                       skip_batches=self.pos.batches_done, num_workers=self.spec.training.num_workers,
+        loader = self.data.make_loader("train", self.settings.batch_size, shuffle=True,
+                                       seed=self.settings.seed, epoch=self.pos.epochs_done,
+                                       skip_batches=self.pos.batches_done, num_workers=self.settings.num_workers,
                                        pin_memory=self.device.type == "cuda")
         with torch.random.fork_rng(devices=[]):  # creating a DataLoader iterator draws from the global RNG
             return _Primed(loader)
 
     def _watched(self, val: Evaluation) -> float:
-        return val.metrics()[self.spec.training.early_stopping.metric]
+        return val.metrics()[self.settings.early_stopping_metric]
 
     # --- logging and checkpoints -------------------------------------------------------------------------------
 
-    def _log_epoch(self, stage: Any, val: Evaluation | None, verdict: Verdict) -> None:
+    def _log_epoch(self, stage: StagePlan, val: Evaluation | None, verdict: Verdict) -> None:
         pos = self.pos
         seconds = max(self._epoch_seconds, 1e-9)
         row = dict(stage=stage.name, stage_index=pos.stage, stage_epoch=pos.epoch + 1, stage_epochs=stage.epochs,
@@ -271,7 +293,7 @@ class Trainer:
         self.console.line(format_epoch(row))
 
     def checkpoint_state(self) -> dict[str, Any]:
-        """Everything a resumed run restores (see `run.restore`)."""
+        """Everything a resumed run restores (see `resume_from`)."""
         progress = {**asdict(self.pos), "running_loss": float(self.pos.running_loss)}
         return {**self.weights.state(), "optimizer": self.optimizer.state_dict(), "progress": progress,
                     "tracker": self.tracker.state_dict(), "rng": capture_rng(), "metrics_rows": self.log.rows,
@@ -286,12 +308,12 @@ class Trainer:
                 save_checkpoint(self.run_dir, BEST, wider)
 
     def _save_last(self) -> None:
-        if self.spec.output.save_last:
+        if self.settings.save_last:
             save_checkpoint(self.run_dir, LAST, self.checkpoint_state())
 
     def _interrupted(self) -> Interrupted:
         where = f"stage {self.pos.stage} epoch {self.pos.epoch + 1} step {self.pos.global_step}"
-        if not self.spec.output.save_last:
+        if not self.settings.save_last:
             return Interrupted(f"ftengine: interrupted at {where}; no checkpoint saved (output.save_last is off)")
         return Interrupted(f"ftengine: interrupted; checkpoint saved in {self.run_dir} at {where}; continue with: "
                            f"ftengine run --resume {self.run_dir}")

@@ -20,6 +20,7 @@ from ftengine.runtime.device import pick_device
 from ftengine.runtime.evaluate import Evaluation, evaluate
 from ftengine.runtime.model import FineTuneModel, inputs_of, to_device
 from ftengine.runtime.outputs import read_run_info
+from ftengine.runtime.settings import TrainSettings
 
 
 @dataclass
@@ -32,6 +33,11 @@ class LoadedRun:
     labels: list[str]
     model: FineTuneModel
     device: torch.device
+
+    @property
+    def eval_batch_size(self) -> int:
+        """The run's evaluation batch size (`TrainSettings.eval_batch_size`)."""
+        return TrainSettings.from_spec(self.spec).eval_batch_size
 
 
 def load_run(run_dir: str | Path, device: str = "auto") -> LoadedRun:
@@ -65,8 +71,7 @@ def load_run(run_dir: str | Path, device: str = "auto") -> LoadedRun:
 
 
 def _run_split(run: LoadedRun, data: Any, split: str) -> Evaluation:
-    loader = data.make_loader(split, run.spec.training.eval_batch_size or 2 * run.spec.training.batch_size,
-                              shuffle=False)
+    loader = data.make_loader(split, run.eval_batch_size, shuffle=False)
     result = evaluate(lambda b: run.model(inputs_of(to_device(b, run.device))), loader, run.labels)
     if result is None:
         raise RunError(f"{run.run_dir}: the {split} split is empty; nothing to evaluate")
@@ -123,8 +128,7 @@ def predict_run(run_dir: str | Path, input_file: str | Path, output: str | Path 
     run = load_run(run_dir, device)
     bundle = load_file(run.spec.data, run.model.backbone, input_file, run.labels, require_labels=False,
                        where="--input")
-    loader = bundle.make_loader("test", run.spec.training.eval_batch_size or 2 * run.spec.training.batch_size,
-                                shuffle=False)
+    loader = bundle.make_loader("test", run.eval_batch_size, shuffle=False)
     probs, index = [], []
     with torch.no_grad():
         for batch in loader:

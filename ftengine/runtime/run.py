@@ -8,17 +8,17 @@ import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
 from ftengine import __version__
 from ftengine.errors import RunError
-from ftengine.planner.graph import HEAD
+from ftengine.planner.graph import HEAD, ExecutionGraph
 from ftengine.runtime.checkpoint import BEST, DeltaState, load_checkpoint, resume_point
 from ftengine.runtime.device import autocast_dtype, grad_scaler, pick_device, set_threads
 from ftengine.runtime.lock import locked_run_dir
-from ftengine.runtime.loop import Position, Trainer
+from ftengine.runtime.loop import Trainer
 from ftengine.runtime.model import FineTuneModel
 from ftengine.runtime.outputs import (
     MetricsLog,
@@ -33,7 +33,15 @@ from ftengine.runtime.param_groups import build_param_groups
 from ftengine.runtime.progress import Console
 from ftengine.runtime.schedule import Schedule
 from ftengine.runtime.seeding import restore_rng, seed_everything
+from ftengine.runtime.settings import TrainSettings
 from ftengine.runtime.tracker import Tracker
+from ftengine.spec import Spec
+from ftengine.spec.training import OptimizerSpec
+
+if TYPE_CHECKING:  # annotations only: each is imported where it is built (data, kernels, cache load lazily)
+    from ftengine.data.bundle import DataBundle
+    from ftengine.runtime.cache import ActivationCache
+    from ftengine.runtime.optimizer import FlatOptimizer
 
 
 @dataclass
@@ -54,12 +62,12 @@ class Built:
     """The model and data of a run, ready to train or evaluate."""
 
     model: FineTuneModel
-    data: Any
-    graph: Any
+    data: DataBundle
+    graph: ExecutionGraph
     device: torch.device
 
 
-def build(spec: Any, spec_dir: Path, device: torch.device, *, pretrained: bool = True) -> Built:
+def build(spec: Spec, spec_dir: Path, device: torch.device, *, pretrained: bool = True) -> Built:
     """Backbone, data, plan (with the data's class count) and head, seeded by `training.seed`."""
     from ftengine.backbones import build_backbone
     from ftengine.data import build_data
@@ -75,7 +83,7 @@ def build(spec: Any, spec_dir: Path, device: torch.device, *, pretrained: bool =
     return Built(FineTuneModel(backbone, head).to(device), data, graph, device)
 
 
-def make_optimizer(model: FineTuneModel, graph: Any, opt: Any) -> Any:
+def make_optimizer(model: FineTuneModel, graph: ExecutionGraph, opt: OptimizerSpec) -> FlatOptimizer:
     """The fused FlatOptimizer over per-(layer group, decay) parameter groups, every parameter from step 0."""
     from ftengine.runtime.optimizer import FlatOptimizer
 
@@ -84,7 +92,7 @@ def make_optimizer(model: FineTuneModel, graph: Any, opt: Any) -> Any:
                          skip_nonfinite=opt.skip_nonfinite, state_dtype=opt.state_dtype, backend=opt.backend)
 
 
-def run_spec(spec: Any, spec_path: str | Path, *, resume: bool | str | Path = False, quiet: bool = False,
+def run_spec(spec: Spec | None, spec_path: str | Path, *, resume: bool | str | Path = False, quiet: bool = False,
              overrides: tuple[str, ...] | list[str] = ()) -> RunResult:
     """Fine-tune as `spec` says and write the run directory.
 
@@ -113,9 +121,10 @@ def run_spec(spec: Any, spec_path: str | Path, *, resume: bool | str | Path = Fa
         return _run_locked(spec, spec_path, run_dir, resume, console, started)
 
 
-def _run_locked(spec: Any, spec_path: Path, run_dir: Path, resume: bool | str | Path, console: Console,
+def _run_locked(spec: Spec, spec_path: Path, run_dir: Path, resume: bool | str | Path, console: Console,
                 started: float) -> RunResult:
-    """`run_spec` once it holds the run directory's lock."""
+    """`run_spec` once it holds the run directory's lock: data, model and plan; cache; optimizer; trainer; fit;
+    outputs (each built once, from what came before it)."""
     resuming = claim_run_dir(run_dir, resume=bool(resume), overwrite=spec.output.overwrite)
     info = read_run_info(run_dir)
     if resume and not resuming:
@@ -123,6 +132,7 @@ def _run_locked(spec: Any, spec_path: Path, run_dir: Path, resume: bool | str | 
     if resuming and info.get("status") == "finished":
         console.always(f"ftengine: {run_dir} is already finished; nothing to resume")
         return RunResult(run_dir, info.get("final", {}))
+    settings = TrainSettings.from_spec(spec)
     set_threads(spec.training.threads)
     device = pick_device(spec.training.device)
     amp = autocast_dtype(spec.training.precision, device)
@@ -133,39 +143,32 @@ def _run_locked(spec: Any, spec_path: Path, run_dir: Path, resume: bool | str | 
     checkpoint, state = resume_point(run_dir) if resuming else (None, None)
     weights = DeltaState(model, {n for n, _ in model.named_parameters() if graph.group_of(n) == HEAD})
     if state is None:  # the spec, data and model all loaded: only now replace what was in the folder
-        start_fresh(run_dir)
-        write_spec_files(run_dir, spec, graph, data.labels)
-        info = {"status": "running", "spec_path": str(spec_path.resolve()), "ftengine": __version__,
-                "device": str(device), "data_fingerprint": data.fingerprint()}
-        write_json(run_dir / "run.json", info)
+        info = start_run_dir(run_dir, spec, spec_path, graph, data, device)
     else:
         check_same_run(run_dir, graph, data, info)
-        weights.restore(state, f"--resume: {checkpoint}")
+        weights.restore(state, f"--resume: {checkpoint}")  # before the cache fills from them
         console.line(f"resuming {run_dir} at stage {state['progress']['stage']} epoch "
                      f"{state['progress']['epoch'] + 1}, step {state['progress']['global_step']}")
     describe = getattr(data, "describe", None)
     console.line(f"run directory: {run_dir}\n{describe() if describe else ''}\n{graph.describe()}")
-    optimizer = make_optimizer(model, graph, spec.optimizer)
-    accum = spec.training.grad_accum_steps
-    steps_per_epoch = math.ceil(len(data.make_loader("train", spec.training.batch_size, shuffle=True,
-                                                     seed=spec.training.seed)) / accum)
+    source = getattr(spec.backbone, "source", None) or getattr(spec.backbone, "arch", None) or spec.backbone.factory
+    cache = open_cache(graph, model, data, device, run_dir, console, stage=state["progress"]["stage"] if state else 0,
+                       batch_size=settings.eval_batch_size, model_label=str(source))
     trainer = Trainer(
-        spec=spec, graph=graph, model=model, optimizer=optimizer,
-        schedule=Schedule(spec.schedule, [s.epochs * steps_per_epoch for s in graph.stages]),
-        tracker=Tracker.from_spec(spec.training.early_stopping), data=data, cache=None, device=device,
+        settings=settings, graph=graph, model=model, optimizer=make_optimizer(model, graph, spec.optimizer),
+        schedule=Schedule(spec.schedule, stage_steps(graph, data, settings)),
+        tracker=Tracker.from_spec(spec.training.early_stopping), data=data, cache=cache, device=device,
         amp_dtype=amp, run_dir=run_dir, console=console,
         log=MetricsLog(run_dir / "metrics.jsonl", keep=state["metrics_rows"] if state else 0),
         scaler=grad_scaler(amp, device), weights=weights)
     if state is not None:
-        restore(trainer, state)
-    trainer.cache = open_cache(spec, graph, model, data, device, run_dir, trainer.pos.stage, console)
-    if state is not None:
+        trainer.resume_from(state)
         restore_rng(state["rng"])  # last: everything above may draw random numbers
     train_started = time.perf_counter()
     trainer.fit()
-    metrics = finish(trainer, spec, data, run_dir, console)
-    if trainer.cache is not None:  # not on failure: a cache kept in the run directory makes --resume start warm
-        trainer.cache.close()
+    metrics = finish(trainer, spec)
+    if cache is not None:  # not on failure: a cache kept in the run directory makes --resume start warm
+        cache.close()
     metrics.update(load_seconds=round(load_seconds, 2), train_seconds=round(time.perf_counter() - train_started, 2),
                    total_seconds=round(time.perf_counter() - started, 2))
     write_json(run_dir / "run.json", {**info, "status": "finished", "final": metrics})
@@ -173,17 +176,25 @@ def _run_locked(spec: Any, spec_path: Path, run_dir: Path, resume: bool | str | 
     return RunResult(run_dir, metrics)
 
 
-def restore(trainer: Trainer, state: dict[str, Any]) -> None:
-    """Put a checkpoint's optimizer, tracker, position and loss scaler back (model weights and RNG are done by
-    `run_spec`: the weights before the optimizer flattens them, the RNG after everything else)."""
-    trainer.optimizer.load_state_dict(state["optimizer"])
-    trainer.tracker.load_state_dict(state["tracker"])
-    trainer.pos, trainer.best_stage = Position(**state["progress"]), state["best_stage"]
-    if trainer.scaler is not None and state.get("scaler"):
-        trainer.scaler.load_state_dict(state["scaler"])
+def start_run_dir(run_dir: Path, spec: Spec, spec_path: Path, graph: ExecutionGraph, data: DataBundle,
+                  device: torch.device) -> dict[str, Any]:
+    """Empty the run directory and write what a fresh run starts with; returns its `run.json` content."""
+    start_fresh(run_dir)
+    write_spec_files(run_dir, spec, graph, data.labels)
+    info = {"status": "running", "spec_path": str(spec_path.resolve()), "ftengine": __version__,
+            "device": str(device), "data_fingerprint": data.fingerprint()}
+    write_json(run_dir / "run.json", info)
+    return info
 
 
-def check_same_run(run_dir: Path, graph: Any, data: Any, info: dict[str, Any]) -> None:
+def stage_steps(graph: ExecutionGraph, data: DataBundle, settings: TrainSettings) -> list[int]:
+    """Optimizer steps each stage takes (its epochs x one epoch's steps): the LR schedule's lengths."""
+    batches = len(data.make_loader("train", settings.batch_size, shuffle=True, seed=settings.seed))
+    per_epoch = math.ceil(batches / settings.grad_accum_steps)
+    return [s.epochs * per_epoch for s in graph.stages]
+
+
+def check_same_run(run_dir: Path, graph: ExecutionGraph, data: DataBundle, info: dict[str, Any]) -> None:
     """A checkpoint only continues the run that wrote it: same plan, same examples.
 
     Raises:
@@ -200,39 +211,45 @@ def check_same_run(run_dir: Path, graph: Any, data: Any, info: dict[str, Any]) -
                        "(output.name=... or output.overwrite=true)")
 
 
-def open_cache(spec: Any, graph: Any, model: FineTuneModel, data: Any, device: torch.device, run_dir: Path,
-               stage: int, console: Console) -> Any:
-    """The activation cache for the stages still to run (None when no stage can use one)."""
+def open_cache(graph: ExecutionGraph, model: FineTuneModel, data: DataBundle, device: torch.device, run_dir: Path,
+               console: Console, *, stage: int, batch_size: int, model_label: str) -> ActivationCache | None:
+    """The activation cache for the stages from `stage` on, filled or loaded (None when no stage can use one).
+
+    Args:
+        batch_size: fill batch size (the evaluation batch size: no activations are kept for backward).
+        model_label: what `ftengine cache ls` shows as the entries' model.
+    """
     if stage >= len(graph.stages) or not graph.cache_boundaries():
         return None
     from ftengine.runtime.cache import ActivationCache
 
-    source = getattr(spec.backbone, "source", None) or getattr(spec.backbone, "arch", None) or spec.backbone.factory
     cache = ActivationCache.create(graph, model.backbone, data, device=device, run_dir=run_dir,
-                                   description={"spec": run_dir.name, "model": str(source)})
+                                   description={"spec": run_dir.name, "model": model_label})
     if cache is None:
         return None
     model.backbone.eval()  # the fill runs the frozen prefix as training will: dropout off, BatchNorm fixed
     # A cold cache fills and a warm one loads: neither may change the random numbers training draws next.
     with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
-        cache.prepare(graph.cache_boundaries(), batch_size=spec.training.eval_batch_size or 2 * spec.training.batch_size,
-                      quiet=console.quiet or not console.bars, stage=stage)
+        cache.prepare(graph.cache_boundaries(), batch_size=batch_size, quiet=console.quiet or not console.bars,
+                      stage=stage)
     stats = cache.stats()
     console.line(f"activation cache: {stats['tier']} tier, {stats['bytes'] / 2**20:.0f} MiB at boundaries "
                  f"{stats['boundaries']} (filled in {stats['fill_seconds']:.1f}s)")
     return cache
 
 
-def finish(trainer: Trainer, spec: Any, data: Any, run_dir: Path, console: Console) -> dict[str, Any]:
-    """Restore the best weights, test them, save the model, report and plots; returns the final metrics."""
+def finish(trainer: Trainer, spec: Spec) -> dict[str, Any]:
+    """Restore the best weights, test them, save the model (described by `spec`'s backbone and head), report and
+    plots; returns the final metrics."""
     from ftengine.runtime.artifacts import save_final_model
     from ftengine.runtime.report import plot_history, write_report
 
-    graph, rows = trainer.graph, MetricsLog.read(run_dir / "metrics.jsonl")
+    settings, graph, run_dir = trainer.settings, trainer.graph, trainer.run_dir
+    rows = MetricsLog.read(run_dir / "metrics.jsonl")
     weights_stage = min(trainer.pos.stage, len(graph.stages) - 1)
     final_row = rows[-1] if rows else {}
     best_path = run_dir / "checkpoints" / BEST / "checkpoint.pt"
-    if spec.training.restore_best and best_path.is_file():
+    if settings.restore_best and best_path.is_file():
         best = load_checkpoint(best_path)
         trainer.weights.restore(best, str(best_path))
         if hasattr(trainer.optimizer, "reload_params"):
@@ -244,12 +261,12 @@ def finish(trainer: Trainer, spec: Any, data: Any, run_dir: Path, console: Conso
     metrics["epochs_run"] = len(rows)
     if test is not None:
         metrics.update(test.metrics("test_"))
-        write_report(run_dir, test.report, split="test", plots=spec.output.plots,
-                     extra={"weights": "best" if spec.training.restore_best else "last", "epoch": final_row.get("epoch")})
-    save_final_model(run_dir, trainer.model, spec, data.labels)
-    if spec.output.plots and rows:
+        write_report(run_dir, test.report, split="test", plots=settings.plots,
+                     extra={"weights": "best" if settings.restore_best else "last", "epoch": final_row.get("epoch")})
+    save_final_model(run_dir, trainer.model, spec, trainer.data.labels)
+    if settings.plots and rows:
         plot_history(run_dir / "metrics.jsonl", run_dir / "plots")
-    if not spec.output.save_best and best_path.is_file():
+    if not settings.save_best and best_path.is_file():
         best_path.unlink()
     return metrics
 
