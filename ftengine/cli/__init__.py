@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import argparse
 import importlib
-import importlib.util
 import os
 import sys
 import traceback
@@ -35,13 +34,8 @@ optimizer.lr=3e-5, freeze.stages.1.epochs=2. Problems print one per line as
 """
 
 
-def _command_module(name: str) -> ModuleType | None:
-    """Import `ftengine.cli.<name>`; None only when that module does not exist (not written yet).
-
-    A module that exists but fails to import is a bug and raises.
-    """
-    if importlib.util.find_spec(f"{__name__}.{name}") is None:
-        return None
+def _command_module(name: str) -> ModuleType:
+    """Import `ftengine.cli.<name>` (every name in COMMANDS has one; a failing import is a bug and raises)."""
     return importlib.import_module(f"{__name__}.{name}")
 
 
@@ -55,8 +49,6 @@ def build_parser() -> argparse.ArgumentParser:
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for name in COMMANDS:
         module = _command_module(name)
-        if module is None:
-            continue
         before = set(subparsers.choices)
         module.register(subparsers)
         for added in set(subparsers.choices) - before:

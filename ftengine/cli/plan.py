@@ -35,6 +35,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def main(args: argparse.Namespace) -> int:
     """Print the plan table (or JSON)."""
+    from ftengine.planner.describe import describe  # here: `ftengine --help` imports no planner code
+
     with trusted(args):
         planned = load_and_plan(args.spec, args.overrides)
     if args.json:
@@ -43,5 +45,5 @@ def main(args: argparse.Namespace) -> int:
     print(f"plan: {planned.path}")
     if planned.spec.description:
         print(f"  {planned.spec.description.strip()}")
-    print(planned.graph.describe())
+    print(describe(planned.graph))
     return 0

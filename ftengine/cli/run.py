@@ -62,7 +62,7 @@ def main(args: argparse.Namespace) -> int:
     """Load the spec (with overrides), train, print the results and the run directory."""
     from ftengine.backbones.trust import require_backbone_allowed
     from ftengine.runtime import run_spec
-    from ftengine.runtime.outputs import read_run_info
+    from ftengine.runtime.run_dir import read_run_info
 
     spec_file, run_dir, resume = _targets(args)
     if args.spec is not None and run_dir is not None and args.spec != str(spec_file):

@@ -1,13 +1,9 @@
-"""`ExecutionGraph.describe()`: the table a person checks before spending compute."""
+"""`describe(graph)`: the table a person checks before spending compute (`ftengine plan`, the start of a run)."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
+from ftengine.planner.graph import ExecutionGraph, StagePlan
 from ftengine.planner.selectors import HEAD, compress_list, compress_ranges
-
-if TYPE_CHECKING:
-    from ftengine.planner.graph import ExecutionGraph, StagePlan
 
 
 def human_count(n: int) -> str:

@@ -36,6 +36,13 @@ def unused_groups(spec: Spec, backbone: Any) -> dict[str, str]:
     return out
 
 
+def backbone_source(spec: Spec) -> str:
+    """The field that names the backbone's model, as written: hf `source`, torchvision `arch`, timm `name`, module
+    `factory`."""
+    backbone = spec.backbone
+    return str(next(getattr(backbone, f) for f in ("source", "arch", "name", "factory") if hasattr(backbone, f)))
+
+
 def labels_count(spec: Spec) -> int | None:
     """Classes the data section states without reading any file (explicit labels, digits), else None."""
     if spec.data.kind == "sklearn_digits":

@@ -1,7 +1,7 @@
 """The execution graph: what a run will do, as names and numbers (no tensors, no modules).
 
-The runtime applies it (freeze masks, per-group learning rates, cache points); `describe()` is what a
-person reads before spending compute; `to_dict()` is what golden tests compare and what a run writes
+The runtime applies it (freeze masks, per-group learning rates, cache points, frozen-layer modes, the cache's
+settings); `planner.describe.describe(graph)` is what a person reads before spending compute; `to_dict()` is what golden tests compare and what a run writes
 to `plan.json`.
 """
 
@@ -213,12 +213,6 @@ class ExecutionGraph:
     def cache_boundaries(self) -> tuple[int, ...]:
         """Sorted boundaries the run caches (fill them all in one pass over the frozen prefix)."""
         return tuple(sorted({s.cache.boundary for s in self.stages if s.cache.allowed}))
-
-    def describe(self) -> str:
-        """A readable table of the plan (stages, trainable groups, learning rates, cache)."""
-        from ftengine.planner.describe import describe
-
-        return describe(self)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-able form (stable keys; written to `plan.json` and compared by golden tests)."""

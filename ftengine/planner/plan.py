@@ -20,7 +20,7 @@ from ftengine.errors import PlanError
 from ftengine.planner.cache import boundary_bytes, cache_plan, example_len, refusals
 from ftengine.planner import notes as _notes  # noqa: F401  (registers the plan notes)
 from ftengine.planner.checks import run_checks
-from ftengine.planner.facts import head_params, num_classes as resolve_classes, unused_groups
+from ftengine.planner.facts import backbone_source, head_params, num_classes as resolve_classes, unused_groups
 from ftengine.planner.graph import CachePoint, ExecutionGraph, GroupInfo, GroupPlan, StagePlan
 from ftengine.planner.selectors import HEAD, select
 from ftengine.planner.stages import StageDraft, draft_stages
@@ -51,11 +51,9 @@ def plan(spec: Spec, backbone: Any, *, num_classes: int | None = None) -> Execut
     stages = tuple(
         _stage(i, draft, spec, backbone, groups, used, length) for i, draft in enumerate(draft_stages(spec, used))
     )
-    kind = spec.backbone.kind
-    backbone_spec = spec.backbone  # the field that names the model: hf source, torchvision arch, timm name, factory
-    source = next(getattr(backbone_spec, f) for f in ("source", "arch", "name", "factory") if hasattr(backbone_spec, f))
+    described = f"{spec.backbone.kind} {backbone.family} '{backbone_source(spec)}'"
     graph = ExecutionGraph(
-        groups=groups, stages=stages, cache=cache_plan(spec), backbone=f"{kind} {backbone.family} '{source}'",
+        groups=groups, stages=stages, cache=cache_plan(spec), backbone=described,
         modality=backbone.modality, num_classes=classes, example_len=length,
     )
     problems, notes = run_checks(spec, backbone, graph)

@@ -12,8 +12,8 @@ from typing import Any
 _EXPORTS = {
     "run_spec": "ftengine.runtime.run",
     "RunResult": "ftengine.runtime.run",
-    "evaluate_run": "ftengine.runtime.reuse",
-    "predict_run": "ftengine.runtime.reuse",
+    "evaluate_run": "ftengine.runtime.finished_run",
+    "predict_run": "ftengine.runtime.finished_run",
     "FineTuneModel": "ftengine.runtime.model",
 }
 

@@ -18,13 +18,14 @@ from typing import TYPE_CHECKING, Any
 import torch
 import torch.nn.functional as F
 
+from ftengine.errors import RunError
 from ftengine.planner.graph import ExecutionGraph, StagePlan
 from ftengine.runtime.checkpoint import BEST, LAST, DeltaState, load_checkpoint, save_checkpoint
 from ftengine.runtime.evaluate import Evaluation, autocast_context, evaluate
 from ftengine.runtime.freeze import apply_freeze, set_train_modes
 from ftengine.runtime.interrupts import Interrupted, StopRequest
 from ftengine.runtime.model import FineTuneModel, inputs_of, to_device
-from ftengine.runtime.outputs import MetricsLog
+from ftengine.runtime.run_dir import MetricsLog
 from ftengine.runtime.param_groups import apply_stage_settings, lr_summary
 from ftengine.runtime.progress import Console, format_epoch
 from ftengine.runtime.schedule import Schedule, set_lrs
@@ -103,7 +104,12 @@ class Trainer:
         The model weights are not here (`run_spec` restores them before the optimizer flattens them and the cache
         fills from them), nor the random state (restored last, after everything that may draw from it).
         """
-        self.optimizer.load_state_dict(state["optimizer"])
+        try:
+            self.optimizer.load_state_dict(state["optimizer"])
+        except ValueError as exc:  # another plan's parameter groups: the user's to fix, not a bug
+            raise RunError(f"--resume: {self.run_dir}: the checkpoint's optimizer state does not fit this plan ({exc}); "
+                           "resume with the spec the run started with, or start a new run (output.name=... or "
+                           "output.overwrite=true)") from None
         self.tracker.load_state_dict(state["tracker"])
         self.pos, self.best_stage = Position(**state["progress"]), state["best_stage"]
         if self.scaler is not None and state.get("scaler"):

@@ -14,13 +14,15 @@ import torch
 
 from ftengine import __version__
 from ftengine.errors import RunError
+from ftengine.planner.describe import describe
+from ftengine.planner.facts import backbone_source
 from ftengine.planner.graph import HEAD, ExecutionGraph
 from ftengine.runtime.checkpoint import BEST, DeltaState, load_checkpoint, resume_point
 from ftengine.runtime.device import autocast_dtype, grad_scaler, pick_device, set_threads
 from ftengine.runtime.lock import locked_run_dir
 from ftengine.runtime.loop import Trainer
 from ftengine.runtime.model import FineTuneModel
-from ftengine.runtime.outputs import (
+from ftengine.runtime.run_dir import (
     MetricsLog,
     claim_run_dir,
     read_run_info,
@@ -149,11 +151,10 @@ def _run_locked(spec: Spec, spec_path: Path, run_dir: Path, resume: bool | str |
         weights.restore(state, f"--resume: {checkpoint}")  # before the cache fills from them
         console.line(f"resuming {run_dir} at stage {state['progress']['stage']} epoch "
                      f"{state['progress']['epoch'] + 1}, step {state['progress']['global_step']}")
-    describe = getattr(data, "describe", None)
-    console.line(f"run directory: {run_dir}\n{describe() if describe else ''}\n{graph.describe()}")
-    source = getattr(spec.backbone, "source", None) or getattr(spec.backbone, "arch", None) or spec.backbone.factory
+    data_lines = data.describe() if hasattr(data, "describe") else ""
+    console.line(f"run directory: {run_dir}\n{data_lines}\n{describe(graph)}")
     cache = open_cache(graph, model, data, device, run_dir, console, stage=state["progress"]["stage"] if state else 0,
-                       batch_size=settings.eval_batch_size, model_label=str(source))
+                       batch_size=settings.eval_batch_size, model_label=backbone_source(spec))
     trainer = Trainer(
         settings=settings, graph=graph, model=model, optimizer=make_optimizer(model, graph, spec.optimizer),
         schedule=Schedule(spec.schedule, stage_steps(graph, data, settings)),
@@ -241,7 +242,8 @@ def open_cache(graph: ExecutionGraph, model: FineTuneModel, data: DataBundle, de
 def finish(trainer: Trainer, spec: Spec) -> dict[str, Any]:
     """Restore the best weights, test them, save the model (described by `spec`'s backbone and head), report and
     plots; returns the final metrics."""
-    from ftengine.runtime.artifacts import save_final_model
+    # Here, not at the top: safetensors and matplotlib load only when a run gets this far (fast start-up and --help).
+    from ftengine.runtime.export import save_final_model
     from ftengine.runtime.report import plot_history, write_report
 
     settings, graph, run_dir = trainer.settings, trainer.graph, trainer.run_dir
@@ -252,8 +254,7 @@ def finish(trainer: Trainer, spec: Spec) -> dict[str, Any]:
     if settings.restore_best and best_path.is_file():
         best = load_checkpoint(best_path)
         trainer.weights.restore(best, str(best_path))
-        if hasattr(trainer.optimizer, "reload_params"):
-            trainer.optimizer.reload_params()
+        trainer.optimizer.reload_params()
         weights_stage, final_row = best["stage"], best["metrics"]
     test = trainer.evaluate_split("test", graph.stages[weights_stage])
     metrics: dict[str, Any] = {k: final_row.get(k) for k in ("val_loss", "val_accuracy", "val_macro_f1", "epoch",

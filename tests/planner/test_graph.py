@@ -9,6 +9,7 @@ import pytest
 from planner_fakes import FakeBackbone, make_spec
 
 from ftengine.planner import plan
+from ftengine.planner.describe import describe
 
 SPEC = {"optimizer": {"lr": 1e-4, "head_lr": 1e-3},
         "freeze": {"preset": "gradual_unfreeze", "groups_per_stage": 3, "layerwise_lr_decay": 0.5}}
@@ -55,7 +56,7 @@ def test_group_of_parameter_names(bert: FakeBackbone) -> None:
 
 
 def test_describe_shows_stages_ranges_lrs_and_cache(bert: FakeBackbone) -> None:
-    text = plan(make_spec(**SPEC), bert).describe()
+    text = describe(plan(make_spec(**SPEC), bert))
     lines = text.splitlines()
     assert lines[0] == "backbone: hf encoder 'some/model', 8 groups (embeddings, encoder.layer.0 .. encoder.layer.5, pooler)"
     assert lines[1] == "head: 27 params (3 classes)"
@@ -76,12 +77,13 @@ def test_describe_shows_stages_ranges_lrs_and_cache(bert: FakeBackbone) -> None:
 def test_describe_merges_identical_lr_rows(resnet: FakeBackbone) -> None:
     from planner_fakes import image_spec
 
-    text = plan(image_spec(freeze={"preset": "full_finetune"}, head={"num_classes": 2}), resnet).describe()
+    text = describe(plan(image_spec(freeze={"preset": "full_finetune"}, head={"num_classes": 2}), resnet))
     assert "  stem, layer1-4  2.00e-05" in text.splitlines()
 
 
 def test_describe_without_known_classes(bert: FakeBackbone) -> None:
-    text = plan(make_spec(data={"kind": "text", "train": "t.csv"}, freeze={"preset": "head_then_full"}), bert).describe()
+    text = describe(plan(make_spec(data={"kind": "text", "train": "t.csv"}, freeze={"preset": "head_then_full"}),
+                             bert))
     assert "head: ? params (classes from the training labels)" in text
     rows = [line.split("  ") for line in text.splitlines()[3:6]]
     assert [[cell.strip() for cell in row if cell.strip()][4] for row in rows[1:]] == [

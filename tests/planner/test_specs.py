@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 
 from ftengine.planner import plan
+from ftengine.planner.describe import describe
 
 SPECS = Path(__file__).resolve().parents[2] / "specs"
 GOLDEN = Path(__file__).resolve().parent / "golden"
@@ -28,7 +29,7 @@ def test_every_example_spec_validates_and_plans(spec_files: list[Path], structur
         assert graph.stages, path
         assert all(s.trainable for s in graph.stages), path
         json.dumps(graph.to_dict())
-        assert graph.describe().startswith("backbone: "), path
+        assert describe(graph).startswith("backbone: "), path
 
 
 def _close(actual: Any, expected: Any, where: str = "") -> None:

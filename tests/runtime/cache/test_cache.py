@@ -14,9 +14,9 @@ from ftengine.runtime.cache.fill import run_fill
 from ftengine.runtime.cache.keys import CacheKey, prefix_fingerprints
 from ftengine.runtime.cache.layout import EntryWriter
 from ftengine.runtime.cache.store import ActivationStore
+from ftengine.runtime.model import inputs_of
 
 GRADUAL = ["freeze.groups_per_stage=2", "freeze.max_unfrozen=6"]  # stages read boundaries 8, 5, 3, 1
-INPUTS = ("input_ids", "attention_mask", "token_type_ids")
 
 
 def examples_through_layer0(backbone) -> Counter:
@@ -66,7 +66,7 @@ def test_lookup_reproduces_the_backbones_hidden_states(minilm_backbone, tiny_dat
         store = ActivationStore.open(writer.commit(), tier="disk", device="cpu")
         for batch in batches:
             with torch.no_grad():
-                want = backbone.forward_from(0, {k: batch[k] for k in INPUTS}, stop=b)
+                want = backbone.forward_from(0, inputs_of(batch), stop=b)
             got = store.lookup(batch["index"])
             real = batch["attention_mask"].bool()
             assert torch.equal(got["attention_mask"], batch["attention_mask"])
@@ -83,7 +83,7 @@ def test_lookup_in_other_batches_matches_within_float_noise(minilm_backbone, tin
     cache.prepare([5], splits=("train",), quiet=True)
     batch = tiny_data.collate([tiny_data.train[i] for i in (9, 2, 30)])
     with torch.no_grad():
-        want = minilm_backbone.forward_from(0, {k: batch[k] for k in INPUTS}, stop=5)
+        want = minilm_backbone.forward_from(0, inputs_of(batch), stop=5)
     got = cache.lookup("train", 5, batch["index"])
     real = batch["attention_mask"].bool()
     torch.testing.assert_close(got["hidden"][real], want["hidden"][real], rtol=1e-5, atol=1e-5)

@@ -16,13 +16,13 @@ from cache_testing import make_plan, with_cache
 from torch import nn
 
 from ftengine.runtime.cache import ActivationCache
+from ftengine.runtime.model import inputs_of
 
 # |cached loss - uncached loss| per step, on losses ~1.1 over 4 AdamW steps. fp32: the cache holds the same
 # numbers up to matmul blocking on differently padded fill batches; measured <= 2.4e-7. bf16 rounds each cached
 # activation to 8 mantissa bits (relative error <= 2**-9): measured <= 1.4e-4; fp16 (11 bits): <= 1.6e-5.
 # Tolerances keep ~4-10x headroom over those measurements.
 LOSS_TOLERANCE = {"fp32": 1e-6, "bf16": 1e-3, "fp16": 1e-4}
-INPUTS = ("input_ids", "attention_mask", "token_type_ids")
 
 
 class MeanPoolHead(nn.Module):
@@ -55,7 +55,7 @@ def train(backbone, data, boundary: int, steps: int, cache: ActivationCache | No
             state = cache.lookup("train", boundary, batch["index"])
         else:
             with torch.no_grad():
-                state = backbone.forward_from(0, {k: batch[k] for k in INPUTS}, stop=boundary)
+                state = backbone.forward_from(0, inputs_of(batch), stop=boundary)
         loss = nn.functional.cross_entropy(head(backbone.forward_from(boundary, state)), batch["labels"])
         opt.zero_grad()
         loss.backward()

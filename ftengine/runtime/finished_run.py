@@ -15,11 +15,11 @@ from typing import Any
 import torch
 
 from ftengine.errors import RunError
-from ftengine.runtime.artifacts import HF_DIR, MODEL_DIR, WEIGHTS, load_final_weights
+from ftengine.runtime.export import HF_DIR, MODEL_DIR, WEIGHTS, load_final_weights
 from ftengine.runtime.device import pick_device
 from ftengine.runtime.evaluate import Evaluation, evaluate
 from ftengine.runtime.model import FineTuneModel, inputs_of, to_device
-from ftengine.runtime.outputs import read_run_info
+from ftengine.runtime.run_dir import read_run_info
 from ftengine.runtime.settings import TrainSettings
 
 
