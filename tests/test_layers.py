@@ -51,3 +51,40 @@ def test_an_upward_import_breaks_the_contract(tmp_path: Path, module: str, upwar
     assert result.returncode != 0, result.stdout
     assert "BROKEN" in result.stdout or "broken" in result.stdout
     assert upward in result.stdout
+
+
+def import_cycles(package: str) -> list[list[str]]:
+    """Strongly connected components of more than one module in `package`'s import graph (Tarjan)."""
+    import grimp  # import-linter's own graph builder
+
+    graph = grimp.build_graph(package, cache_dir=None)
+    edges = {m: sorted(graph.find_modules_directly_imported_by(m)) for m in sorted(graph.modules)}
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    cycles: list[list[str]] = []
+
+    def visit(v: str) -> None:
+        index[v] = low[v] = len(index)
+        stack.append(v)
+        for w in edges[v]:
+            if w not in index:
+                visit(w)
+                low[v] = min(low[v], low[w])
+            elif w in stack:
+                low[v] = min(low[v], index[w])
+        if low[v] == index[v]:
+            component = stack[stack.index(v):]
+            del stack[stack.index(v):]
+            if len(component) > 1:
+                cycles.append(sorted(component))
+
+    for module in edges:
+        if module not in index:
+            visit(module)
+    return cycles
+
+
+def test_no_import_cycles() -> None:
+    # Function-local imports count too: a cycle hidden inside a function is still a cycle in the design.
+    assert import_cycles("ftengine") == []
