@@ -1,5 +1,6 @@
 // CPU kernels of the flat per-group optimizer: ftengine::flat_grad_sqnorm, ftengine::adamw_step, ftengine::sgd_step.
 // Reference (the executable specification): ftengine/kernels/reference.py. Math: ftengine/optim_math.h.
+// "Group" below is one row of the tables (FlatOptimizer: one parameter, see optim_math.h).
 //
 // The trainable groups of one flat buffer are concatenated into a virtual index space, cut into fixed blocks of
 // kBlock elements, and the blocks are shared out by ONE at::parallel_for region per op call (frozen groups are

@@ -1,5 +1,6 @@
 // CUDA kernels of the flat per-group optimizer: ftengine::flat_grad_sqnorm, ftengine::adamw_step, ftengine::sgd_step.
 // Reference (the executable specification): ftengine/kernels/reference.py. Math: ftengine/optim_math.h.
+// "Group" below is one row of the tables (FlatOptimizer: one parameter, see optim_math.h).
 //
 // Layout of the work: the flat buffer is cut into tiles of kTile = 256 threads x 8 elements; a grid sized to the SM
 // count (occupancy x SMs) grid-strides over the tiles. Each block looks up the group of its tile once (binary search

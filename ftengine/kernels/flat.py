@@ -3,12 +3,16 @@
 One flat buffer per (device, dtype) holds every parameter, laid out group by group; each parameter starts at a
 multiple of ``ALIGN`` elements (256 B for fp32), so vector loads never straddle a group and parameter views stay
 aligned for other kernels. The gaps are zero in the parameter, gradient and state buffers, which keeps them zero
-under every update rule. A group is one row of the segment table: ``(offset, length, trainable)`` (columns below,
-mirrored by ``csrc/include/ftengine/optim_math.h``).
+under every update rule. Each parameter (with its gap) is one row of the segment table: ``(offset, length,
+trainable)`` (columns below, mirrored by ``csrc/include/ftengine/optim_math.h``), with its own hyper-parameter row
+(its group's) and step count. Per-parameter rows are what makes the step torch.optim-exact: a parameter whose
+``.grad`` is None this step is a row with ``trainable = 0``, and its step count, like torch's per-parameter
+``state["step"]``, counts only the steps it took part in.
 """
 
 from __future__ import annotations
 
+import weakref
 from dataclasses import dataclass
 
 import torch
@@ -33,26 +37,29 @@ class FlatLayout:
         param_offsets: per group, the start of each of its parameters (elements).
         segments: per group, ``(offset, length)``; length spans the group's parameters and their alignment gaps.
         numel: total buffer length (elements).
+        rows: per parameter in layout order, ``(offset, length, group)``; length includes its alignment gap.
     """
 
     param_offsets: tuple[tuple[int, ...], ...]
     segments: tuple[tuple[int, int], ...]
     numel: int
+    rows: tuple[tuple[int, int, int], ...]
 
     @staticmethod
     def build(group_numels: list[list[int]]) -> FlatLayout:
         """Lay out groups of parameters (given by their element counts) back to back, each parameter aligned."""
         offset = 0
-        param_offsets, segments = [], []
-        for numels in group_numels:
+        param_offsets, segments, rows = [], [], []
+        for group, numels in enumerate(group_numels):
             start, offsets = offset, []
             for n in numels:
                 offsets.append(offset)
+                rows.append((offset, _align(n), group))
                 offset += _align(n)
             param_offsets.append(tuple(offsets))
             # the last parameter's gap belongs to the group too (always zero), so the group covers whole vectors
             segments.append((start, offset - start))
-        return FlatLayout(tuple(param_offsets), tuple(segments), offset)
+        return FlatLayout(tuple(param_offsets), tuple(segments), offset, tuple(rows))
 
 
 def bytes_per_param(kind: str, param_dtype: torch.dtype, state_dtype: torch.dtype, *, grad_norm: bool,
@@ -80,10 +87,12 @@ def bytes_per_param(kind: str, param_dtype: torch.dtype, state_dtype: torch.dtyp
 
 
 class FlatBucket:
-    """The parameters of one (device, dtype) in one flat buffer, with flat grads, optimizer state and group tables.
+    """The parameters of one (device, dtype) in one flat buffer, with flat grads, optimizer state and segment tables.
 
-    Parameters become views into ``param`` and their ``.grad`` views into ``grad``, so autograd accumulates
-    straight into the flat gradient buffer. 16-bit parameters get an fp32 ``master`` copy (the true weights).
+    Parameters become views into ``param`` and their ``.grad`` views into ``grad``. A grad that autograd allocates
+    afresh (after ``.grad`` was set to None) is folded into ``grad`` by a post-accumulate hook as soon as backward
+    has written it, so the loose copy is freed at once and later backward passes accumulate straight into the view. 16-bit parameters get an fp32 ``master`` copy (the true weights). The segment tables
+    have one row per parameter (``layout.rows``).
 
     Args:
         group_params: per optimizer group, this bucket's parameters of it (possibly none).
@@ -101,29 +110,31 @@ class FlatBucket:
         n = self.layout.numel
         self.param = torch.zeros(n, dtype=self.dtype, device=self.device)
         self.grad = torch.zeros_like(self.param)
-        self._grad_ptrs: list[tuple[torch.nn.Parameter, int, int]] = []
+        self.slots: list[tuple[torch.nn.Parameter, int]] = [(p, o) for params, offsets in
+                                                            zip(group_params, self.layout.param_offsets)
+                                                            for p, o in zip(params, offsets)]
         with torch.no_grad():
-            for params, offsets in zip(group_params, self.layout.param_offsets):
-                for p, o in zip(params, offsets):
-                    self.param[o:o + p.numel()].copy_(p.detach().reshape(-1))
-                    if p.grad is not None:
-                        self.grad[o:o + p.numel()].copy_(p.grad.reshape(-1))
-                    p.data = self.param[o:o + p.numel()].view_as(p)
-                    p.grad = self.grad[o:o + p.numel()].view_as(p)
-                    self._grad_ptrs.append((p, o, p.grad.data_ptr()))
+            for p, o in self.slots:
+                self.param[o:o + p.numel()].copy_(p.detach().reshape(-1))
+                if p.grad is not None:
+                    self.grad[o:o + p.numel()].copy_(p.grad.reshape(-1))
+                p.data = self.param[o:o + p.numel()].view_as(p)
+                p.grad = self.grad[o:o + p.numel()].view_as(p)
+        self.hook_grads()
         self.master = self.param.float() if self.dtype != torch.float32 else None
         # Moments are zeroed per group when the group first trains (`prepare_state`), not here: a frozen group's
         # slices are never written, so on a fresh allocation their pages are never touched (feature extraction on
         # MiniLM: 2 x 91 MB of fp32 moments that never become resident).
         self.state = {name: torch.empty(n, dtype=state_dtype, device=self.device) for name in state_names}
         self._state_ready: set[int] = set()
-        groups = len(group_params)
-        self.segments_host = torch.tensor([[o, length, 0] for o, length in self.layout.segments],
-                                          dtype=torch.int64).reshape(groups, 3)
+        rows = len(self.slots)
+        self.row_group = torch.tensor([g for _, _, g in self.layout.rows], dtype=torch.int64)
+        self.segments_host = torch.tensor([[o, length, 0] for o, length, _ in self.layout.rows],
+                                          dtype=torch.int64).reshape(rows, 3)
         self.segments = self.segments_host.to(self.device)
-        self.hyper = torch.zeros(groups, hyper_columns, dtype=torch.float64, device=self.device)
-        self.steps = torch.zeros(groups, dtype=torch.int64, device=self.device)
-        self._trainable: list[int] | None = None
+        self.hyper = torch.zeros(rows, hyper_columns, dtype=torch.float64, device=self.device)
+        self.steps = torch.zeros(rows, dtype=torch.int64, device=self.device)
+        self._active: list[int] | None = None
         self._hyper_rows: list[list[float]] | None = None
 
     def _upload(self, dst: torch.Tensor, src: torch.Tensor) -> None:
@@ -131,18 +142,25 @@ class FlatBucket:
             src = src.pin_memory()
         dst.copy_(src, non_blocking=dst.is_cuda)
 
-    def sync_tables(self, trainable: list[int], hyper_rows: list[list[float]]) -> None:
-        """Upload the trainable flags and hyper-parameters if they changed (lr does, every step, under a schedule)."""
-        if trainable != self._trainable:
-            self.segments_host[:, 2] = torch.tensor(trainable, dtype=torch.int64)
+    def active_rows(self, trainable: list[int]) -> list[int]:
+        """Per parameter: 1 when its group is trainable and it has a grad this step (torch.optim skips grad None)."""
+        return [int(bool(trainable[g]) and p.grad is not None)
+                for (p, _), (_, _, g) in zip(self.slots, self.layout.rows)]
+
+    def sync_tables(self, active: list[int], hyper_rows: list[list[float]]) -> None:
+        """Upload the per-parameter active flags and the groups' hyper-parameters (expanded to one row per
+        parameter) if they changed (lr does, every step, under a schedule)."""
+        if active != self._active:
+            self.segments_host[:, 2] = torch.tensor(active, dtype=torch.int64)
             self._upload(self.segments, self.segments_host)
-            self._trainable = list(trainable)
+            self._active = list(active)
         if hyper_rows != self._hyper_rows:
-            self._upload(self.hyper, torch.tensor(hyper_rows, dtype=torch.float64).reshape(self.hyper.shape))
+            table = torch.tensor(hyper_rows, dtype=torch.float64).reshape(len(hyper_rows), self.hyper.shape[1])
+            self._upload(self.hyper, table.index_select(0, self.row_group))
             self._hyper_rows = [list(r) for r in hyper_rows]
 
     def prepare_state(self, trainable: list[int]) -> None:
-        """Zero the moments of every trainable group that has none yet (its first step, as in torch.optim)."""
+        """Zero the moments of every trainable group that has none yet (torch.optim's zero initial state)."""
         for g, flag in enumerate(trainable):
             if flag and g not in self._state_ready:
                 offset, length = self.layout.segments[g]
@@ -156,17 +174,37 @@ class FlatBucket:
 
     def invalidate_tables(self) -> None:
         """Force the next ``sync_tables`` to upload (after a state load)."""
-        self._trainable, self._hyper_rows = None, None
+        self._active, self._hyper_rows = None, None
+
+    def hook_grads(self) -> None:
+        """Fold fresh grads into the flat buffer during backward (hooks only attach to params that require grad)."""
+        for p, o in self.slots:
+            p._ftengine_flat_slot = (weakref.ref(self), o)  # the newest bucket owns the parameter
+            if p.requires_grad and not getattr(p, "_ftengine_hooked", False):  # one hook per parameter, ever
+                p.register_post_accumulate_grad_hook(_fold_hook)
+                p._ftengine_hooked = True
+
+    def fold_grad(self, p: torch.nn.Parameter, offset: int) -> None:
+        """Make ``p.grad`` the flat buffer's view again, copying a grad that something else allocated."""
+        g = p.grad
+        # pointer arithmetic, not a slice: this runs for every parameter at every step (~3 us per slice)
+        if g is None or g.data_ptr() == self.grad.data_ptr() + offset * self.grad.element_size():
+            return
+        view = self.grad[offset:offset + p.numel()]
+        with torch.no_grad():
+            view.copy_(g.reshape(-1))
+        p.grad = view.view_as(p)
 
     def rebind_grads(self) -> None:
-        """Put back grads that something replaced (``module.zero_grad()`` sets them to None): copy and re-view."""
-        for p, o, ptr in self._grad_ptrs:
-            g = p.grad
-            if g is not None and g.data_ptr() == ptr:
-                continue
-            view = self.grad[o:o + p.numel()]
-            if g is None:
-                view.zero_()
-            else:
-                view.copy_(g.reshape(-1))
-            p.grad = view.view_as(p)
+        """Fold every grad that is not a view of the flat buffer; a None grad stays None (not stepped)."""
+        for p, o in self.slots:
+            self.fold_grad(p, o)
+
+
+def _fold_hook(p: torch.Tensor) -> None:
+    """Post-accumulate-grad hook: fold ``p``'s fresh grad into the flat buffer of the bucket that owns ``p``."""
+    owner, offset = getattr(p, "_ftengine_flat_slot", (None, 0))
+    bucket = owner() if owner is not None else None
+    # a deep copy of the parameter carries the attribute and the hook along but not the storage: leave it alone
+    if bucket is not None and p.data_ptr() == bucket.param.data_ptr() + offset * bucket.param.element_size():
+        bucket.fold_grad(p, offset)

@@ -26,7 +26,7 @@ def adamw_step(param: torch.Tensor, exp_avg: torch.Tensor, exp_avg_sq: torch.Ten
                grad: torch.Tensor, segments: torch.Tensor, hyper: torch.Tensor, steps: torch.Tensor,
                grad_sqnorm: torch.Tensor | None = None, max_grad_norm: float = 0.0,
                skip_nonfinite: bool = False) -> None:
-    """One AdamW step over every trainable group of a flat buffer, in place (semantics: ``reference.adamw_step``).
+    """One AdamW step over every trainable row of a flat buffer, in place (semantics: ``reference.adamw_step``).
 
     Args:
         param: flat parameters (fp32, bf16 or fp16).
@@ -34,9 +34,9 @@ def adamw_step(param: torch.Tensor, exp_avg: torch.Tensor, exp_avg_sq: torch.Ten
         exp_avg_sq: second moments, same dtype as ``exp_avg``.
         master: fp32 master weights for 16-bit ``param`` (None for fp32).
         grad: flat gradients, ``param``'s dtype.
-        segments: int64 [G, 3] (offset, length, trainable).
-        hyper: float64 [G, 5] (lr, weight_decay, beta1, beta2, eps).
-        steps: int64 [G] per-group step counts; incremented for trainable groups when the step is taken.
+        segments: int64 [G, 3] (offset, length, trainable), one row per segment (FlatOptimizer: per parameter).
+        hyper: float64 [G, 5] per row (lr, weight_decay, beta1, beta2, eps).
+        steps: int64 [G] per-row step counts; incremented for trainable rows when the step is taken.
         grad_sqnorm: global squared grad norm (from ``flat_grad_sqnorm``), needed for clipping / skipping.
         max_grad_norm: clip the global norm to this (<= 0: no clipping).
         skip_nonfinite: skip the whole step (nothing written) when the norm is inf/nan.
@@ -49,7 +49,7 @@ def sgd_step(param: torch.Tensor, momentum_buffer: torch.Tensor | None, master: 
              grad: torch.Tensor, segments: torch.Tensor, hyper: torch.Tensor, steps: torch.Tensor,
              grad_sqnorm: torch.Tensor | None = None, max_grad_norm: float = 0.0,
              skip_nonfinite: bool = False) -> None:
-    """One SGD (momentum / Nesterov) step over every trainable group, in place (semantics: ``reference.sgd_step``).
+    """One SGD (momentum / Nesterov) step over every trainable row, in place (semantics: ``reference.sgd_step``).
 
     ``hyper`` is float64 [G, 4] (lr, weight_decay, momentum, nesterov); without ``momentum_buffer`` it is plain
     SGD. Other arguments as in :func:`adamw_step`.

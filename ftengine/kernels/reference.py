@@ -43,10 +43,11 @@ def gather_ragged(data: torch.Tensor, offsets: torch.Tensor, lengths: torch.Tens
 
 # ---- flat per-group optimizer ----------------------------------------------------------------------------------
 # A flat buffer holds the parameters of one (device, dtype) group by group. `segments` is an int64 [G, 3] table
-# (offset, length, trainable), `hyper` a float64 [G, K] table of per-group hyper-parameters, `steps` the int64 [G]
-# per-group step counts. Only trainable groups are read or written; a step that is taken increments the step
-# count of every trainable group (so a group unfrozen later starts its own bias correction at t = 1, exactly like
-# a torch.optim param group added then). Math in fp32; 16-bit params are updated through fp32 `master` weights and
+# (offset, length, trainable) of G rows, `hyper` a float64 [G, K] table of per-row hyper-parameters, `steps` the
+# int64 [G] per-row step counts. Only trainable rows are read or written; a step that is taken increments the step
+# count of every trainable row. FlatOptimizer gives each parameter its own row, trainable when its group trains
+# and its .grad is not None, so a row's count is torch.optim's per-parameter state["step"] (a group unfrozen later
+# starts its bias correction at t = 1; a parameter without a grad this step is not touched). Math in fp32; 16-bit params are updated through fp32 `master` weights and
 # re-rounded; bf16 moments are read to fp32 and rounded back to nearest-even after the update.
 
 
@@ -94,7 +95,7 @@ def _grad_scale(grad_sqnorm: torch.Tensor | None, max_grad_norm: float, skip_non
 
 
 def _trainable_slices(segments: torch.Tensor, steps: torch.Tensor) -> list[tuple[int, slice, int]]:
-    """(group, slice, new step) for each trainable group; increments ``steps`` in place."""
+    """(row, slice, new step) for each trainable row; increments ``steps`` in place."""
     out = []
     for group, (offset, length, trainable) in enumerate(segments.tolist()):
         if trainable:
@@ -106,7 +107,7 @@ def _trainable_slices(segments: torch.Tensor, steps: torch.Tensor) -> list[tuple
 def _group_updates(param: torch.Tensor, master: torch.Tensor | None, grad: torch.Tensor, segments: torch.Tensor,
                    hyper: torch.Tensor, steps: torch.Tensor, grad_sqnorm: torch.Tensor | None, max_grad_norm: float,
                    skip_nonfinite: bool) -> Iterator[tuple[list[float], slice, int, torch.Tensor, torch.Tensor]]:
-    """What every update op shares: the skip/clip decision, then per trainable group (its hyper row, slice, new
+    """What every update op shares: the skip/clip decision, then per trainable row (its hyper row, slice, new
     step, fp32 weights from the master copy when there is one, clipped fp32 grad). Nothing when the step is skipped."""
     scale = _grad_scale(grad_sqnorm, max_grad_norm, skip_nonfinite)
     if scale is None:
@@ -127,7 +128,7 @@ def _store(param: torch.Tensor, master: torch.Tensor | None, sl: slice, w: torch
 def adamw_step(param: torch.Tensor, exp_avg: torch.Tensor, exp_avg_sq: torch.Tensor, master: torch.Tensor | None,
                grad: torch.Tensor, segments: torch.Tensor, hyper: torch.Tensor, steps: torch.Tensor,
                grad_sqnorm: torch.Tensor | None, max_grad_norm: float, skip_nonfinite: bool) -> None:
-    """AdamW over the trainable groups, in torch.optim.AdamW's (single-tensor) operation order.
+    """AdamW over the trainable rows, in torch.optim.AdamW's (single-tensor) operation order.
 
     ``hyper`` columns: lr, weight_decay, beta1, beta2, eps.
     """
@@ -149,7 +150,7 @@ def adamw_step(param: torch.Tensor, exp_avg: torch.Tensor, exp_avg_sq: torch.Ten
 def sgd_step(param: torch.Tensor, momentum_buffer: torch.Tensor | None, master: torch.Tensor | None,
              grad: torch.Tensor, segments: torch.Tensor, hyper: torch.Tensor, steps: torch.Tensor,
              grad_sqnorm: torch.Tensor | None, max_grad_norm: float, skip_nonfinite: bool) -> None:
-    """SGD over the trainable groups in torch.optim.SGD's order (coupled weight decay, dampening 0).
+    """SGD over the trainable rows in torch.optim.SGD's order (coupled weight decay, dampening 0).
 
     ``hyper`` columns: lr, weight_decay, momentum, nesterov (0/1). Without ``momentum_buffer`` it is plain SGD.
     """

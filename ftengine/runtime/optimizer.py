@@ -3,8 +3,10 @@
 Every parameter is registered from step 0, laid out group by group in one flat buffer per (device, dtype)
 (``ftengine.kernels.flat``); ``group["trainable"]`` is the mask. A step updates every trainable group in one
 ``ftengine::adamw_step`` / ``ftengine::sgd_step`` call (native CPU/CUDA kernel, or the PyTorch reference); frozen
-groups are neither read nor written, and flipping a flag reallocates nothing. Each group keeps its own step count,
-so a group unfrozen later starts its bias correction at 1, exactly like a torch.optim group added at that point.
+groups are neither read nor written, and flipping a flag reallocates nothing. As in torch.optim, a parameter whose
+``.grad`` is None at the step (requires_grad False, or unused by this step's forward) is not touched, and each
+parameter keeps its own step count: a group unfrozen later starts its bias correction at 1, exactly like a
+torch.optim group added at that point.
 
     opt = FlatOptimizer([dict(params=..., name="encoder.layer.0", lr=2e-5, weight_decay=0.01, trainable=False),
                          dict(params=..., name="head", lr=1e-3, weight_decay=0.01, trainable=True)],
@@ -133,9 +135,9 @@ class FlatOptimizer(torch.optim.Optimizer):
         trainable = [int(bool(g["trainable"])) for g in self.param_groups]
         rows = [self._hyper_row(g) for g in self.param_groups]
         for bucket in self._buckets:
-            bucket.sync_tables(trainable, rows)
-            bucket.prepare_state(trainable)
             bucket.rebind_grads()
+            bucket.sync_tables(bucket.active_rows(trainable), rows)
+            bucket.prepare_state(trainable)
         use_ref = self.backend == "reference"
         sqnorm = None
         if (self.max_grad_norm is not None or self.skip_nonfinite) and self._buckets:
@@ -160,12 +162,20 @@ class FlatOptimizer(torch.optim.Optimizer):
         return out
 
     def zero_grad(self, set_to_none: bool = True) -> None:
-        """Zero the gradients of the trainable groups. Grads stay views: ``set_to_none`` is ignored.
+        """Reset the gradients for the next backward pass, as torch.optim does.
 
-        A frozen group's slice is zeroed once when it becomes frozen and then left alone (its parameters get no
-        gradients), so a head-only stage on a 22.7M-parameter backbone zeroes the head's bytes, not 91 MB per step.
-        A group is zeroed again at every call from the moment it is trainable, before its first update.
+        ``set_to_none=True`` (the default) sets every ``.grad`` to None: a parameter that the next forward does not
+        use keeps None and is not stepped; the others get theirs folded into the flat buffer during backward.
+        ``set_to_none=False`` zeroes the trainable groups' gradient views instead (those parameters are then all
+        stepped, zero grad or not, as in torch). There a frozen group's slice is zeroed once when it becomes frozen
+        and then left alone, so a head-only stage on a 22.7M-parameter backbone zeroes the head's bytes, not 91 MB.
         """
+        if set_to_none:
+            for bucket in self._buckets:
+                for p, _ in bucket.slots:
+                    p.grad = None
+                bucket.hook_grads()  # parameters that began to require grad since the last call
+            return
         for bucket in self._buckets:
             for index, (group, (offset, length)) in enumerate(zip(self.param_groups, bucket.layout.segments)):
                 key = (id(bucket), index)
@@ -181,8 +191,12 @@ class FlatOptimizer(torch.optim.Optimizer):
     # ---- mask and bookkeeping -----------------------------------------------------------------------------------
 
     def group_steps(self) -> list[int]:
-        """Per-group step counts (synchronizes with a CUDA device)."""
-        return self._buckets[0].steps.tolist() if self._buckets else [0] * len(self.param_groups)
+        """Per group, the most steps any of its parameters took (synchronizes with a CUDA device)."""
+        counts = [0] * len(self.param_groups)
+        for b in self._buckets:
+            for (_, _, g), step in zip(b.layout.rows, b.steps.tolist()):
+                counts[g] = max(counts[g], step)
+        return counts
 
     @torch.no_grad()
     def reload_params(self) -> None:
@@ -198,10 +212,9 @@ class FlatOptimizer(torch.optim.Optimizer):
 
     # ---- state dict (torch.optim layout: per-parameter state, so it also loads into torch.optim.AdamW / SGD) ---
 
-    def _slots(self) -> list[list[tuple[torch.nn.Parameter, FlatBucket, int]]]:
-        """Per group, per parameter: (parameter, its bucket, its offset there)."""
-        where = {id(p): (b, o) for b in self._buckets
-                 for params, offsets in zip(b.group_params, b.layout.param_offsets) for p, o in zip(params, offsets)}
+    def _slots(self) -> list[list[tuple[torch.nn.Parameter, FlatBucket, int, int]]]:
+        """Per group, per parameter: (parameter, its bucket, its offset there, its row in the bucket's tables)."""
+        where = {id(p): (b, o, row) for b in self._buckets for row, (p, o) in enumerate(b.slots)}
         return [[(p, *where[id(p)]) for p in g["params"]] for g in self.param_groups]
 
     def state_dict(self) -> dict[str, Any]:
@@ -212,15 +225,16 @@ class FlatOptimizer(torch.optim.Optimizer):
         16-bit parameters also carry ``master``, their fp32 weights. Loads into this class or into
         torch.optim.AdamW / SGD.
         """
-        steps = self.group_steps()
+        steps = {id(b): b.steps.tolist() for b in self._buckets}
         groups, state, index = [], {}, 0
-        for group, slots, step in zip(self.param_groups, self._slots(), steps):
+        for group, slots in zip(self.param_groups, self._slots()):
             ids = list(range(index, index + len(slots)))
             index += len(slots)
             groups.append({**{k: v for k, v in group.items() if k != "params"}, "params": ids})
-            if step == 0:
-                continue  # like torch: no state before a parameter's first update
-            for pid, (p, b, o) in zip(ids, slots):
+            for pid, (p, b, o, row) in zip(ids, slots):
+                step = steps[id(b)][row]
+                if step == 0:
+                    continue  # like torch: no state before a parameter's first update
                 entry = {"step": torch.tensor(float(step), dtype=torch.float32)}
                 entry.update({name: flat[o:o + p.numel()].view_as(p).clone() for name, flat in b.state.items()})
                 if b.master is not None:
@@ -233,22 +247,21 @@ class FlatOptimizer(torch.optim.Optimizer):
         """Restore group settings (lr, trainable, ...), step counts, moments and master weights.
 
         The groups must match this optimizer's (count, parameters per group, names); a parameter without saved
-        state gets zero moments and step 0, as a group that never stepped.
+        state gets zero moments and step 0, as a parameter that never stepped.
         """
         saved_groups, saved_state = state_dict["param_groups"], state_dict["state"]
         where = "FlatOptimizer.load_state_dict"
         if len(saved_groups) != len(self.param_groups):
             raise ValueError(f"{where}: the state has {len(saved_groups)} groups but this optimizer has "
                              f"{len(self.param_groups)}; build the optimizer with the groups it was saved with")
-        steps = []
+        steps = {id(b): [0] * len(b.slots) for b in self._buckets}
         for i, (mine, saved, slots) in enumerate(zip(self.param_groups, saved_groups, self._slots())):
             if len(saved["params"]) != len(slots) or saved.get("name", mine["name"]) != mine["name"]:
                 raise ValueError(f"{where}: group {i} was saved as {saved.get('name')!r} with {len(saved['params'])} "
                                  f"parameters but is {mine['name']!r} with {len(slots)}; the model's groups changed")
-            step = 0
-            for pid, (p, b, o) in zip(saved["params"], slots):
+            for pid, (p, b, o, row) in zip(saved["params"], slots):
                 entry = saved_state.get(pid, saved_state.get(str(pid), {}))
-                step = int(entry["step"]) if "step" in entry else step
+                steps[id(b)][row] = int(entry["step"]) if "step" in entry else 0
                 for name, flat in b.state.items():
                     view = flat[o:o + p.numel()]
                     if name in entry:
@@ -258,13 +271,11 @@ class FlatOptimizer(torch.optim.Optimizer):
                 if b.master is not None:
                     src = entry.get("master", b.param[o:o + p.numel()])
                     b.master[o:o + p.numel()].copy_(src.reshape(-1))
-            steps.append(step)
             mine.update({k: v for k, v in saved.items() if k != "params"})
         for b in self._buckets:
-            b.steps.copy_(torch.tensor(steps, dtype=torch.int64))
+            b.steps.copy_(torch.tensor(steps[id(b)], dtype=torch.int64))
             b.mark_state_ready()
             b.invalidate_tables()
-
 
 def _check_choice(name: str, value: str, choices: tuple[str, ...]) -> None:
     if value not in choices:

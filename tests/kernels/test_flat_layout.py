@@ -21,3 +21,4 @@ def test_layout_aligns_every_parameter() -> None:
     layout = FlatLayout.build([[1, 4097], [], [64]])
     assert layout.param_offsets == ((0, 64), (), (4224,))
     assert layout.segments == ((0, 4224), (4224, 0), (4224, 64)) and layout.numel == 4288
+    assert layout.rows == ((0, 64, 0), (64, 4160, 0), (4224, 64, 2))  # one table row per parameter, gap included

@@ -100,6 +100,8 @@ def test_frozen_groups_are_never_written(device: str, impl: str) -> None:
     for key in ("param", "master", "exp_avg", "exp_avg_sq"):
         assert torch.equal(out[key][lo:lo + n], before[key][lo:lo + n]), key
         assert not torch.equal(out[key][:lo], before[key][:lo]), key  # the trainable groups did move
+    # each row counts its own steps (torch's per-parameter state["step"]); a row not trainable keeps its count
+    assert out["steps"].tolist() == [3, 6, 3, 2, 12]
 
 
 @pytest.mark.parametrize("device", DEVICES)

@@ -70,12 +70,13 @@ class TorchTwin:
             if i in self.index:
                 self.opt.param_groups[self.index[i]]["lr"] = g["lr"]
 
-    def step(self, grads: list[list[torch.Tensor]], max_norm: float | None) -> None:
+    def step(self, grads: list[list[torch.Tensor | None]], max_norm: float | None) -> None:
         self.sync_groups()
         live = [i for i, g in enumerate(self.groups) if g["trainable"]]
         for i, ps in enumerate(self.params):
             for p, g in zip(ps, grads[i]):
-                p.grad = g.clone() if i in live else None  # frozen: not stepped (torch skips grad None)
+                # frozen group or no grad this step: not stepped (torch skips grad None)
+                p.grad = g.clone() if i in live and g is not None else None
         if max_norm is not None:
             torch.nn.utils.clip_grad_norm_([p for i in live for p in self.params[i]], max_norm, foreach=False)
         self.opt.step()
@@ -260,15 +261,24 @@ def test_params_and_grads_are_views_and_survive_zero_grad() -> None:
     opt = FlatOptimizer(flat_groups(params, [True] * 4))
     bucket = opt.buckets[0]
     p = params[1][0]
+
+    def in_flat(t: torch.Tensor) -> bool:
+        return t.untyped_storage().data_ptr() == bucket.grad.untyped_storage().data_ptr()
+
     assert p.untyped_storage().data_ptr() == bucket.param.untyped_storage().data_ptr()
     (p * 2).sum().backward()
-    assert torch.all(p.grad == 2) and p.grad.untyped_storage().data_ptr() == bucket.grad.untyped_storage().data_ptr()
-    opt.zero_grad()
-    assert torch.all(p.grad == 0) and p.grad.untyped_storage().data_ptr() == bucket.grad.untyped_storage().data_ptr()
-    p.grad = None  # e.g. module.zero_grad(): the next backward allocates a fresh grad, which step() folds back in
-    (p * 3).sum().backward()
+    assert torch.all(p.grad == 2) and in_flat(p.grad)
+    opt.zero_grad(set_to_none=False)
+    assert torch.all(p.grad == 0) and in_flat(p.grad)
+    opt.zero_grad()  # torch's default: None, so that a parameter the next forward skips is not stepped
+    assert p.grad is None
+    (p * 3).sum().backward()  # autograd allocates a fresh grad; the hook folds it into the flat buffer at once
+    assert torch.all(p.grad == 3) and in_flat(p.grad)
+    (p * 1).sum().backward()  # and later passes accumulate straight into the view
+    assert torch.all(p.grad == 4) and in_flat(p.grad)
+    p.grad = torch.full_like(p, 5.0)  # a grad set from outside is folded in by step()
     opt.step()
-    assert p.grad.untyped_storage().data_ptr() == bucket.grad.untyped_storage().data_ptr() and torch.all(p.grad == 3)
+    assert torch.all(p.grad == 5) and in_flat(p.grad)
 
 
 def test_user_errors() -> None:
@@ -314,12 +324,48 @@ def test_zero_grad_skips_clean_frozen_groups_and_zeroes_on_unfreeze() -> None:
                          dict(params=[trainable], name="top", lr=0.1, weight_decay=0.0, trainable=True)])
     frozen.grad.fill_(2.0)  # stray gradient in a frozen group: zeroed the first time it is seen frozen
     trainable.grad.fill_(3.0)
-    opt.zero_grad()
+    opt.zero_grad(set_to_none=False)
     assert frozen.grad.abs().sum() == 0 and trainable.grad.abs().sum() == 0
     frozen.grad.fill_(5.0)  # a clean frozen group is not touched again: no bytes move ...
-    opt.zero_grad()
+    opt.zero_grad(set_to_none=False)
     assert torch.equal(frozen.grad, torch.full((5,), 5.0))
     set_trainable(opt, "low")  # ... until it is trainable, when it is zeroed before its first update
-    opt.zero_grad()
+    opt.zero_grad(set_to_none=False)
     assert frozen.grad.abs().sum() == 0
     assert frozen.grad.data_ptr() == opt.buckets[0].grad.data_ptr()  # still a view into the flat buffer
+
+
+def backward(params: list[list[torch.nn.Parameter]], grads: list[list[torch.Tensor]],
+             unused: set[tuple[int, int]]) -> None:
+    """A backward pass that leaves ``p.grad == g`` exactly, except for the (group, param) pairs in ``unused``
+    (not in this step's forward) and parameters with requires_grad=False: their grads stay None."""
+    terms = [(p * g).sum() for i, (ps, gs) in enumerate(zip(params, grads)) for j, (p, g) in enumerate(zip(ps, gs))
+             if p.requires_grad and (i, j) not in unused]
+    torch.stack(terms).sum().backward()
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("kind", ["adamw", "sgd"])
+def test_params_without_a_grad_are_not_touched_as_in_torch(backend: str, kind: str) -> None:
+    """torch.optim skips a parameter whose .grad is None: no decay, no moment update, no step count for it."""
+    params = make_params()
+    params[2][0].requires_grad_(False)  # frozen by requires_grad inside a trainable group: never has a grad
+    groups = flat_groups(params, [True] * 4)
+    kw = dict(betas=(0.9, 0.99), eps=1e-6) if kind == "adamw" else dict(momentum=0.9)
+    twin = TorchTwin(params, [dict(g) for g in groups], kind, **kw)
+    twin.params[2][0].requires_grad_(False)
+    opt = FlatOptimizer(groups, kind=kind, max_grad_norm=0.5, backend=backend, **kw)
+    for step in range(10):
+        unused = {(1, 1)} if step % 2 else set()  # layer.0's second param: used on even steps only
+        unused |= {(3, 0)} if step in (2, 3) else set()  # the head's weight skips two steps in a row
+        grads = grads_for(step, params, scale=3.0)
+        opt.zero_grad()
+        backward(params, grads, unused)
+        assert params[2][0].grad is None and (params[1][1].grad is None) == bool(step % 2)
+        opt.step()
+        twin.step([[None if (i, j) in unused or not p.requires_grad else g for j, (p, g) in enumerate(zip(ps, gs))]
+                   for i, (ps, gs) in enumerate(zip(params, grads))], 0.5)
+        compare(opt, twin, params)
+    state = opt.state_dict()["state"]
+    assert 4 not in state  # layer.1's first param (parameter id 4) never had a grad: no state, as in torch
+    assert int(state[3]["step"]) == 5 and int(state[6]["step"]) == 8  # own step counts: bias correction per param

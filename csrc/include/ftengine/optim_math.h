@@ -1,13 +1,18 @@
 // Update math of the flat per-group optimizer, shared by the CPU (C++) and CUDA kernels.
 //
-// Semantics (reference: ftengine/kernels/reference.py, which mirrors torch.optim.AdamW / torch.optim.SGD):
-//   grad scale  s = min(1, max_norm / (||g||_2 + 1e-6))      global norm over trainable groups (torch clip_grad_norm_)
-//   AdamW       w *= 1 - lr*wd;  m = lerp(m, s*g, 1-b1);  v = b2*v + (1-b2)*(s*g)^2
-//               w += -(lr / (1 - b1^t)) * m / (sqrt(v) / sqrt(1 - b2^t) + eps)      t = the group's own step count
-//   SGD         d = s*g + wd*w;  buf = (t == 1 ? d : mu*buf + d);  d = nesterov ? d + mu*buf : buf;  w += -lr*d
-// All math is fp32 in registers; per-group scalars are formed in double (as torch forms them from Python floats).
+// The tables have one row per segment of the flat buffer, each with its own hyper-parameters and step count t; the
+// kernels never look past a row. FlatOptimizer makes every parameter a segment, flagged trainable only when its
+// group trains AND it has a gradient this step: torch.optim skips a parameter whose .grad is None and keeps a step
+// count per parameter, and per-parameter rows match both in the same single launch.
 //
-// Bytes moved per parameter per step (read + write; frozen groups move nothing):
+// Semantics (reference: ftengine/kernels/reference.py, which mirrors torch.optim.AdamW / torch.optim.SGD):
+//   grad scale  s = min(1, max_norm / (||g||_2 + 1e-6))      global norm over trainable rows (torch clip_grad_norm_)
+//   AdamW       w *= 1 - lr*wd;  m = lerp(m, s*g, 1-b1);  v = b2*v + (1-b2)*(s*g)^2
+//               w += -(lr / (1 - b1^t)) * m / (sqrt(v) / sqrt(1 - b2^t) + eps)      t = the row's own step count
+//   SGD         d = s*g + wd*w;  buf = (t == 1 ? d : mu*buf + d);  d = nesterov ? d + mu*buf : buf;  w += -lr*d
+// All math is fp32 in registers; per-row scalars are formed in double (as torch forms them from Python floats).
+//
+// Bytes moved per parameter per step (read + write; rows not trainable move nothing):
 //   AdamW fp32 param, fp32 moments ............ read w,g,m,v 16 + write w,m,v 12 = 28 B
 //   AdamW fp32 param, bf16 moments ............ read 4+4+2+2  12 + write 4+2+2    8 = 20 B
 //   AdamW bf16 param + fp32 master, fp32 mom .. read w,g,m,v 4+2+4+4 14 + write w,p,m,v 4+2+4+4 14 = 28 B
@@ -33,7 +38,7 @@
 namespace ftengine {
 
 // Column layouts of the tables (kept in sync with ftengine/kernels/flat.py).
-constexpr int kSegCols = 3;    // segments int64 [G, 3]: offset, length, trainable (0/1)
+constexpr int kSegCols = 3;    // segments int64 [G, 3]: offset, length, trainable (0/1: update this row)
 constexpr int kAdamWCols = 5;  // hyper float64 [G, 5]: lr, weight_decay, beta1, beta2, eps
 constexpr int kSgdCols = 4;    // hyper float64 [G, 4]: lr, weight_decay, momentum, nesterov (0/1)
 
@@ -114,7 +119,7 @@ struct AdamWCoeffs {
                         // fewer division per element: divisions bound the CPU kernel's in-cache speed)
   float eps;
   float grad_scale;     // clip coefficient
-  int active;           // group trainable and step not skipped
+  int active;           // row trainable and step not skipped
 };
 
 FT_HD AdamWCoeffs adamw_coeffs(const double* h, int64_t step, float grad_scale, bool active) {
