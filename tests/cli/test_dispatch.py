@@ -83,13 +83,6 @@ def test_keyboard_interrupt_exits_130(cli, monkeypatch: pytest.MonkeyPatch) -> N
     assert cli("schema") == (130, "", "ftengine: interrupted\n")
 
 
-def test_missing_command_modules_are_skipped(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(cli_pkg, "COMMANDS", ("validate", "not_written_yet"))
-    parser = cli_pkg.build_parser()
-    choices = parser._subparsers._group_actions[0].choices  # argparse keeps them here
-    assert list(choices) == ["validate"]
-
-
 def test_a_command_module_that_fails_to_import_is_a_bug(cli, monkeypatch: pytest.MonkeyPatch, tmp_path) -> None:
     broken = tmp_path / "broken_cmd.py"
     broken.write_text("import not_a_real_module_xyz\n")
