@@ -33,6 +33,11 @@ from ftengine.runtime.seeding import capture_rng
 from ftengine.runtime.settings import TrainSettings
 from ftengine.runtime.tracker import Tracker, Verdict
 
+# A non-finite step now and then is what optimizer.skip_nonfinite absorbs (one bad batch, an fp16 overflow); this
+# many in a row means the run has diverged or the data hold NaN/inf, and further steps only burn time (or, with
+# skipping off, write NaN weights). The run stops with exit 1; the last checkpoint is the last good one.
+MAX_NONFINITE_STEPS = 5
+
 if TYPE_CHECKING:  # annotations only: the optimizer (kernels) and the cache load when run_spec builds them
     from ftengine.data.bundle import DataBundle
     from ftengine.runtime.cache import ActivationCache
@@ -97,6 +102,7 @@ class Trainer:
     _last_row: dict[str, Any] = field(default_factory=dict)
     _epoch_seconds: float = 0.0
     _epoch_seen: int = 0
+    _nonfinite_steps: int = 0  # consecutive optimizer steps with a NaN/inf loss or gradient (never checkpointed)
 
     def resume_from(self, state: dict[str, Any]) -> None:
         """Continue from a checkpoint: its optimizer, tracker, position and loss scaler.
@@ -134,7 +140,8 @@ class Trainer:
                 verdict = self.tracker.update(self._watched(val), self.pos.epochs_done + 1, stage) if val \
                     else Verdict(improved=True, stop_run=False, end_stage=False)
                 self._log_epoch(stage, val, verdict)
-                if verdict.improved and (self.settings.save_best or self.settings.restore_best):
+                if verdict.improved and (self.settings.save_best or self.settings.restore_best) \
+                        and not self._nonfinite_steps:  # no NaN state over the best weights
                     self.best_stage = self.pos.stage
                     save_checkpoint(self.run_dir, BEST, {**self.weights.state(), "stage": self.pos.stage,
                                                              "metrics": self._last_row})
@@ -170,6 +177,7 @@ class Trainer:
         started, seen = time.perf_counter(), 0
         # Summed on the device (no host sync per step), folded into pos.loss_sum every log_every steps.
         running = torch.as_tensor(float(pos.running_loss), dtype=torch.float32, device=self.device)
+        finite = torch.ones((), dtype=torch.bool, device=self.device)  # every loss of this step so far was finite
         bar = self.console.bar(loader, total=total, initial=pos.batches_done, desc=f"{stage.name} e{pos.epoch + 1}")
         for i, batch in enumerate(bar, start=pos.batches_done):
             first = i - i % accum
@@ -178,10 +186,12 @@ class Trainer:
             self._backward(loss / in_step)
             n = int(batch["labels"].shape[0])
             running += loss.detach() * n
+            finite &= torch.isfinite(loss.detach())
             pos.examples, seen = pos.examples + n, seen + n
             if i + 1 < first + in_step:
                 continue
-            self._step(stage)
+            self._step(stage, finite)
+            finite.fill_(True)
             pos.batches_done = i + 1
             every = self.settings.checkpoint_every_steps
             if pos.global_step % self.settings.log_every == 0:  # fold on a fixed clock: same sums on resume
@@ -205,7 +215,9 @@ class Trainer:
     def _max_steps_reached(self) -> bool:
         return self.settings.max_steps is not None and self.pos.global_step >= self.settings.max_steps
 
-    def _step(self, stage: StagePlan) -> None:
+    def _step(self, stage: StagePlan, loss_finite: torch.Tensor) -> None:
+        # Reading the flag syncs with the device where the optimizer's grad-norm check would sync anyway.
+        finite = bool(loss_finite)
         set_lrs(self.optimizer, self._base_lrs, self.schedule.factor(self.pos.stage, self.pos.step_in_stage))
         if self.scaler is not None:
             self.scaler.unscale_(self.optimizer)
@@ -214,10 +226,22 @@ class Trainer:
         else:
             info = self.optimizer.step()
         self.optimizer.zero_grad()
-        if info and info.get("skipped"):
+        skipped = bool(info and info.get("skipped"))  # a non-finite grad norm (a GradScaler skip returns None)
+        if skipped:
             self.pos.skipped_steps += 1
         self.pos.step_in_stage += 1
         self.pos.global_step += 1
+        self._nonfinite_steps = 0 if finite and not skipped else self._nonfinite_steps + 1
+        if self._nonfinite_steps >= MAX_NONFINITE_STEPS:
+            raise self._diverged()
+
+    def _diverged(self) -> RunError:
+        kept = (f"the last good checkpoint is kept in {self.run_dir / 'checkpoints'}" if self.settings.save_last
+                else "no checkpoint is kept (output.save_last is off)")
+        return RunError(f"training: step {self.pos.global_step}: the loss or gradients were NaN/inf for "
+                        f"{self._nonfinite_steps} consecutive steps, so the run stopped; {kept}; try a lower "
+                        "optimizer.lr (or head_lr), training.precision=fp32, or check the data for NaN/inf or "
+                        "broken rows (and `ftengine cache ls --verify` for a damaged activation cache)")
 
     def _backward(self, loss: torch.Tensor) -> None:
         (self.scaler.scale(loss) if self.scaler is not None else loss).backward()
@@ -314,13 +338,17 @@ class Trainer:
                 save_checkpoint(self.run_dir, BEST, wider)
 
     def _save_last(self) -> None:
-        if self.settings.save_last:
+        # Not mid-streak of non-finite steps: the checkpoint there stays the last good state (see _diverged).
+        if self.settings.save_last and not self._nonfinite_steps:
             save_checkpoint(self.run_dir, LAST, self.checkpoint_state())
 
     def _interrupted(self) -> Interrupted:
         where = f"stage {self.pos.stage} epoch {self.pos.epoch + 1} step {self.pos.global_step}"
         if not self.settings.save_last:
             return Interrupted(f"ftengine: interrupted at {where}; no checkpoint saved (output.save_last is off)")
+        if self._nonfinite_steps:
+            return Interrupted(f"ftengine: interrupted at {where} after non-finite steps; the checkpoint saved before "
+                               f"them is kept in {self.run_dir}")
         return Interrupted(f"ftengine: interrupted; checkpoint saved in {self.run_dir} at {where}; continue with: "
                            f"ftengine run --resume {self.run_dir}")
 

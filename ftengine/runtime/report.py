@@ -20,6 +20,7 @@ from matplotlib.figure import Figure
 from torch import Tensor
 
 from ftengine.runtime.metrics import classification_metrics
+from ftengine.runtime.run_dir import dumps
 
 
 def build_report(y_true: Tensor, probs: Tensor, labels: Sequence[str]) -> dict[str, Any]:
@@ -75,7 +76,7 @@ def write_report(run_dir: str | Path, metrics: dict[str, Any], *, split: str = "
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     out = {"json": run_dir / "report.json", "txt": run_dir / "report.txt"}
-    out["json"].write_text(json.dumps({"split": split, **(extra or {}), **metrics}, indent=2) + "\n")
+    out["json"].write_text(dumps({"split": split, **(extra or {}), **metrics}, indent=2) + "\n")  # NaN as null
     out["txt"].write_text(format_report(metrics, title=f"{split} set"))
     if plots:
         out["confusion_matrix"] = plot_confusion(metrics, run_dir / "plots" / "confusion_matrix.png", title=f"{split} set")

@@ -16,6 +16,7 @@
 from __future__ import annotations
 
 import json
+import math
 import shutil
 from collections.abc import Sequence
 from pathlib import Path
@@ -42,9 +43,29 @@ def read_run_info(run_dir: Path) -> dict[str, Any]:
         return {}
 
 
+def json_safe(value: Any) -> Any:
+    """`value` with every NaN/inf float replaced by None, so that it is strict JSON.
+
+    Python's json writes bare `NaN`/`Infinity`, which other JSON readers (jq, JavaScript, pandas with a strict
+    parser) refuse; a diverged epoch's loss is "no value", which JSON spells null.
+    """
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [json_safe(v) for v in value]
+    return value
+
+
+def dumps(value: Any, *, indent: int | None = None) -> str:
+    """Strict JSON text of `value` (non-finite floats as null; see `json_safe`)."""
+    return json.dumps(json_safe(value), indent=indent, allow_nan=False)
+
+
 def write_json(path: Path, value: Any) -> None:
-    """Pretty JSON, written atomically."""
-    atomic_write(path, lambda f: f.write((json.dumps(value, indent=2) + "\n").encode()))
+    """Pretty strict JSON (non-finite floats as null), written atomically."""
+    atomic_write(path, lambda f: f.write((dumps(value, indent=2) + "\n").encode()))
 
 
 def claim_run_dir(run_dir: Path, *, resume: bool, overwrite: bool) -> bool:
@@ -96,7 +117,7 @@ class MetricsLog:
         rows = self.read(path)
         if keep is not None and len(rows) > keep:
             rows = rows[:keep]
-            atomic_write(path, lambda f: f.write("".join(json.dumps(r) + "\n" for r in rows).encode()))
+            atomic_write(path, lambda f: f.write("".join(dumps(r) + "\n" for r in rows).encode()))
         self.rows = len(rows)
 
     @staticmethod
@@ -113,7 +134,7 @@ class MetricsLog:
         return rows
 
     def append(self, row: dict[str, Any]) -> None:
-        """Add one row."""
+        """Add one row (NaN/inf values as null: `train_loss` of an epoch that trained on nothing, a diverged loss)."""
         with open(self.path, "a") as f:
-            f.write(json.dumps(row) + "\n")
+            f.write(dumps(row) + "\n")
         self.rows += 1

@@ -114,8 +114,8 @@ def test_resume_past_a_truncated_last_checkpoint_ends_as_the_unbroken_run(toy_ru
     reference = toy_run("ref", output=every)
     original = Trainer._step
 
-    def crash_at_10(self, stage):
-        original(self, stage)
+    def crash_at_10(self, stage, *args):
+        original(self, stage, *args)
         if self.pos.global_step == 10:
             raise RuntimeError("killed")
 

@@ -37,8 +37,8 @@ def _at_step(mp, step, action):
     """Call `action()` right after optimizer step `step`."""
     original = Trainer._step
 
-    def step_then_act(self, stage):
-        original(self, stage)
+    def step_then_act(self, stage, *args):
+        original(self, stage, *args)
         if self.pos.global_step == step:
             action()
 
