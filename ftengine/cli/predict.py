@@ -17,7 +17,8 @@ folder or a CSV of paths); a label column is optional and ignored. The output (C
 --output ends in .jsonl) has the input text or image path, the predicted label, its confidence and one
 p_<class> probability column per class, in input order. Default output:
 RUN_DIR/predictions/<input name>.csv. A module backbone's package must be allowed again
-(--allow-module PKG or FTENGINE_ALLOW_MODULES), as for run.
+(--allow-module PKG or FTENGINE_ALLOW_MODULES), as for run. Like eval, predict shares the run directory's
+lock with other readers: it fails at once (exit 1) while a run or --resume writes the folder.
 """
 
 

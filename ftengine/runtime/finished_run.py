@@ -115,6 +115,21 @@ def _evaluate_run(run_dir: str | Path, data: str | Path | None, device: str) -> 
 
 def predict_run(run_dir: str | Path, input_file: str | Path, output: str | Path | None = None, *,
                 device: str = "auto") -> Path:
+    """Label every example of `input_file` with the model of the finished run in `run_dir` (see `_predict_run`).
+
+    Raises:
+        RunError: a run is writing into `run_dir` now (readers share the folder's lock; see `runtime.lock`).
+    """
+    from ftengine.runtime.lock import locked_run_dir
+
+    # Shared, as eval: predictions land in the run directory by default, and the model must not be rewritten
+    # (a fresh run or --resume) while it is read.
+    with locked_run_dir(run_dir, "ftengine predict", shared=True):
+        return _predict_run(run_dir, input_file, output, device=device)
+
+
+def _predict_run(run_dir: str | Path, input_file: str | Path, output: str | Path | None = None, *,
+                 device: str = "auto") -> Path:
     """Predict labels for every example of `input_file` (labels in it are optional and ignored).
 
     Writes CSV (default) or JSON lines (`.jsonl` output): the input (text or image path), the predicted `label`,

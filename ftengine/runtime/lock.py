@@ -10,8 +10,8 @@ included), so a lock is never left held by a dead run on the same machine. A loc
 dead owner is therefore harmless and is taken over (with a note). Where ``flock`` is unavailable (Windows,
 some network filesystems) the file's contents decide: a live pid on this host holds it, a dead one is stale.
 
-Readers (``ftengine eval``) take the lock shared: any number of them at once, but no run starts writing while
-one reads, and no eval reads a folder that a run is rewriting.
+Readers (``ftengine eval``, ``ftengine predict``) take the lock shared: any number of them at once, but no run
+starts writing while one reads, and no reader reads a folder that a run is rewriting.
 
 A process that finds the lock taken does not wait: it fails at once with a `RunError` (exit status 1, a failed
 run rather than a bad spec) naming the holder (command, pid, host, since when), the lock file and what to do.
@@ -80,7 +80,7 @@ class RunDirLock:
     Args:
         run_dir: the run directory (need not exist yet).
         command: what holds it, shown to whoever finds it taken (``ftengine run``).
-        shared: a reader's lock (``ftengine eval``): many at once, none while a run writes.
+        shared: a reader's lock (``ftengine eval``, ``predict``): many at once, none while a run writes.
     """
 
     def __init__(self, run_dir: str | Path, command: str, *, shared: bool = False) -> None:

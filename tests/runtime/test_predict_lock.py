@@ -1,0 +1,37 @@
+"""`ftengine predict` reads a finished run under the run directory's shared lock, as `ftengine eval` does."""
+
+from __future__ import annotations
+
+import pytest
+
+import ftengine.runtime.finished_run as finished_run
+from ftengine.errors import RunError
+from ftengine.runtime.lock import RunDirLock, lock_path
+
+
+def test_predict_fails_at_once_while_a_run_writes_the_folder(tmp_path):
+    run_dir = tmp_path / "runs" / "toy"
+    run_dir.mkdir(parents=True)
+    with RunDirLock(run_dir, "ftengine run"), pytest.raises(RunError) as err:
+        finished_run.predict_run(run_dir, tmp_path / "new.csv")  # fails before it reads the run or the input
+    assert str(err.value).startswith(f"{run_dir}: in use by ftengine run (pid ")
+    assert err.value.exit_code == 1
+
+
+def test_a_run_cannot_start_while_predict_reads(tmp_path, monkeypatch):
+    run_dir = tmp_path / "runs" / "toy"
+    run_dir.mkdir(parents=True)
+    seen: list[str] = []
+
+    def predict_while_a_run_starts(*args, **kwargs):
+        with pytest.raises(RunError, match=r"in use by ftengine predict \(pid "), RunDirLock(run_dir, "ftengine run"):
+            pass
+        seen.append("writer refused")
+        with RunDirLock(run_dir, "ftengine eval", shared=True):  # another reader: allowed
+            seen.append("reader")
+        return tmp_path / "out.csv"
+
+    monkeypatch.setattr(finished_run, "_predict_run", predict_while_a_run_starts)
+    assert finished_run.predict_run(run_dir, tmp_path / "new.csv") == tmp_path / "out.csv"
+    assert seen == ["writer refused", "reader"]
+    assert not lock_path(run_dir).exists()  # released (and removed) afterwards
