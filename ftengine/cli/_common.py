@@ -87,6 +87,10 @@ def structure_and_plan(path: Path, spec: Any) -> Planned:
         from ftengine.planner import plan
 
         backbone = build_backbone(spec.backbone, pretrained=False, device="meta", base_dir=path.parent)
+        if spec.adapters is not None:  # peft loads only for specs with adapters
+            from ftengine.runtime.adapters import attach_adapters
+
+            attach_adapters(backbone, spec.adapters)
         graph = plan(spec, backbone)
     except (SpecError, PlanError) as err:
         raise _prefixed(err, path) from None

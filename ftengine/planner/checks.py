@@ -59,7 +59,7 @@ def reserved_group_names(spec: Spec, backbone: Any, graph: ExecutionGraph) -> li
 @check
 def stage_selectors(spec: Spec, backbone: Any, graph: ExecutionGraph) -> list[str]:
     """Every trainable selector and lr_multipliers key matches a group; unused groups are not named."""
-    names, unused = _names(backbone), unused_groups(spec, backbone)
+    names, unused = list(graph.group_names[:-1]), unused_groups(spec, backbone)  # with adapter groups
     out = []
     for i, stage in enumerate(spec.freeze.stages or []):
         where = f"freeze.stages[{i}]"
@@ -79,7 +79,7 @@ def stage_selectors(spec: Spec, backbone: Any, graph: ExecutionGraph) -> list[st
 
 @check
 def stage_trains_something(spec: Spec, backbone: Any, graph: ExecutionGraph) -> list[str]:
-    names, unused = _names(backbone), unused_groups(spec, backbone)
+    names, unused = list(graph.group_names[:-1]), unused_groups(spec, backbone)
     out = []
     for i, stage in enumerate(spec.freeze.stages or []):
         # Selector problems and exactly named unused groups are reported by stage_selectors.

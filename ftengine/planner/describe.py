@@ -87,6 +87,19 @@ def _lr_rows(graph: ExecutionGraph) -> list[list[str]]:
     return out
 
 
+def _adapter_lines(graph: ExecutionGraph) -> list[str]:
+    """LoRA adapter groups: parameters per group and their share of the whole model (empty without adapters)."""
+    adapters = [g for g in graph.backbone_groups if g.name.startswith("lora:")]
+    if not adapters:
+        return []
+    total = graph.total_params or sum(g.num_params or 0 for g in graph.backbone_groups)
+    size = sum(g.num_params or 0 for g in adapters)
+    rows = [["adapter group", "params", "share"]]
+    rows += [[g.name, human_count(g.num_params or 0), f"{100 * (g.num_params or 0) / total:.3f}%"] for g in adapters]
+    rows.append(["all adapters", human_count(size), f"{100 * size / total:.3f}%"])
+    return ["", f"adapters (LoRA; share of all {human_count(total)} params):", *("  " + r for r in _table(rows))]
+
+
 def describe(graph: ExecutionGraph) -> str:
     """Render the plan: header, stage table, learning-rate matrix, cache decisions, notes."""
     head = graph.groups[-1]
@@ -105,6 +118,7 @@ def describe(graph: ExecutionGraph) -> str:
     lines += _table(rows)
     lines += ["", "learning rates (peak, before warmup/decay; '-' frozen):"]
     lines += ["  " + row for row in _table(_lr_rows(graph))]
+    lines += _adapter_lines(graph)
     lines += ["", "activation cache:"]
     lines += [_cache_line(graph, s) for s in graph.stages]
     if graph.warnings:

@@ -36,12 +36,14 @@ def refrozen(spec: Spec, backbone: Any, graph: ExecutionGraph) -> list[str]:
 
 @note
 def multipliers_on_frozen(spec: Spec, backbone: Any, graph: ExecutionGraph) -> list[str]:
-    names = [g.name for g in backbone.groups]
+    names = list(graph.group_names[:-1])
     out = []
     for i, stage in enumerate(spec.freeze.stages or []):
         for key in stage.lr_multipliers:
             matched = select(key, names).groups
-            if matched and not set(matched) & set(graph.stages[i].trainable):
+            # A multiplier on an adapted group reaches its adapter group `lora:<group>`.
+            reached = {*matched, *(f"lora:{g}" for g in matched)}
+            if matched and not reached & set(graph.stages[i].trainable):
                 out.append(f"freeze.stages[{i}].lr_multipliers['{key}'] matches only groups frozen in this stage "
                            f"({compress_ranges(matched, graph.group_names)}); it has no effect here")
     return out

@@ -17,6 +17,7 @@ from dataclasses import replace
 from typing import Any
 
 from ftengine.errors import PlanError
+from ftengine.planner.adapters import adapter_group, base_group, is_adapter_group, resolve_trainable, split_adapter_params
 from ftengine.planner.cache import boundary_bytes, cache_plan, example_len, refusals
 from ftengine.planner import notes as _notes  # noqa: F401  (registers the plan notes)
 from ftengine.planner.checks import run_checks
@@ -43,10 +44,8 @@ def plan(spec: Spec, backbone: Any, *, num_classes: int | None = None) -> Execut
     unused = unused_groups(spec, backbone)
     used = [n for n in names if n not in unused]
     classes = resolve_classes(spec, num_classes)
-    groups = tuple(
-        GroupInfo(g.name, i, g.num_params, tuple(g.param_names), g.name not in unused)
-        for i, g in enumerate(backbone.groups)
-    ) + (GroupInfo(HEAD, len(names), head_params(spec, backbone.feature_dim, classes), ()),)
+    groups = _backbone_groups(backbone, unused) + (
+        GroupInfo(HEAD, len(names), head_params(spec, backbone.feature_dim, classes), ()),)
     length = example_len(spec, backbone)
     stages = tuple(
         _stage(i, draft, spec, backbone, groups, used, length) for i, draft in enumerate(draft_stages(spec, used))
@@ -62,19 +61,38 @@ def plan(spec: Spec, backbone: Any, *, num_classes: int | None = None) -> Execut
     return replace(graph, warnings=tuple(notes))
 
 
+def _backbone_groups(backbone: Any, unused: set[str] | list[str]) -> tuple[GroupInfo, ...]:
+    """One GroupInfo per backbone group; a group holding LoRA weights is followed by its adapter group
+    `lora:<group>` (same index: it runs inside the group) that owns them."""
+    out: list[GroupInfo] = []
+    params = dict(backbone.named_parameters()) if hasattr(backbone, "named_parameters") else {}
+    for i, g in enumerate(backbone.groups):
+        base, lora = split_adapter_params(g.param_names)
+        if not lora:
+            out.append(GroupInfo(g.name, i, g.num_params, tuple(g.param_names), g.name not in unused))
+            continue
+        size = sum(params[n].numel() for n in lora)
+        out.append(GroupInfo(g.name, i, g.num_params - size, base, g.name not in unused))
+        out.append(GroupInfo(adapter_group(g.name), i, size, lora, g.name not in unused))
+    return tuple(out)
+
+
 def _stage(index: int, draft: StageDraft, spec: Spec, backbone: Any, groups: tuple[GroupInfo, ...],
            used: list[str], length: int | None) -> StagePlan:
     names = [g.name for g in groups[:-1]]
     chosen = {n for sel in draft.selectors for n in select(sel, names).groups}
+    chosen = resolve_trainable(chosen, draft.selectors, names)
     trainable = {g.name for g in groups if g.name in chosen and g.used}
+    live = {base_group(n) for n in trainable}  # a group runs live when it or its adapter trains
+    selectable, names = names, [n for n in names if not is_adapter_group(n)]
     plans = tuple(
-        GroupPlan(g.name, g.name in trainable, _lr(g, draft, spec, names, used) if g.used else 0.0,
+        GroupPlan(g.name, g.name in trainable, _lr(g, draft, spec, selectable, used) if g.used else 0.0,
                   spec.optimizer.weight_decay if g.used else 0.0)
         for g in groups
     )
     counts = [g.num_params for g in groups if g.name in trainable]
     prefix = 0
-    while prefix < len(names) and names[prefix] not in trainable:
+    while prefix < len(names) and names[prefix] not in live:
         prefix += 1
     return StagePlan(
         index=index, name=draft.name, epochs=draft.epochs, until_plateau=draft.until_plateau,
@@ -90,9 +108,11 @@ def _lr(group: GroupInfo, draft: StageDraft, spec: Spec, names: list[str], used:
     if group.name == HEAD:
         base = opt.head_lr or opt.lr
     else:
-        depth = len(used) - 1 - used.index(group.name)
+        depth = len(used) - 1 - used.index(base_group(group.name))
         base = opt.lr * spec.freeze.layerwise_lr_decay ** depth
-    multipliers = [m for sel, m in draft.lr_multipliers.items() if group.name in select(sel, names).groups]
+    # A multiplier on an adapted group applies to its adapter too (the adapter trains in the group's place).
+    multipliers = [m for sel, m in draft.lr_multipliers.items()
+                   if {group.name, base_group(group.name)} & set(select(sel, names).groups)]
     return base * draft.lr_scale * math.prod(multipliers)
 
 

@@ -15,6 +15,7 @@ from typing import Any
 import torch
 
 from ftengine.errors import RunError
+from ftengine.runtime.adapters import attach_adapters
 from ftengine.runtime.export import HF_DIR, MODEL_DIR, WEIGHTS, load_final_weights
 from ftengine.runtime.device import pick_device
 from ftengine.runtime.evaluate import Evaluation, evaluate
@@ -65,6 +66,7 @@ def load_run(run_dir: str | Path, device: str = "auto") -> LoadedRun:
     dev = pick_device(device)
     # Structure only: every weight comes from model.safetensors below.
     backbone = build_backbone(backbone_spec, pretrained=False, device=dev, base_dir=spec_dir)
+    attach_adapters(backbone, spec.adapters)  # LoRA layers: model.safetensors holds their weights too
     model = FineTuneModel(backbone, build_head(spec.head, backbone, len(labels))).to(dev)
     load_final_weights(run_dir, model)
     return LoadedRun(run_dir, spec, spec_dir, labels, model.eval(), dev)

@@ -33,7 +33,8 @@ def set_train_modes(model: nn.Module, graph: ExecutionGraph, stage: StagePlan) -
     dropout_train = stage.frozen_dropout == "train"
     trainable = set(stage.trainable)
     for info in graph.backbone_groups:
-        if info.name in trainable:
+        # An adapter group runs inside its base group, which runs in train mode while the adapter trains.
+        if info.name in trainable or f"lora:{info.name}" in trainable or info.name.startswith("lora:"):
             continue
         # The frozen prefix feeds the activation cache; a used frozen group above it follows the policy too.
         keep_dropout = dropout_train and info.used

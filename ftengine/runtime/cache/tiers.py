@@ -83,7 +83,8 @@ def stale_boundaries(graph: Any, boundaries: Sequence[int], from_stage: int = 0)
         for stage in stages:
             if stage.index >= last or stage in readers:
                 continue
-            trained = [g.name for g in stage.groups[:b] if g.trainable]
+            # Groups that run below boundary b (an adapter group `lora:G` runs inside G: same index).
+            trained = [g.name for g, info in zip(stage.groups, graph.groups) if info.index < b and g.trainable]
             if trained:
                 out[b] = (f"stage {stage.index} ({stage.name}) trains {trained[0]} below boundary {b} before stage "
                           f"{last} reads it; that stage runs its prefix live")
