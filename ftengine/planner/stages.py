@@ -6,7 +6,7 @@ Preset recipes (backbone groups counted among the *used* ones, see `unused_group
 - `full_finetune`: one stage, everything, for `training.epochs`.
 - `head_then_full`: the head alone for `head_epochs`, then everything for `stage_epochs` at
   `unfrozen_lr_scale` (a fresh head first, so its random gradients do not wreck the pretrained
-  features; fastai's `fine_tune`).
+  features; fastai's `fine_tune`; LP-FT, Kumar et al. 2022: linear probe, then fine-tune).
 - `gradual_unfreeze`: the head alone for `head_epochs`, then each stage adds the next
   `groups_per_stage` backbone groups top-down (ULMFiT), for `stage_epochs` each at `unfrozen_lr_scale`,
   until `max_unfrozen` groups (default: all) train. The embeddings are the bottom group, so they unfreeze
