@@ -15,7 +15,11 @@ from ftengine.planner.graph import CachePlan
 from ftengine.planner.selectors import compress_list
 from ftengine.spec import Spec
 
-DTYPE_BYTES = {"fp32": 4, "bf16": 2, "fp16": 2}
+CACHE_DTYPES: dict[str, tuple[str, int]] = {"fp32": ("float32", 4), "bf16": ("bfloat16", 2), "fp16": ("float16", 2)}
+"""Activation-cache element types: spec name (`cache.dtype`) -> (torch dtype name, bytes per element).
+
+The one table of them: the planner sizes cache entries from it, the runtime's cache layout maps the names to torch
+dtypes with it (the planner itself stays free of torch)."""
 
 
 def cache_plan(spec: Spec) -> CachePlan:
@@ -39,7 +43,7 @@ def boundary_bytes(backbone: Any, boundary: int, length: int | None, dtype: str)
         return None
     shape = backbone.boundary_shape(boundary, length)
     # e.g. MiniLM at 128 tokens: (128, 384) fp32 = 196,608 B per example
-    return math.prod(shape) * DTYPE_BYTES[dtype]
+    return math.prod(shape) * CACHE_DTYPES[dtype][1]
 
 
 def refusals(spec: Spec, prefix: Sequence[Any]) -> list[str]:

@@ -17,8 +17,8 @@ from torch import Tensor, nn
 from ftengine.errors import RunError
 from ftengine.runtime.cache.layout import EntryWriter
 from ftengine.runtime.cache.store import ActivationStore
+from ftengine.runtime.model import inputs_of, to_device
 
-NON_INPUT_KEYS = ("labels", "index")
 MASK = "attention_mask"
 
 
@@ -102,8 +102,7 @@ def run_fill(backbone: nn.Module, batches: Iterable[Mapping[str, Tensor]], write
             if start_store is not None:
                 state = start_store.lookup(index)
             else:
-                state = {k: v.to(device, non_blocking=True) for k, v in batch.items()
-                         if k not in NON_INPUT_KEYS and torch.is_tensor(v)}
+                state = to_device(inputs_of(batch), device)  # the keys training feeds the backbone, no others
             at = start
             for b in boundaries:
                 state = backbone.forward_from(at, state, stop=b)

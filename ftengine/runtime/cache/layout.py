@@ -33,13 +33,14 @@ import torch
 from torch import Tensor
 
 from ftengine.errors import RunError
+from ftengine.planner.cache import CACHE_DTYPES
 from ftengine.runtime.cache.integrity import ChunkSums, damaged_chunks, describe_damage
 from ftengine.runtime.cache.keys import FORMAT_VERSION, CacheKey
 
 MANIFEST = "manifest.json"
 INDEX_FILE = "index.bin"
 PARTIAL_PREFIX = ".partial-"
-DTYPES: dict[str, torch.dtype] = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
+DTYPES: dict[str, torch.dtype] = {name: getattr(torch, torch_name) for name, (torch_name, _) in CACHE_DTYPES.items()}
 
 
 def _as_bytes(t: Tensor) -> np.ndarray:
