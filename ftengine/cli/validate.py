@@ -18,7 +18,9 @@ examples:
   ftengine validate specs/image_efficientnet_lite0.yaml --allow-module efficientnet_lite_pytorch
 
 Checks the spec's fields, builds the backbone's structure on the meta device (no weights, no memory),
-compiles the freeze plan and checks that the data files exist. Every problem prints on its own line
+compiles the freeze plan, and reads the data files' headers and first rows (missing file or column, a
+folder given for a file, empty or binary content). No weights are read and no training runs. Every problem
+prints on its own line
 (`file: dotted.path: what is wrong (got X); how to fix`) and the exit status is 2; a valid spec prints
 `ok: ...` and exits 0. Notes that are not errors print to stderr as `note: ...`.
 No code named by the spec runs: the structure of a module backbone (or an hf one with trust_remote_code)
