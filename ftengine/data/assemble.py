@@ -11,6 +11,7 @@ from typing import Any
 import torch
 
 from ftengine.data import splits as S
+from ftengine.data import targets as T
 from ftengine.data.sniff import excerpt, listing
 from ftengine.data.splits import Rows
 from ftengine.errors import DataError
@@ -37,7 +38,8 @@ class Splits:
 
 
 def make_splits(train: Rows, validation: Rows | None, test: Rows | None, *, split: SplitSpec,
-                limit: int | None, explicit: list[str] | None) -> Splits:
+                limit: int | None, explicit: list[str] | None, task: str = "classification", separator: str = "|",
+                column: str = "label") -> Splits:
     """Apply ``limit`` to the training rows, fix the label order, and split off what no file gives.
 
     Args:
@@ -47,12 +49,19 @@ def make_splits(train: Rows, validation: Rows | None, test: Rows | None, *, spli
         split: fractions, seed, stratification.
         limit: seeded subset of the training rows (before splitting).
         explicit: the spec's label order, or None for sorted training labels.
+        task: ``classification``, ``multilabel`` (``ids`` hold multi-hot rows) or ``regression`` (``ids`` hold
+            numbers; ``labels`` is ``[column]``); the last two split without stratification.
+        separator: multilabel: what joins one row's labels.
+        column: regression: the target column (the one "label" of the head).
 
     Raises:
         DataError: unknown or unseen labels, empty splits, or a training split no classifier can learn from
             (see :func:`check_classes`).
     """
     train = train.select(S.subset(len(train.items), limit, split.seed))
+    if task != "classification":
+        return _target_splits(train, validation, test, split=split, limit=limit, explicit=explicit, task=task,
+                              separator=separator, column=column)
     labels = S.label_list(train, explicit)
     train_ids = S.encode(train, labels)
     parts = S.split_indices(train_ids, split, validation=validation is None, test=test is None, source=str(train.source))
@@ -70,6 +79,39 @@ def make_splits(train: Rows, validation: Rows | None, test: Rows | None, *, spli
     # Content digests (not paths) identify the files: a moved file keeps its cached activations.
     settings = {"split": split.model_dump(), "limit": limit, "labels": labels, "splits": sorted(rows)}
     return Splits(labels, rows, ids, settings, notes)
+
+
+def _target_splits(train: Rows, validation: Rows | None, test: Rows | None, *, split: SplitSpec, limit: int | None,
+                   explicit: list[str] | None, task: str, separator: str, column: str) -> Splits:
+    """:func:`make_splits` for multilabel and regression targets (``train`` already limited)."""
+    if task == "multilabel":
+        labels = T.multilabel_names(train, explicit, separator)
+        def enc(rows: Rows) -> list:
+            return T.encode_multilabel(rows, labels, separator)
+    else:
+        labels = [column]
+        def enc(rows: Rows) -> list:
+            return T.encode_numbers(rows, column)
+    train_ids = enc(train)
+    # Stratifying needs one class per row; label sets and numbers split uniformly at random.
+    parts = S.split_indices(list(range(len(train_ids))), split.model_copy(update={"stratify": False}),
+                            validation=validation is None, test=test is None, source=str(train.source))
+    rows: dict[str, Rows] = {"train": train.select(parts["train"])}
+    ids: dict[str, list] = {"train": [train_ids[i] for i in parts["train"]]}
+    for name, given in (("validation", validation), ("test", test)):
+        if given is not None:
+            rows[name], ids[name] = given, enc(given)
+        elif parts[name]:
+            rows[name], ids[name] = train.select(parts[name]), [train_ids[i] for i in parts[name]]
+    for name, part in rows.items():
+        if not part.items:
+            raise DataError(f"{part.where}: the {name} split is empty (got no rows from {part.source}); add rows")
+    if task == "multilabel" and not labels:
+        raise DataError(f"{train.where}: {train.source}: no row has a label (got {len(train.items)} rows); "
+                        f"join each row's labels with data.label_separator '{excerpt(separator)}'")
+    settings = {"split": split.model_dump(), "limit": limit, "labels": labels, "splits": sorted(rows), "task": task,
+                **({"separator": separator} if task == "multilabel" else {})}
+    return Splits(labels, rows, ids, settings, [])
 
 
 def check_classes(rows: dict[str, Rows], ids: dict[str, list[int]], labels: list[str], *,

@@ -13,6 +13,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from ftengine.data.sampling import EpochBatchSampler
 from ftengine.data.sniff import listing
+from ftengine.data.targets import TaskInfo
 
 SPLITS = ("train", "validation", "test")
 
@@ -31,7 +32,8 @@ class DataBundle:
         train: training examples (None only in bundles made by ``load_file`` for eval/predict).
         validation: validation examples (None: no validation split).
         test: test examples (None: no test split).
-        labels: class names; position = class id.
+        labels: class names; position = class id (multilabel: label names; regression: ``[target column]``).
+        task: the task (loss, outputs, regression normalisation from the training split); classification by default.
         collate: ``list[example] -> batch``; text batches are padded to their longest example.
         class_weights: (num_classes,) loss weights when ``balance: loss_weights``, else None.
         train_sampler_weights: (len(train),) sampling weights when ``balance: sampler``, else None.
@@ -50,6 +52,7 @@ class DataBundle:
     test: Dataset | None
     labels: list[str]
     collate: Callable[[list[dict[str, Any]]], dict[str, torch.Tensor]]
+    task: TaskInfo = field(default_factory=TaskInfo)
     class_weights: torch.Tensor | None = None
     train_sampler_weights: torch.Tensor | None = None
     lengths: dict[str, list[int]] | None = None
@@ -129,7 +132,11 @@ class DataBundle:
                      f"({s['tokenized'] / max(s['tokenize_seconds'], 1e-9):,.0f}/s), "
                      f"{s['mean_tokens']:.1f} tokens/example (max {s['max_tokens']}, {s['truncated']:,} truncated)")
         notes = "".join(f"\nnote: {line}" for line in self.stats.get("notes", ()))
-        return f"data ({self.kind}): {sizes} examples, {self.num_classes} classes ({shown}){extra}{notes}"
+        what = {"multilabel": f"multilabel, {self.num_classes} labels ({shown})",
+                "regression": f"regression of {shown} (training mean {self.task.target_mean:.4g}, "
+                              f"std {self.task.target_std:.4g})"}.get(self.task.kind,
+                                                                     f"{self.num_classes} classes ({shown})")
+        return f"data ({self.kind}): {sizes} examples, {what}{extra}{notes}"
 
 
 def counts(label_ids: Sequence[int], labels: Sequence[str]) -> dict[str, int]:

@@ -62,7 +62,7 @@ def _check_table(data: Any, path: Path, where: str) -> None:
         if column is not None:
             require_column(table, column, field)
     for i in range(min(HEAD_ROWS, len(table.rows))):
-        cell(table, i, data.label_column, where)
+        cell(table, i, data.label_column, where, required=getattr(data, "task", "classification") != "multilabel")
         if data.kind == "image_csv":
             row_image(table, i, data.path_column)
 

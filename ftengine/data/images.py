@@ -14,7 +14,8 @@ from torch.utils.data import Dataset
 from ftengine.data.assemble import balance_weights, make_splits
 from ftengine.data.bundle import DataBundle, counts
 from ftengine.data.sniff import excerpt
-from ftengine.data.splits import Rows, encode
+from ftengine.data.splits import Rows
+from ftengine.data.targets import encode_rows, label_tensor, split_task
 from ftengine.data.tables import Table, cell, locate, read_table, require_column
 from ftengine.data.transforms import build_transform, preprocessing, transform_identity
 from ftengine.errors import DataError, PlanError
@@ -64,7 +65,7 @@ class ImageDataset(Dataset):
 def collate_images(examples: list[dict[str, Any]]) -> dict[str, torch.Tensor]:
     """Stack pixels (B, 3, S, S) with ``labels`` and ``index``."""
     return {"pixels": torch.stack([e["pixels"] for e in examples]),
-            "labels": torch.tensor([e["label"] for e in examples], dtype=torch.long),
+            "labels": label_tensor([e["label"] for e in examples]),
             "index": torch.tensor([e["index"] for e in examples], dtype=torch.long)}
 
 
@@ -158,7 +159,9 @@ def csv_rows(spec: ImageCsvDataSpec, path: Path, where: str, *, require_labels: 
     items, labels = [], []
     for i in range(len(table.rows)):
         items.append(row_image(table, i, spec.path_column))
-        labels.append(cell(table, i, spec.label_column, where) if has_labels else None)
+        # A multilabel row may have no label at all (an empty set); every other task needs a value.
+        labels.append(cell(table, i, spec.label_column, where, required=spec.task != "multilabel") or ""
+                      if has_labels else None)
     files = _files_digest(items, path.parent)
     return Rows(items, labels, table.lines, path, where, lambda: table.digest + files())
 
@@ -178,11 +181,13 @@ def _bundle(kind: str, spec: Any, backbone: Any, splits: Any, seed: int,
     datasets = {name: ImageDataset(part.items, splits.ids[name], train_tf if name == "train" else eval_tf,
                                    part.where, source) for name, part in splits.rows.items()}
     class_weights, sampler_weights = balance_weights(spec.balance, splits.ids["train"], len(splits.labels))
-    stats = {"counts": {name: counts(i, splits.labels) for name, i in splits.ids.items()},
+    task = split_task(spec, splits.ids["train"])
+    stats = {**({"counts": {name: counts(i, splits.labels) for name, i in splits.ids.items()}}
+                if task.kind == "classification" else {}),
              "notes": ([pre["note"]] if pre["note"] else []) + splits.notes, "image_size": pre["image_size"]}
     parts = dict(kind=kind, **splits.settings, **transform_identity(pre, augment), **extra_parts)
     return DataBundle(kind=kind, modality="image", train=datasets["train"], validation=datasets.get("validation"),
-                      test=datasets.get("test"), labels=splits.labels, collate=collate_images,
+                      test=datasets.get("test"), labels=splits.labels, collate=collate_images, task=task,
                       class_weights=class_weights, train_sampler_weights=sampler_weights,
                       deterministic=not augment.is_random, seed=seed, stats=stats, fingerprint_parts=parts)
 
@@ -198,7 +203,8 @@ def build_image_files(spec: ImageFolderDataSpec | ImageCsvDataSpec, backbone: An
             path = locate(value, spec_dir, f"data.{name}", want_dir=folder)
             given[name] = folder_rows(path, f"data.{name}") if folder else csv_rows(spec, path, f"data.{name}")
     splits = make_splits(given["train"], given.get("validation"), given.get("test"), split=spec.split,
-                         limit=spec.limit, explicit=spec.labels)
+                         limit=spec.limit, explicit=spec.labels, task=getattr(spec, "task", "classification"),
+                         separator=getattr(spec, "label_separator", "|"), column=getattr(spec, "label_column", "label"))
     digests = {name: rows.digest for name, rows in given.items()}  # callables: hashed only when asked
     extra = {"columns": [spec.path_column, spec.label_column]} if not folder else {}
     return _bundle(spec.kind, spec, backbone, splits, seed, None, dict(digests=digests, **extra))
@@ -234,7 +240,7 @@ def load_images(spec: Any, backbone: Any, path: Path, labels: list[str], *, requ
     else:
         raise DataError(f"{where}: expected an image folder or an image file (got {path}); "
                         "point at a folder with one subfolder per class, or at an image")
-    ids = encode(rows, labels, strict=require_labels)
+    ids = encode_rows(spec, rows, labels, strict=require_labels)
     pre = preprocessing(backbone, getattr(spec, "image_size", None))
     dataset = ImageDataset(rows.items, ids, build_transform(pre["image_size"], pre["mean"], pre["std"]), where)
     return DataBundle(kind=spec.kind, modality="image", train=None, validation=None, test=dataset, labels=list(labels),

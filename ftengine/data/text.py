@@ -11,7 +11,8 @@ from torch.utils.data import Dataset
 
 from ftengine.data.assemble import balance_weights, make_splits
 from ftengine.data.bundle import DataBundle, counts
-from ftengine.data.splits import Rows, encode
+from ftengine.data.splits import Rows
+from ftengine.data.targets import encode_rows, label_tensor, split_task
 from ftengine.data.tables import cell, locate, read_table, require_column
 from ftengine.errors import DataError, PlanError
 from ftengine.spec.data import TextDataSpec
@@ -69,7 +70,7 @@ class TextCollate:
         if self.token_types:
             batch["token_type_ids"] = torch.tensor([e.get("token_type_ids", [0] * len(e["input_ids"]))
                                                     + [0] * (width - len(e["input_ids"])) for e in examples])
-        batch["labels"] = torch.tensor([e["label"] for e in examples], dtype=torch.long)
+        batch["labels"] = label_tensor([e["label"] for e in examples])
         batch["index"] = torch.tensor([e["index"] for e in examples], dtype=torch.long)
         return batch
 
@@ -95,7 +96,9 @@ def read_rows(spec: TextDataSpec, path: Path, where: str, *, require_labels: boo
         text = cell(table, i, spec.text_column, where, required=False) or ""
         pair = (cell(table, i, spec.text_pair_column, where, required=False) or "") if spec.text_pair_column else None
         items.append((text, pair))
-        labels.append(cell(table, i, spec.label_column, where) if has_labels else None)
+        # A multilabel row may have no label at all (an empty set); every other task needs a value.
+        labels.append(cell(table, i, spec.label_column, where, required=spec.task != "multilabel") or ""
+                      if has_labels else None)
     return Rows(items, labels, table.lines, path, where, table.digest)
 
 
@@ -197,10 +200,13 @@ def build_text(spec: TextDataSpec, backbone: Any, spec_dir: Path | None, seed: i
             given[name], blank_note = screen_blank(rows, spec.empty_text)
             notes += [blank_note] if blank_note else []
     splits = make_splits(given["train"], given.get("validation"), given.get("test"), split=spec.split,
-                         limit=spec.limit, explicit=spec.labels)
+                         limit=spec.limit, explicit=spec.labels, task=spec.task, separator=spec.label_separator,
+                         column=spec.label_column)
     datasets, stats = _datasets(tokenizer, splits.rows, splits.ids, max_length)
     class_weights, sampler_weights = balance_weights(spec.balance, splits.ids["train"], len(splits.labels))
-    stats.update(counts={name: counts(i, splits.labels) for name, i in splits.ids.items()}, notes=notes + splits.notes)
+    if spec.task == "classification":
+        stats["counts"] = {name: counts(i, splits.labels) for name, i in splits.ids.items()}
+    stats.update(notes=notes + splits.notes)
     # Only `drop` changes the examples; keep/error leave the fingerprint (and old runs' caches) as they were.
     dropped = {"empty_text": "drop"} if spec.empty_text == "drop" else {}
     parts = dict(kind="text", digests={name: rows.digest for name, rows in given.items()},
@@ -208,7 +214,7 @@ def build_text(spec: TextDataSpec, backbone: Any, spec_dir: Path | None, seed: i
                  encoding=spec.encoding, **splits.settings, **tokenizer_identity(tokenizer, max_length), **dropped)
     return DataBundle(kind="text", modality="text", train=datasets["train"], validation=datasets.get("validation"),
                       test=datasets.get("test"), labels=splits.labels, collate=_collate(tokenizer),
-                      class_weights=class_weights, train_sampler_weights=sampler_weights,
+                      task=split_task(spec, splits.ids["train"]), class_weights=class_weights, train_sampler_weights=sampler_weights,
                       lengths={name: d.lengths for name, d in datasets.items()}, sort_by_length=spec.sort_by_length,
                       deterministic=True, seed=seed, stats=stats, fingerprint_parts=parts)
 
@@ -219,7 +225,7 @@ def load_text(spec: TextDataSpec, backbone: Any, path: Path, labels: list[str], 
     tokenizer = _tokenizer(backbone)
     max_length, _ = effective_max_length(tokenizer, spec.max_length)
     rows = read_rows(spec, path, where, require_labels=require_labels)
-    ids = encode(rows, labels, strict=require_labels)
+    ids = encode_rows(spec, rows, labels, strict=require_labels)
     datasets, stats = _datasets(tokenizer, {"test": rows}, {"test": ids}, max_length)
     return DataBundle(kind="text", modality="text", train=None, validation=None, test=datasets["test"],
                       labels=list(labels), collate=_collate(tokenizer), lengths={"test": datasets["test"].lengths},

@@ -1,17 +1,23 @@
-"""Evaluation passes: logits for a whole split, then loss, accuracy and macro-F1."""
+"""Evaluation passes: logits for a whole split, then the task's loss and metrics."""
 
 from __future__ import annotations
 
 import contextlib
+import math
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor
 
-from ftengine.runtime.metrics import classification_metrics
+from ftengine.data.targets import TaskInfo
+from ftengine.runtime.metrics import classification_metrics, multilabel_metrics, regression_metrics
+
+
+HEADLINE = {"classification": ("loss", "accuracy", "macro_f1"), "multilabel": ("loss", "micro_f1", "macro_f1"),
+            "regression": ("loss", "rmse", "mae", "pearson", "spearman")}
+"""The metrics each task logs per epoch (as `val_<name>`) and reports (as `test_<name>`)."""
 
 
 @dataclass
@@ -19,61 +25,86 @@ class Evaluation:
     """One split's predictions and summary metrics.
 
     Attributes:
-        loss: mean cross-entropy (unweighted, so it compares across balance settings).
-        accuracy: fraction of correct argmax predictions.
-        macro_f1: unweighted mean of per-class F1 over every class of the label list.
-        probs: (N, C) float32 softmax probabilities, in the split's example order.
-        labels: (N,) int64 true labels.
+        loss: mean loss per example (classification: unweighted cross-entropy, so it compares across balance
+            settings; multilabel: BCE averaged over labels; regression: MSE/Huber on normalised targets).
+        probs: classification / multilabel: (N, C) float32 softmax / per-label sigmoid probabilities;
+            regression: (N,) predicted values in the target's unit; in the split's example order.
+        labels: (N,) int64 class ids, (N, C) float multi-hot rows, or (N,) float targets.
         index: (N,) int64 example ids.
-        report: every classification metric (`ftengine.runtime.metrics.metrics_from_confusion`) plus `loss`.
+        report: every metric of the task (`ftengine.runtime.metrics`) plus `loss`.
+        task: the task kind.
     """
 
     loss: float
-    accuracy: float
-    macro_f1: float
     probs: Tensor
     labels: Tensor
     index: Tensor
     report: dict[str, Any]
+    task: str = "classification"
+
+    @property
+    def accuracy(self) -> float:
+        """Classification accuracy (multilabel: subset accuracy)."""
+        return float(self.report.get("accuracy", self.report.get("subset_accuracy", math.nan)))
+
+    @property
+    def macro_f1(self) -> float:
+        """Macro-F1 over every class / label of the label list."""
+        return float(self.report.get("macro_f1", math.nan))
 
     @property
     def preds(self) -> Tensor:
-        """(N,) argmax predictions."""
+        """(N,) argmax predictions (classification)."""
         return self.probs.argmax(dim=1)
 
     def metrics(self, prefix: str = "val_") -> dict[str, float]:
-        """`{prefix}loss`, `{prefix}accuracy`, `{prefix}macro_f1`."""
-        return {f"{prefix}loss": self.loss, f"{prefix}accuracy": self.accuracy, f"{prefix}macro_f1": self.macro_f1}
+        """The task's headline metrics with `prefix`: `val_loss`, `val_accuracy`, `val_macro_f1` (classification),
+        `val_micro_f1`, `val_macro_f1` (multilabel), `val_rmse`, `val_mae`, `val_pearson`, `val_spearman` (regression)."""
+        return {f"{prefix}{name}": float(self.report[name]) for name in HEADLINE[self.task]}
+
+
+def metric_names(task: str, prefix: str = "val_") -> list[str]:
+    """The names `Evaluation.metrics` returns for `task`."""
+    return [f"{prefix}{name}" for name in HEADLINE[task]]
 
 
 @torch.no_grad()
 def evaluate(logits_of: Callable[[dict[str, Any]], Tensor], batches: Iterable[dict[str, Any]], names: list[str],
-             *, should_stop: Callable[[], bool] = lambda: False) -> Evaluation | None:
+             *, should_stop: Callable[[], bool] = lambda: False, task: TaskInfo | None = None) -> Evaluation | None:
     """Run `logits_of` over every batch (model in eval mode is the caller's job) and score it.
 
     Args:
         logits_of: batch -> (B, C) logits.
         batches: collated batches with `labels` and `index`.
-        names: class names (C of them).
+        names: class / label names (C of them; regression: the target column).
         should_stop: polled between batches; when it turns true the pass is abandoned (returns None).
+        task: the task (loss, outputs, threshold, normalisation); None: classification.
     """
-    probs, labels, index, loss_sum = [], [], [], 0.0
+    task = task or TaskInfo()
+    outputs, labels, index, loss_sum = [], [], [], 0.0
     for batch in batches:
         if should_stop():
             return None
         logits = logits_of(batch).float()
-        loss_sum += float(F.cross_entropy(logits, batch["labels"].to(logits.device), reduction="sum"))
-        probs.append(F.softmax(logits, dim=1).cpu())
+        targets = batch["labels"].to(logits.device)
+        loss_sum += float(task.compute_loss(logits, targets, reduction="sum")) / (
+            logits.shape[1] if task.kind == "multilabel" else 1)  # BCE's mean runs over labels too
+        outputs.append(task.outputs(logits).cpu())
         labels.append(batch["labels"].cpu())
         index.append(batch["index"].cpu())
-    if not probs:
+    if not outputs:
         return None
-    p, y, i = torch.cat(probs), torch.cat(labels), torch.cat(index)
+    p, y, i = torch.cat(outputs), torch.cat(labels), torch.cat(index)
     order = torch.argsort(i)  # eval batches come longest-first; report in the split's own order
     p, y, i = p[order], y[order], i[order]
-    report = {**classification_metrics(y, p.argmax(dim=1), names), "loss": loss_sum / len(y)}
-    return Evaluation(loss=report["loss"], accuracy=report["accuracy"], macro_f1=report["macro_f1"], probs=p, labels=y,
-                      index=i, report=report)
+    if task.kind == "multilabel":
+        report = multilabel_metrics(y, p, names, task.threshold)
+    elif task.kind == "regression":
+        report = regression_metrics(y, p, names[0] if names else "target")
+    else:
+        report = classification_metrics(y, p.argmax(dim=1), names)
+    report["loss"] = loss_sum / len(y)
+    return Evaluation(loss=report["loss"], probs=p, labels=y, index=i, report=report, task=task.kind)
 
 
 def autocast_context(device: torch.device, dtype: torch.dtype | None) -> contextlib.AbstractContextManager:

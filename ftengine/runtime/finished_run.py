@@ -8,15 +8,15 @@ from __future__ import annotations
 
 import csv
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
 
 from ftengine.errors import RunError
-from ftengine.runtime.adapters import attach_adapters
-from ftengine.runtime.export import HF_DIR, MODEL_DIR, WEIGHTS, load_final_weights
+from ftengine.data.targets import TaskInfo
+from ftengine.runtime.export import HF_DIR, MODEL_DIR, WEIGHTS, load_final_weights, load_task
 from ftengine.runtime.device import pick_device
 from ftengine.runtime.evaluate import Evaluation, evaluate
 from ftengine.runtime.model import FineTuneModel, inputs_of, to_device
@@ -34,6 +34,7 @@ class LoadedRun:
     labels: list[str]
     model: FineTuneModel
     device: torch.device
+    task: TaskInfo = field(default_factory=TaskInfo)
 
     @property
     def eval_batch_size(self) -> int:
@@ -66,15 +67,14 @@ def load_run(run_dir: str | Path, device: str = "auto") -> LoadedRun:
     dev = pick_device(device)
     # Structure only: every weight comes from model.safetensors below.
     backbone = build_backbone(backbone_spec, pretrained=False, device=dev, base_dir=spec_dir)
-    attach_adapters(backbone, spec.adapters)  # LoRA layers: model.safetensors holds their weights too
     model = FineTuneModel(backbone, build_head(spec.head, backbone, len(labels))).to(dev)
     load_final_weights(run_dir, model)
-    return LoadedRun(run_dir, spec, spec_dir, labels, model.eval(), dev)
+    return LoadedRun(run_dir, spec, spec_dir, labels, model.eval(), dev, TaskInfo.from_dict(load_task(run_dir)))
 
 
 def _run_split(run: LoadedRun, data: Any, split: str) -> Evaluation:
     loader = data.make_loader(split, run.eval_batch_size, shuffle=False)
-    result = evaluate(lambda b: run.model(inputs_of(to_device(b, run.device))), loader, run.labels)
+    result = evaluate(lambda b: run.model(inputs_of(to_device(b, run.device))), loader, run.labels, task=run.task)
     if result is None:
         raise RunError(f"{run.run_dir}: the {split} split is empty; nothing to evaluate")
     return result
@@ -117,25 +117,12 @@ def _evaluate_run(run_dir: str | Path, data: str | Path | None, device: str) -> 
 
 def predict_run(run_dir: str | Path, input_file: str | Path, output: str | Path | None = None, *,
                 device: str = "auto") -> Path:
-    """Label every example of `input_file` with the model of the finished run in `run_dir` (see `_predict_run`).
-
-    Raises:
-        RunError: a run is writing into `run_dir` now (readers share the folder's lock; see `runtime.lock`).
-    """
-    from ftengine.runtime.lock import locked_run_dir
-
-    # Shared, as eval: predictions land in the run directory by default, and the model must not be rewritten
-    # (a fresh run or --resume) while it is read.
-    with locked_run_dir(run_dir, "ftengine predict", shared=True):
-        return _predict_run(run_dir, input_file, output, device=device)
-
-
-def _predict_run(run_dir: str | Path, input_file: str | Path, output: str | Path | None = None, *,
-                 device: str = "auto") -> Path:
     """Predict labels for every example of `input_file` (labels in it are optional and ignored).
 
-    Writes CSV (default) or JSON lines (`.jsonl` output): the input (text or image path), the predicted `label`,
-    its `confidence`, and `p_<class>` for every class, in input order.
+    Writes CSV (default) or JSON lines (`.jsonl` output), in input order: the input (text or image path), then
+    classification: the predicted `label`, its `confidence` and `p_<class>` for every class; multilabel: the
+    predicted `labels` (a list in JSON lines, joined by the data's `label_separator` in CSV) and `p_<label>` for
+    every label; regression: the predicted value as `prediction` (in the target's unit).
 
     Returns:
         The predictions file (default `<run_dir>/predictions/<input stem>.csv`).
@@ -149,13 +136,15 @@ def _predict_run(run_dir: str | Path, input_file: str | Path, output: str | Path
     probs, index = [], []
     with torch.no_grad():
         for batch in loader:
-            probs.append(torch.softmax(run.model(inputs_of(to_device(batch, run.device))).float(), dim=1).cpu())
+            probs.append(run.task.outputs(run.model(inputs_of(to_device(batch, run.device))).float()).cpu())
             index.append(batch["index"])
     p = torch.cat(probs)[torch.argsort(torch.cat(index))]
     out = Path(output) if output else run.run_dir / "predictions" / f"{Path(input_file).stem}.csv"
     out.parent.mkdir(parents=True, exist_ok=True)
-    rows = [_row(bundle.test, i, p[i], run.labels) for i in range(len(p))]
-    if out.suffix in (".jsonl", ".json", ".ndjson"):
+    as_json = out.suffix in (".jsonl", ".json", ".ndjson")
+    joiner = None if as_json else getattr(run.spec.data, "label_separator", "|")
+    rows = [{**_source(bundle.test, i), **_outputs(run.task, p[i], run.labels, joiner)} for i in range(len(p))]
+    if as_json:
         out.write_text("".join(json.dumps(r) + "\n" for r in rows))
     else:
         with open(out, "w", newline="") as f:
@@ -165,13 +154,22 @@ def _predict_run(run_dir: str | Path, input_file: str | Path, output: str | Path
     return out
 
 
-def _row(dataset: Any, i: int, probs: torch.Tensor, labels: list[str]) -> dict[str, Any]:
+def _source(dataset: Any, i: int) -> dict[str, Any]:
+    """The input of example `i`: its text (and pair), or its image path."""
     texts = getattr(dataset, "texts", None)
     if texts is not None:
         text, pair = texts[i]
-        source: dict[str, Any] = {"text": text, **({"text_pair": pair} if pair is not None else {})}
-    else:
-        source = {"path": str(dataset.items[i])}
-    best = int(probs.argmax())
-    return {**source, "label": labels[best], "confidence": round(float(probs[best]), 6),
-            **{f"p_{name}": round(float(v), 6) for name, v in zip(labels, probs.tolist(), strict=True)}}
+        return {"text": text, **({"text_pair": pair} if pair is not None else {})}
+    return {"path": str(dataset.items[i])}
+
+
+def _outputs(task: TaskInfo, out: torch.Tensor, labels: list[str], joiner: str | None) -> dict[str, Any]:
+    """One row's prediction columns (see `predict_run`); `joiner` None keeps a multilabel list a list (JSON)."""
+    if task.kind == "regression":
+        return {"prediction": round(float(out), 6)}
+    probs = {f"p_{name}": round(float(v), 6) for name, v in zip(labels, out.tolist(), strict=True)}
+    if task.kind == "multilabel":
+        chosen = [name for name, v in zip(labels, out.tolist(), strict=True) if v >= task.threshold]
+        return {"labels": chosen if joiner is None else joiner.join(chosen), **probs}
+    best = int(out.argmax())
+    return {"label": labels[best], "confidence": round(float(out[best]), 6), **probs}

@@ -16,12 +16,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import torch
-import torch.nn.functional as F
 
 from ftengine.errors import RunError
 from ftengine.planner.graph import ExecutionGraph, StagePlan
 from ftengine.runtime.checkpoint import BEST, LAST, DeltaState, load_checkpoint, save_checkpoint
-from ftengine.runtime.evaluate import Evaluation, autocast_context, evaluate
+from ftengine.runtime.evaluate import Evaluation, autocast_context, evaluate, metric_names
 from ftengine.runtime.freeze import apply_freeze, set_train_modes
 from ftengine.runtime.interrupts import Interrupted, StopRequest
 from ftengine.runtime.model import FineTuneModel, inputs_of, to_device
@@ -269,7 +268,7 @@ class Trainer:
         logits = self.logits(batch, "train", stage).float()
         weights = self.data.class_weights if self.settings.balance == "loss_weights" else None
         weights = weights.to(self.device) if weights is not None else None
-        return F.cross_entropy(logits, batch["labels"].to(self.device), weight=weights)
+        return self.data.task.compute_loss(logits, batch["labels"].to(self.device), weight=weights)
 
     def evaluate_split(self, split: str, stage: StagePlan, *, interruptible: bool = False) -> Evaluation | None:
         """Evaluate `split` with the current weights (None when the split is absent)."""
@@ -282,7 +281,8 @@ class Trainer:
         with torch.random.fork_rng(devices=[]):  # creating a DataLoader iterator draws from the global RNG
             batches = iter(loader)
         stop = (lambda: self._stop.requested) if interruptible else (lambda: False)
-        return evaluate(lambda b: self.logits(b, split, stage), batches, self.data.labels, should_stop=stop)
+        return evaluate(lambda b: self.logits(b, split, stage), batches, self.data.labels, should_stop=stop,
+                        task=self.data.task)
 
     def _validate(self, stage: StagePlan) -> Evaluation | None:
         val = self.evaluate_split("validation", stage, interruptible=True)
@@ -314,7 +314,7 @@ class Trainer:
         row = dict(stage=stage.name, stage_index=pos.stage, stage_epoch=pos.epoch + 1, stage_epochs=stage.epochs,
                    epoch=pos.epochs_done + 1, step=pos.global_step,
                    train_loss=pos.loss_sum / pos.examples if pos.examples else math.nan,
-                   **(val.metrics() if val else {"val_loss": None, "val_accuracy": None, "val_macro_f1": None}),
+                   **(val.metrics() if val else dict.fromkeys(metric_names(self.data.task.kind))),
                    lr=lr_summary(self.optimizer), epoch_seconds=round(self._epoch_seconds, 3),
                    samples_per_second=round(self._epoch_seen / seconds, 2), best=verdict.improved and val is not None,
                    skipped_steps=pos.skipped_steps)

@@ -7,6 +7,7 @@ neither is 0. Macro averages weigh every class in the label list equally.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from typing import Any
 
@@ -114,3 +115,90 @@ class ClassificationMeter:
         if self.loss_count:
             out["loss"] = self.loss_sum / self.loss_count
         return out
+
+
+def multilabel_metrics(y_true: Tensor | np.ndarray, probs: Tensor | np.ndarray, labels: Sequence[str],
+                       threshold: float = 0.5) -> dict[str, Any]:
+    """Multilabel report metrics: a label is predicted where its probability reaches ``threshold``.
+
+    Conventions of scikit-learn's ``f1_score`` (``average="micro"`` / ``"macro"`` / ``None``, ``zero_division=0``):
+    micro-F1 pools every (example, label) decision; macro-F1 weighs every label equally.
+
+    Args:
+        y_true: (N, C) 0/1 targets.
+        probs: (N, C) per-label probabilities.
+        labels: the C label names.
+        threshold: the decision threshold.
+
+    Returns:
+        ``task``, ``num_examples``, ``threshold``, ``micro_precision``, ``micro_recall``, ``micro_f1``, ``macro_f1``,
+        ``subset_accuracy`` (every label of a row right), ``per_label`` (``{label: {precision, recall, f1, support}}``)
+        and ``labels``.
+    """
+    t = np.asarray(y_true, dtype=np.float64) > 0.5
+    p = np.asarray(probs, dtype=np.float64) >= threshold
+    tp, fp, fn = (t & p).sum(0).astype(np.float64), (~t & p).sum(0).astype(np.float64), (t & ~p).sum(0).astype(np.float64)
+    precision, recall, f1 = _safe_div(tp, tp + fp), _safe_div(tp, tp + fn), _safe_div(2 * tp, 2 * tp + fp + fn)
+    micro = lambda num, den: float(num / den) if den else 0.0  # noqa: E731 - three one-line ratios
+    return {
+        "task": "multilabel", "num_examples": int(t.shape[0]), "threshold": float(threshold),
+        "micro_precision": micro(tp.sum(), tp.sum() + fp.sum()), "micro_recall": micro(tp.sum(), tp.sum() + fn.sum()),
+        "micro_f1": micro(2 * tp.sum(), 2 * tp.sum() + fp.sum() + fn.sum()),
+        "macro_f1": float(f1.mean()) if len(f1) else 0.0,
+        "subset_accuracy": float((t == p).all(axis=1).mean()) if len(t) else 0.0,
+        "per_label": {name: {"precision": float(precision[i]), "recall": float(recall[i]), "f1": float(f1[i]),
+                             "support": int(t[:, i].sum())} for i, name in enumerate(labels)},
+        "labels": list(labels),
+    }
+
+
+THRESHOLDS = tuple(round(0.05 * k, 2) for k in range(1, 20))
+"""Candidate multilabel thresholds: 0.05, 0.10, ..., 0.95."""
+
+
+def choose_threshold(y_true: Tensor | np.ndarray, probs: Tensor | np.ndarray) -> float:
+    """The threshold of :data:`THRESHOLDS` with the best micro-F1 on these (validation) examples.
+
+    Ties go to the candidate nearest 0.5, so a flat curve keeps the neutral choice.
+    """
+    labels = [str(i) for i in range(np.asarray(probs).shape[1])]
+    scored = [(multilabel_metrics(y_true, probs, labels, t)["micro_f1"], -abs(t - 0.5), t) for t in THRESHOLDS]
+    return max(scored)[2]
+
+
+def _ranks(x: np.ndarray) -> np.ndarray:
+    """1-based ranks, ties sharing their average rank (as ``scipy.stats.rankdata``)."""
+    order = np.argsort(x, kind="mergesort")
+    sorted_x = x[order]
+    starts = np.r_[True, sorted_x[1:] != sorted_x[:-1]]
+    group = np.cumsum(starts) - 1
+    first = np.flatnonzero(starts)
+    counts = np.diff(np.r_[first, len(x)])
+    ranks = np.empty(len(x))
+    ranks[order] = (first + (counts + 1) / 2.0)[group]
+    return ranks
+
+
+def _pearson(a: np.ndarray, b: np.ndarray) -> float:
+    a, b = a - a.mean(), b - b.mean()
+    den = math.sqrt(float((a * a).sum() * (b * b).sum()))
+    return float((a * b).sum() / den) if den > 0 else 0.0
+
+
+def regression_metrics(y_true: Tensor | np.ndarray, y_pred: Tensor | np.ndarray, target: str) -> dict[str, Any]:
+    """RMSE, MAE, Pearson's r and Spearman's rho of predictions against targets (rows with a NaN target left out).
+
+    A correlation with a constant side is undefined; it is reported as 0 (no linear/monotone relation shown).
+
+    Returns:
+        ``task``, ``num_examples``, ``target``, ``rmse``, ``mae``, ``pearson``, ``spearman``.
+    """
+    t, p = np.asarray(y_true, dtype=np.float64).ravel(), np.asarray(y_pred, dtype=np.float64).ravel()
+    keep = np.isfinite(t)
+    t, p = t[keep], p[keep]
+    err = p - t
+    n = len(t)
+    return {"task": "regression", "num_examples": int(n), "target": target,
+            "rmse": float(np.sqrt((err ** 2).mean())) if n else 0.0, "mae": float(np.abs(err).mean()) if n else 0.0,
+            "pearson": _pearson(t, p) if n > 1 else 0.0,
+            "spearman": _pearson(_ranks(t), _ranks(p)) if n > 1 else 0.0}

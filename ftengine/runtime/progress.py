@@ -69,7 +69,8 @@ def format_epoch(row: dict[str, Any]) -> str:
     """The one-line epoch summary, e.g. `stage head  epoch 2/3  step 250  train_loss 0.612  val_accuracy 0.731 ...`."""
     parts = [f"[{row['stage']}] epoch {row['stage_epoch']}/{row['stage_epochs']}", f"step {row['step']}",
              f"train_loss {row['train_loss']:.4f}"]
-    for key in ("val_loss", "val_accuracy", "val_macro_f1"):
+    for key in ("val_loss", "val_accuracy", "val_micro_f1", "val_macro_f1", "val_rmse", "val_mae", "val_pearson",
+                "val_spearman"):
         if row.get(key) is not None:
             parts.append(f"{key} {row[key]:.4f}")
     parts.append(f"{row['epoch_seconds']:.1f}s ({row['samples_per_second']:.0f} ex/s)")

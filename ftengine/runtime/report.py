@@ -20,6 +20,7 @@ from matplotlib.figure import Figure
 from torch import Tensor
 
 from ftengine.runtime.metrics import classification_metrics
+from ftengine.runtime.task_report import TASK_FORMATS
 from ftengine.runtime.run_dir import dumps
 
 
@@ -38,7 +39,9 @@ def build_report(y_true: Tensor, probs: Tensor, labels: Sequence[str]) -> dict[s
 
 
 def format_report(metrics: dict[str, Any], title: str = "test set") -> str:
-    """A plain-text report: overall numbers, a per-class table and the confusion matrix."""
+    """A plain-text report: overall numbers, a per-class table and the confusion matrix (other tasks: their own)."""
+    if (other := TASK_FORMATS.get(metrics.get("task", ""))) is not None:
+        return other(metrics, title)
     labels = metrics["labels"]
     width = max(12, *(len(name) for name in labels))
     lines = [f"{title}: {metrics['num_examples']:,} examples", f"accuracy     {metrics['accuracy']:.4f}",
@@ -78,7 +81,7 @@ def write_report(run_dir: str | Path, metrics: dict[str, Any], *, split: str = "
     out = {"json": run_dir / "report.json", "txt": run_dir / "report.txt"}
     out["json"].write_text(dumps({"split": split, **(extra or {}), **metrics}, indent=2) + "\n")  # NaN as null
     out["txt"].write_text(format_report(metrics, title=f"{split} set"))
-    if plots:
+    if plots and "confusion_matrix" in metrics:  # classification only
         out["confusion_matrix"] = plot_confusion(metrics, run_dir / "plots" / "confusion_matrix.png", title=f"{split} set")
     return out
 
@@ -206,7 +209,9 @@ def plot_history(metrics_path: str | Path, out_dir: str | Path) -> list[Path]:
         lr_keys = {k: lr_keys[k] for k in names[-16:]}
     panels = [
         ("loss.png", rows, {"train_loss": "train loss", "val_loss": "validation loss"}, "cross-entropy", "Loss"),
-        ("metrics.png", rows, {"val_accuracy": "validation accuracy", "val_macro_f1": "validation macro F1"},
+        ("metrics.png", rows, {"val_accuracy": "validation accuracy", "val_macro_f1": "validation macro F1",
+                               "val_micro_f1": "validation micro F1", "val_pearson": "validation Pearson r",
+                               "val_spearman": "validation Spearman rho"},
          "score", "Validation metrics"),
         ("lr.png", lr_rows, lr_keys, "learning rate (log; frozen groups omitted)", "Learning rate per parameter group"),
         ("throughput.png", rows, {"samples_per_second": "samples / s"}, "samples per second", "Training throughput"),

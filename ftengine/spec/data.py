@@ -9,6 +9,7 @@ from pydantic import Field, model_validator
 from ftengine.spec.base import MAX_PIXELS, MAX_ROWS, MAX_SEED, MAX_TOKENS, StrictModel
 
 Balance = Literal["none", "sampler", "loss_weights"]
+Task = Literal["classification", "multilabel", "regression"]
 
 
 class SplitSpec(StrictModel):
@@ -67,7 +68,29 @@ class _FileSplits(StrictModel):
     """Explicit class order; null sorts the labels found in the training data."""
 
 
-class TextDataSpec(_FileSplits):
+class _Targets(StrictModel):
+    """What the label column holds: the task of the run (the head's width and loss follow from it)."""
+
+    task: Task = "classification"
+    """`classification` (one class per row, softmax + cross-entropy), `multilabel` (a set of labels per row,
+    joined by `label_separator`; sigmoid + BCE, threshold chosen on validation) or `regression` (a number per
+    row; normalised by the training split's mean/std, loss `regression_loss`)."""
+    label_separator: str = Field(default="|", min_length=1, max_length=8)
+    """`multilabel`: what separates the labels of one row (`"sports|politics"`); an empty cell is no label."""
+    regression_loss: Literal["mse", "huber"] = "mse"
+    """`regression`: mean squared error, or Huber (delta 1 standard deviation of the training targets)."""
+
+    @model_validator(mode="after")
+    def _task_fits(self) -> "_Targets":
+        if self.task != "classification" and getattr(self, "balance", "none") != "none":
+            raise ValueError(f"balance applies to classification (got balance '{self.balance}' with task "
+                             f"'{self.task}'); set balance: none")
+        if self.task == "regression" and getattr(self, "labels", None) is not None:
+            raise ValueError("a regression target has no class list (got labels); drop labels")
+        return self
+
+
+class TextDataSpec(_FileSplits, _Targets):
     """Text classification from CSV or JSON-lines files."""
 
     kind: Literal["text"] = "text"
@@ -78,7 +101,7 @@ class TextDataSpec(_FileSplits):
     text_pair_column: str | None = None
     """Optional second text column (sentence pairs)."""
     label_column: str = "label"
-    """Column holding the class label."""
+    """Column holding the label (class, `|`-joined labels, or number: see `task`)."""
     encoding: str = "utf-8"
     """File encoding, e.g. `latin-1`."""
     empty_text: Literal["keep", "drop", "error"] = "keep"
@@ -100,14 +123,14 @@ class ImageFolderDataSpec(_FileSplits):
     """Random training augmentation."""
 
 
-class ImageCsvDataSpec(_FileSplits):
+class ImageCsvDataSpec(_FileSplits, _Targets):
     """Image classification from a CSV of image paths and labels."""
 
     kind: Literal["image_csv"] = "image_csv"
     path_column: str = "path"
     """Column holding image paths (relative to the CSV file)."""
     label_column: str = "label"
-    """Column holding the class label."""
+    """Column holding the label (class, `|`-joined labels, or number: see `task`)."""
     encoding: str = "utf-8"
     """CSV encoding."""
     image_size: int | None = Field(default=None, gt=0, le=MAX_PIXELS)

@@ -6,7 +6,6 @@ from typing import Annotated, Any
 
 from pydantic import Field
 
-from ftengine.spec.adapters import AdapterSpec
 from ftengine.spec.backbone import BackboneSpec
 from ftengine.spec.base import StrictModel
 from ftengine.spec.data import DataSpec
@@ -27,8 +26,6 @@ class Spec(StrictModel):
     """The new classification head."""
     data: Annotated[DataSpec, Field(discriminator="kind")]
     """The labelled data (`kind`: text, image_folder, image_csv or sklearn_digits)."""
-    adapters: AdapterSpec | None = None
-    """Low-rank adapters (LoRA through peft) trained instead of the base weights of the groups they adapt."""
     freeze: FreezeSpec = Field(default_factory=lambda: FreezeSpec(preset="head_then_full"))
     """Which layer groups train in which stage, and their learning rates."""
     optimizer: OptimizerSpec = Field(default_factory=OptimizerSpec)
@@ -67,8 +64,24 @@ def cross_section_problems(spec: Spec) -> list[tuple[str, str]]:
             "random augmentation makes frozen activations differ every epoch, so they cannot be cached "
             "(got cache.enabled 'on' with data.augment on); set cache.enabled to auto or off, or drop the augmentation",
         ))
+    problems.extend(_task_metric_problems(spec))
     problems.extend(_package_path_problems(spec.model_dump(exclude={"description"})))
     return problems
+
+
+TASK_METRICS = {"classification": ("val_loss", "val_accuracy", "val_macro_f1"),
+                "multilabel": ("val_loss", "val_micro_f1", "val_macro_f1"),
+                "regression": ("val_loss", "val_rmse", "val_mae", "val_pearson", "val_spearman")}
+"""The validation metrics each task logs (what early stopping may watch)."""
+
+
+def _task_metric_problems(spec: Spec) -> list[tuple[str, str]]:
+    """The early-stopping metric must be one the data's task measures."""
+    task, metric = getattr(spec.data, "task", "classification"), spec.training.early_stopping.metric
+    if metric in TASK_METRICS[task]:
+        return []
+    return [("training.early_stopping.metric", f"a {task} run does not measure {metric} (got data.task '{task}'); "
+             f"use one of {', '.join(TASK_METRICS[task])}")]
 
 
 def _package_path_problems(node: Any, where: str = "") -> list[tuple[str, str]]:

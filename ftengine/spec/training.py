@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Literal
 
 from pydantic import Field, field_validator, model_validator
 
@@ -62,8 +62,11 @@ class ScheduleSpec(StrictModel):
 class EarlyStoppingSpec(StrictModel):
     """Stop when the validation metric stops improving."""
 
-    metric: Literal["val_accuracy", "val_loss", "val_macro_f1"] = "val_accuracy"
-    """Validation metric watched by early stopping, `until_plateau` stages and best-checkpoint selection."""
+    metric: Literal["val_accuracy", "val_loss", "val_macro_f1", "val_micro_f1", "val_rmse", "val_mae", "val_pearson",
+                    "val_spearman"] = "val_accuracy"
+    """Validation metric watched by early stopping, `until_plateau` stages and best-checkpoint selection
+    (classification: accuracy, macro_f1; multilabel: micro_f1, macro_f1; regression: rmse, mae, pearson,
+    spearman; every task: loss)."""
     patience: int | None = Field(default=None, ge=1, le=MAX_EPOCHS)
     """Epochs without improvement before the run stops (null: never stop early)."""
     min_delta: float = Field(default=0.0, ge=0.0)
@@ -72,7 +75,7 @@ class EarlyStoppingSpec(StrictModel):
     @property
     def mode(self) -> Literal["min", "max"]:
         """`min` for losses, `max` for scores."""
-        return "min" if self.metric == "val_loss" else "max"
+        return "min" if self.metric in ("val_loss", "val_rmse", "val_mae") else "max"
 
 
 class TrainingSpec(StrictModel):
@@ -153,10 +156,3 @@ class OutputSpec(StrictModel):
     """Also checkpoint every N optimizer steps (null: at each epoch end)."""
     plots: bool = True
     """Write PNG plots of the loss and metric curves."""
-    wise_ft: list[Annotated[float, Field(ge=0.0, le=1.0)]] = Field(default_factory=list, max_length=101)
-    """WiSE-FT (Wortsman et al. 2022): after training, evaluate backbone weights `(1-a) * pretrained + a *
-    fine-tuned` for each coefficient `a` on the validation split and keep the best as the final model (the head
-    keeps its fine-tuned weights at every `a`); e.g. `[0.0, 0.25, 0.5, 0.75, 1.0]`. Empty: off."""
-    merge_adapters: bool = False
-    """Also save the backbone with its LoRA adapters merged into the base weights (`model/merged/`,
-    `save_pretrained` of peft's `merge_and_unload()`)."""
