@@ -17,6 +17,7 @@ from typing import Any
 from safetensors.torch import load_file, save_file
 from torch import nn
 
+from ftengine.runtime.adapters import base_state
 from ftengine.runtime.checkpoint import model_state
 
 MODEL_DIR, WEIGHTS, HEAD_CONFIG, HF_DIR = "model", "model.safetensors", "head.json", "backbone"
@@ -39,7 +40,8 @@ def save_final_model(run_dir: Path, model: nn.Module, spec: Any, labels: list[st
         hf_dir = folder / HF_DIR
         original = model.backbone.model
         # Clone: the flat optimizer's parameters are views into one buffer, which safetensors refuses to save.
-        state = {k: v.detach().cpu().clone().contiguous() for k, v in original.state_dict().items()}
+        # LoRA runs: the base model's own weights and names (the adapter is saved on its own, in peft's format).
+        state = base_state(original)
         from transformers.utils import logging as hf_logging
 
         was_on = hf_logging.is_progress_bar_enabled()

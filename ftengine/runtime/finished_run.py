@@ -16,6 +16,7 @@ import torch
 
 from ftengine.errors import RunError
 from ftengine.data.targets import TaskInfo
+from ftengine.runtime.adapters import attach_adapters
 from ftengine.runtime.export import HF_DIR, MODEL_DIR, WEIGHTS, load_final_weights, load_task
 from ftengine.runtime.device import pick_device
 from ftengine.runtime.evaluate import Evaluation, evaluate
@@ -67,6 +68,7 @@ def load_run(run_dir: str | Path, device: str = "auto") -> LoadedRun:
     dev = pick_device(device)
     # Structure only: every weight comes from model.safetensors below.
     backbone = build_backbone(backbone_spec, pretrained=False, device=dev, base_dir=spec_dir)
+    attach_adapters(backbone, spec.adapters)  # LoRA layers: model.safetensors holds their weights too
     model = FineTuneModel(backbone, build_head(spec.head, backbone, len(labels))).to(dev)
     load_final_weights(run_dir, model)
     return LoadedRun(run_dir, spec, spec_dir, labels, model.eval(), dev, TaskInfo.from_dict(load_task(run_dir)))
@@ -117,6 +119,21 @@ def _evaluate_run(run_dir: str | Path, data: str | Path | None, device: str) -> 
 
 def predict_run(run_dir: str | Path, input_file: str | Path, output: str | Path | None = None, *,
                 device: str = "auto") -> Path:
+    """Label every example of `input_file` with the model of the finished run in `run_dir` (see `_predict_run`).
+
+    Raises:
+        RunError: a run is writing into `run_dir` now (readers share the folder's lock; see `runtime.lock`).
+    """
+    from ftengine.runtime.lock import locked_run_dir
+
+    # Shared, as eval: predictions land in the run directory by default, and the model must not be rewritten
+    # (a fresh run or --resume) while it is read.
+    with locked_run_dir(run_dir, "ftengine predict", shared=True):
+        return _predict_run(run_dir, input_file, output, device=device)
+
+
+def _predict_run(run_dir: str | Path, input_file: str | Path, output: str | Path | None = None, *,
+                 device: str = "auto") -> Path:
     """Predict labels for every example of `input_file` (labels in it are optional and ignored).
 
     Writes CSV (default) or JSON lines (`.jsonl` output), in input order: the input (text or image path), then

@@ -17,6 +17,8 @@ from ftengine.errors import RunError
 from ftengine.planner.describe import describe
 from ftengine.planner.facts import backbone_source
 from ftengine.planner.graph import HEAD, ExecutionGraph
+from ftengine.runtime.adapters import attach_adapters
+from ftengine.runtime.wise_ft import snapshot
 from ftengine.runtime.checkpoint import BEST, DeltaState, load_checkpoint, resume_point
 from ftengine.runtime.device import autocast_dtype, grad_scaler, pick_device, set_threads
 from ftengine.runtime.evaluate import metric_names
@@ -82,8 +84,9 @@ def build(spec: Spec, spec_dir: Path, device: torch.device, *, pretrained: bool 
     seed_everything(spec.training.seed)  # random heads (and random-init backbones) start the same every run
     backbone = build_backbone(spec.backbone, pretrained=pretrained, device=device, base_dir=spec_dir)
     data = build_data(spec.data, backbone, spec_dir, spec.training.seed)
-    graph = plan(spec, backbone, num_classes=len(data.labels))
     head = build_head(spec.head, backbone, len(data.labels))
+    attach_adapters(backbone, spec.adapters)  # after the head: a run without adapters draws the same numbers
+    graph = plan(spec, backbone, num_classes=len(data.labels))
     return Built(FineTuneModel(backbone, head).to(device), data, graph, device)
 
 
@@ -146,6 +149,8 @@ def _run_locked(spec: Spec, spec_path: Path, run_dir: Path, resume: bool | str |
     # A damaged newest checkpoint falls back to the one before it, with a warning (see resume_point).
     checkpoint, state = resume_point(run_dir) if resuming else (None, None)
     weights = DeltaState(model, {n for n, _ in model.named_parameters() if graph.group_of(n) == HEAD})
+    # WiSE-FT mixes with the pretrained weights: copy the ones that will train before a resume overwrites them.
+    pretrained = snapshot(model, graph) if spec.output.wise_ft else None
     if state is None:  # the spec, data and model all loaded: only now replace what was in the folder
         info = start_run_dir(run_dir, spec, spec_path, graph, data, device)
     else:
@@ -169,7 +174,7 @@ def _run_locked(spec: Spec, spec_path: Path, run_dir: Path, resume: bool | str |
         restore_rng(state["rng"])  # last: everything above may draw random numbers
     train_started = time.perf_counter()
     trainer.fit()
-    metrics = finish(trainer, spec)
+    metrics = finish(trainer, spec, pretrained=pretrained)
     if cache is not None:  # not on failure: a cache kept in the run directory makes --resume start warm
         cache.close()
     metrics.update(load_seconds=round(load_seconds, 2), train_seconds=round(time.perf_counter() - train_started, 2),
@@ -241,11 +246,14 @@ def open_cache(graph: ExecutionGraph, model: FineTuneModel, data: DataBundle, de
     return cache
 
 
-def finish(trainer: Trainer, spec: Spec) -> dict[str, Any]:
-    """Restore the best weights, test them, save the model (described by `spec`'s backbone and head), report and
-    plots; returns the final metrics."""
+def finish(trainer: Trainer, spec: Spec, *, pretrained: dict[str, torch.Tensor] | None = None) -> dict[str, Any]:
+    """Restore the best weights, WiSE-FT sweep (with `pretrained`, see `runtime.wise_ft`), test them, save the model
+    (described by `spec`'s backbone and head; LoRA adapters also in peft's format), report and plots; returns the
+    final metrics."""
     # Here, not at the top: safetensors and matplotlib load only when a run gets this far (fast start-up and --help).
-    from ftengine.runtime.export import save_final_model
+    from ftengine.runtime.adapters import ADAPTER_DIR, MERGED_DIR, save_adapter, save_merged
+    from ftengine.runtime.export import HF_DIR, save_final_model
+    from ftengine.runtime.wise_ft import format_sweep, sweep
     from ftengine.runtime.report import plot_history, write_report
 
     settings, graph, run_dir = trainer.settings, trainer.graph, trainer.run_dir
@@ -258,6 +266,13 @@ def finish(trainer: Trainer, spec: Spec) -> dict[str, Any]:
         trainer.weights.restore(best, str(best_path))
         trainer.optimizer.reload_params()
         weights_stage, final_row = best["stage"], best["metrics"]
+    ensemble = None
+    if pretrained is not None and spec.output.wise_ft:
+        ensemble = sweep(trainer, pretrained, spec.output.wise_ft, graph.stages[weights_stage])
+        if ensemble is not None:
+            write_json(run_dir / "wise_ft.json", {"best": ensemble.best, "seconds": ensemble.seconds,
+                                                  "rows": ensemble.rows})
+            trainer.console.line(format_sweep(ensemble, settings.early_stopping_metric))
     task = trainer.data.task
     if task.kind == "multilabel":  # the decision threshold is chosen on validation, with the weights that ship
         val = trainer.evaluate_split("validation", graph.stages[weights_stage])
@@ -266,11 +281,20 @@ def finish(trainer: Trainer, spec: Spec) -> dict[str, Any]:
     test = trainer.evaluate_split("test", graph.stages[weights_stage])
     metrics: dict[str, Any] = {k: final_row.get(k) for k in (*metric_names(task.kind), "epoch", "stage")}
     metrics["epochs_run"] = len(rows)
+    extra = {"weights": "best" if settings.restore_best else "last", "epoch": final_row.get("epoch")}
+    if ensemble is not None:  # the final model is the chosen mix: its validation numbers are the run's
+        chosen = next(r for r in ensemble.rows if r["alpha"] == ensemble.best)
+        metrics.update({k: v for k, v in chosen.items() if k != "alpha"}, wise_ft_alpha=ensemble.best,
+                       wise_ft=ensemble.rows, wise_ft_seconds=round(ensemble.seconds, 3))
+        extra.update(wise_ft_alpha=ensemble.best, wise_ft=ensemble.rows)
     if test is not None:
         metrics.update(test.metrics("test_"))
-        write_report(run_dir, test.report, split="test", plots=settings.plots,
-                     extra={"weights": "best" if settings.restore_best else "last", "epoch": final_row.get("epoch")})
-    save_final_model(run_dir, trainer.model, spec, trainer.data.labels, task=task)
+        write_report(run_dir, test.report, split="test", plots=settings.plots, extra=extra)
+    folder = save_final_model(run_dir, trainer.model, spec, trainer.data.labels, task=task)
+    if spec.adapters is not None:
+        save_adapter(folder / ADAPTER_DIR, trainer.model.backbone)
+        if spec.output.merge_adapters and spec.backbone.kind == "hf":
+            save_merged(folder / HF_DIR, folder / ADAPTER_DIR, folder / MERGED_DIR)
     if settings.plots and rows:
         plot_history(run_dir / "metrics.jsonl", run_dir / "plots")
     if not settings.save_best and best_path.is_file():

@@ -6,6 +6,7 @@ from typing import Annotated, Any
 
 from pydantic import Field
 
+from ftengine.spec.adapters import AdapterSpec
 from ftengine.spec.backbone import BackboneSpec
 from ftengine.spec.base import StrictModel
 from ftengine.spec.data import DataSpec
@@ -26,6 +27,8 @@ class Spec(StrictModel):
     """The new classification head."""
     data: Annotated[DataSpec, Field(discriminator="kind")]
     """The labelled data (`kind`: text, image_folder, image_csv or sklearn_digits)."""
+    adapters: AdapterSpec | None = None
+    """Low-rank adapters (LoRA through peft) trained instead of the base weights of the groups they adapt."""
     freeze: FreezeSpec = Field(default_factory=lambda: FreezeSpec(preset="head_then_full"))
     """Which layer groups train in which stage, and their learning rates."""
     optimizer: OptimizerSpec = Field(default_factory=OptimizerSpec)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import Field, field_validator, model_validator
 
@@ -156,3 +156,10 @@ class OutputSpec(StrictModel):
     """Also checkpoint every N optimizer steps (null: at each epoch end)."""
     plots: bool = True
     """Write PNG plots of the loss and metric curves."""
+    wise_ft: list[Annotated[float, Field(ge=0.0, le=1.0)]] = Field(default_factory=list, max_length=101)
+    """WiSE-FT (Wortsman et al. 2022): after training, evaluate backbone weights `(1-a) * pretrained + a *
+    fine-tuned` for each coefficient `a` on the validation split and keep the best as the final model (the head
+    keeps its fine-tuned weights at every `a`); e.g. `[0.0, 0.25, 0.5, 0.75, 1.0]`. Empty: off."""
+    merge_adapters: bool = False
+    """Also save the backbone with its LoRA adapters merged into the base weights (`model/merged/`,
+    `save_pretrained` of peft's `merge_and_unload()`)."""
