@@ -27,9 +27,10 @@ import torch
 import torch.nn.functional as F
 
 from ftengine.backbones import build_backbone
-from ftengine.bench.cache_data import SCENARIOS, bench_spec_dict
+from ftengine.bench.cache_data import MINILM, SCENARIOS, bench_spec_dict
 from ftengine.bench.gather import gather_bench
 from ftengine.bench.kit import echo, environment, progress, spread
+from ftengine.bench.random_init import random_model_dir
 from ftengine.data import build_data
 from ftengine.heads import build_head
 from ftengine.planner import plan
@@ -49,7 +50,7 @@ def _sync(device: torch.device) -> None:
 
 
 @dataclass
-class _Run:
+class BenchRun:
     """A scenario's model, data, plan and optimizer, built as ``run_spec`` builds them."""
 
     spec: Any
@@ -60,29 +61,29 @@ class _Run:
     device: torch.device
 
 
-def _build(spec: Any, device: torch.device) -> _Run:
+def build_run(spec: Any, device: torch.device) -> BenchRun:
     """Backbone, data, plan, head and optimizer from the engine's own builders (head seeded by the spec)."""
     seed_everything(spec.training.seed)
     backbone = build_backbone(spec.backbone, device=device, base_dir=Path.cwd())
     data = build_data(spec.data, backbone, Path.cwd(), seed=spec.training.seed)
     graph = plan(spec, backbone, num_classes=len(data.labels))
     model = FineTuneModel(backbone, build_head(spec.head, backbone, len(data.labels))).to(device)
-    return _Run(spec, model, data, graph, make_optimizer(model, graph, spec.optimizer), device)
+    return BenchRun(spec, model, data, graph, make_optimizer(model, graph, spec.optimizer), device)
 
 
-def _open_cache(run: _Run) -> Any:
+def open_cache(run: BenchRun) -> Any:
     """The runtime's activation cache for the scenario's plan (a temporary directory per scenario: cold fill)."""
     return ActivationCache.create(run.graph, run.model.backbone, run.data, device=run.device)
 
 
-def _enter_stage(run: _Run, stage: Any) -> None:
+def enter_stage(run: BenchRun, stage: Any) -> None:
     """What the training loop does when a stage starts: freeze, optimizer masks and LRs, train/eval modes."""
     apply_freeze(run.model, run.graph, stage)
     set_lrs(run.optimizer, apply_stage_settings(run.optimizer, stage), 1.0)
     set_train_modes(run.model, run.graph, stage)
 
 
-def _epoch(run: _Run, stage: Any, batches: list[dict[str, Any]], cache: Any = None) -> tuple[float, float]:
+def _epoch(run: BenchRun, stage: Any, batches: list[dict[str, Any]], cache: Any = None) -> tuple[float, float]:
     """One training epoch of ``stage``; returns (seconds, seconds spent producing the boundary state).
 
     The boundary state is the frozen prefix's output (uncached: run here, under ``no_grad``, exactly what
@@ -111,20 +112,21 @@ def _epoch(run: _Run, stage: Any, batches: list[dict[str, Any]], cache: Any = No
     return time.perf_counter() - start, prefix
 
 
-def _timed_scenario(name: str, args: Any, cache_dir: str) -> dict[str, Any]:
+def _timed_scenario(name: str, args: Any, cache_dir: str, source: str) -> dict[str, Any]:
+    cache_section = {"dtype": args.dtype, "dir": cache_dir, "tier": getattr(args, "tier", "auto")}
     spec = validate_spec(bench_spec_dict(args.examples, args.max_length, args.batch_size, SCENARIOS[name],
-                                         {"dtype": args.dtype, "dir": cache_dir}), source=f"bench:{name}")
-    run = _build(spec, torch.device(args.device))
+                                         cache_section, source), source=f"bench:{name}")
+    run = build_run(spec, torch.device(args.device))
     graph, data = run.graph, run.data
     layer0: Counter = Counter()  # examples through encoder.layer.0 outside autograd = frozen-prefix work
     run.model.backbone.get_submodule("encoder.layer.0").register_forward_hook(
         lambda m, a, out: None if torch.is_grad_enabled() else layer0.update(n=out.shape[0]))
     # The runtime's training loader (length buckets, seeded order), collated once: epochs time training only.
     batches = list(data.make_loader("train", args.batch_size, shuffle=True, seed=spec.training.seed))
-    cache = _open_cache(run)
+    cache = open_cache(run)
     out: dict[str, Any] = dict(train_examples=len(data.train), data="ftengine.data",
                                boundaries=[s.cache.boundary for s in graph.stages])
-    _enter_stage(run, graph.stages[0])
+    enter_stage(run, graph.stages[0])
     _epoch(run, graph.stages[0], batches[:2])  # warm-up (allocator, thread pools) before anything is timed
     layer0.clear()
     run.model.backbone.eval()  # the fill runs the frozen prefix as training will (as run_spec does)
@@ -138,7 +140,7 @@ def _timed_scenario(name: str, args: Any, cache_dir: str) -> dict[str, Any]:
         fill_layer0 = layer0["n"]
         stage_seconds = []
         for stage in graph.stages:
-            _enter_stage(run, stage)
+            enter_stage(run, stage)
             cached = cache if cache.has("train", stage.cache.boundary) else None
             stage_seconds.append(round(_epoch(run, stage, batches, cached)[0], 3))
         return dict(out, stage_epoch_seconds=stage_seconds,
@@ -185,13 +187,18 @@ def run_cache_bench(args: Any, log: Callable[[str], None] = echo) -> dict[str, A
     with progress(1 + len(args.scenarios), "cache", log) as bar:
         bar.start("gather")
         result["gather"] = gather_bench(args.device, args.batch_size, args.max_length)
-        bar.log(f"gather {args.batch_size}x{args.max_length}x384 (fp32 out), us: "
-                     f"{ {k: v for k, v in result['gather'].items() if k in ('fp32', 'bf16')} }")
+        bar.log(f"gather {args.batch_size}x{args.max_length}x384 (fp32 out): " + "; ".join(
+            f"{store} storage: native {r.get('native_us', '-')} us ({r.get('native_ratio_to_copy', '-')} of copy), "
+            f"reference {r['reference_us']} us, pad_sequence {r['pad_sequence_us']} us"
+            for store, r in result["gather"].items() if store in ("fp32", "bf16")))
         bar.done()
         with tempfile.TemporaryDirectory(prefix="ftengine-bench-cache-") as cache_dir:
+            source = getattr(args, "model_dir", None) or MINILM
+            if getattr(args, "random_init", False):
+                source = str(random_model_dir(source, Path(cache_dir) / "random-init-model"))
             for name in args.scenarios:  # a cache dir per scenario: each one fills from cold
                 bar.start(name)
-                scenarios[name] = _timed_scenario(name, args, f"{cache_dir}/{name}")
+                scenarios[name] = _timed_scenario(name, args, f"{cache_dir}/{name}", source)
                 bar.log(_line(name, scenarios[name]))
                 bar.done()
     result["scenarios"] = scenarios

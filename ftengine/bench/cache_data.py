@@ -18,10 +18,11 @@ SCENARIOS: dict[str, dict[str, Any]] = {
 
 
 def bench_spec_dict(examples: int, max_length: int, batch_size: int, freeze: dict[str, Any],
-                    cache: dict[str, Any]) -> dict[str, Any]:
-    """A spec (as a dict) for MiniLM on ``examples`` tweets with the given freeze and cache sections."""
+                    cache: dict[str, Any], source: str = MINILM) -> dict[str, Any]:
+    """A spec (as a dict) for the model at ``source`` (default: the bundled MiniLM) on ``examples`` tweets with the
+    given freeze and cache sections."""
     return {
-        "backbone": {"kind": "hf", "source": MINILM},
+        "backbone": {"kind": "hf", "source": source},
         "head": {"kind": "linear", "pooling": "mean", "dropout": 0.1},
         "data": {"kind": "text", "train": TWEETS, "encoding": "latin-1", "text_column": "text",
                  "label_column": "sentiment", "labels": LABELS, "limit": examples, "max_length": max_length,

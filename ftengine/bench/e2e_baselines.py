@@ -11,17 +11,20 @@ Both use the same mean-pooled linear head (dropout 0.1), unweighted cross-entrop
 none on biases and norms), gradient clipping at 1.0 and a per-stage linear warmup (10%)/decay schedule.
 Each function returns per-epoch records `{epoch, stage, train_seconds, val_accuracy, wall}` where `wall`
 is seconds since the worker started (model and data loading included), taken after that epoch's validation.
+On a CUDA device both run under the same autocast as ftengine's `training.precision` (auto: bf16) and synchronize
+before an epoch's clock stops.
 """
 
 from __future__ import annotations
 
+import contextlib
 import time
 from typing import Any
 
 import torch
 from torch import nn
 
-from ftengine.bench.e2e_recipes import Recipe, Texts, stage_factor
+from ftengine.bench.e2e_recipes import Recipe, Texts, autocast_dtype, stage_factor
 
 
 class MeanPoolClassifier(nn.Module):
@@ -67,19 +70,31 @@ def _groups(model: MeanPoolClassifier, recipe: Recipe) -> list[dict[str, Any]]:
     return groups
 
 
-def _accuracy(model: MeanPoolClassifier, loader: Any) -> float:
+def _autocast(device: str, precision: str) -> Any:
+    dtype = autocast_dtype(device, precision)
+    return torch.autocast(torch.device(device).type, dtype=dtype) if dtype else contextlib.nullcontext()
+
+
+def _sync(device: str) -> None:
+    if device.startswith("cuda"):
+        torch.cuda.synchronize()
+
+
+def _accuracy(model: MeanPoolClassifier, loader: Any, device: str = "cpu", precision: str = "auto") -> float:
     model.eval()
     right = total = 0
-    with torch.no_grad():
+    with torch.no_grad(), _autocast(device, precision):
         for batch in loader:
+            batch = {k: v.to(device) for k, v in batch.items()}
             logits = model(batch["input_ids"], batch["attention_mask"])["logits"]
             right += int((logits.argmax(-1) == batch["labels"]).sum())
             total += int(batch["labels"].numel())
     return right / max(total, 1)
 
 
-def run_plain(recipe: Recipe, data: Texts, model_dir: str, started: float) -> list[dict[str, Any]]:
-    """The tutorial-style PyTorch loop (see the module docstring)."""
+def run_plain(recipe: Recipe, data: Texts, model_dir: str, started: float, device: str = "cpu",
+              precision: str = "auto") -> list[dict[str, Any]]:
+    """The tutorial-style PyTorch loop (see the module docstring) on ``device`` with ``precision``'s autocast."""
     from torch.utils.data import DataLoader
     from transformers import AutoModel, AutoTokenizer
 
@@ -95,7 +110,7 @@ def run_plain(recipe: Recipe, data: Texts, model_dir: str, started: float) -> li
                           generator=torch.Generator().manual_seed(recipe.seed))
 
     train, val = loader("train", True, recipe.batch_size), loader("validation", False, 2 * recipe.batch_size)
-    model = MeanPoolClassifier(AutoModel.from_pretrained(model_dir), len(data.labels))
+    model = MeanPoolClassifier(AutoModel.from_pretrained(model_dir), len(data.labels)).to(device)
     records, epoch = [], 0
     for index, stage in enumerate(recipe.stages):
         for p in model.parameters():  # the tutorials' freezing: requires_grad by hand
@@ -113,20 +128,25 @@ def run_plain(recipe: Recipe, data: Texts, model_dir: str, started: float) -> li
             t0 = time.perf_counter()
             for batch in train:
                 optimizer.zero_grad()
-                loss = model(**batch)["loss"]
+                with _autocast(device, precision):
+                    loss = model(**{k: v.to(device) for k, v in batch.items()})["loss"]
                 loss.backward()
                 torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
                 optimizer.step()
                 scheduler.step()
+            _sync(device)
             seconds = time.perf_counter() - t0
             epoch += 1
             records.append({"epoch": epoch, "stage": index, "train_seconds": seconds,
-                            "val_accuracy": _accuracy(model, val), "wall": time.perf_counter() - started})
+                            "val_accuracy": _accuracy(model, val, device, precision),
+                            "wall": time.perf_counter() - started})
     return records
 
 
-def run_hf(recipe: Recipe, data: Texts, model_dir: str, started: float, out_dir: str) -> list[dict[str, Any]]:
-    """A Hugging Face Trainer run with an unfreezing callback (see the module docstring)."""
+def run_hf(recipe: Recipe, data: Texts, model_dir: str, started: float, out_dir: str, device: str = "cpu",
+           precision: str = "auto") -> list[dict[str, Any]]:
+    """A Hugging Face Trainer run with an unfreezing callback (see the module docstring); on a CUDA ``device`` the
+    Trainer's own device choice (the current CUDA device) and its ``bf16`` autocast flag."""
     from transformers import (
         AutoModel,
         AutoTokenizer,
@@ -179,9 +199,11 @@ def run_hf(recipe: Recipe, data: Texts, model_dir: str, started: float, out_dir:
 
         def on_epoch_begin(self, args: Any, state: Any, control: Any, **kw: Any) -> None:
             set_stage(stage_of_epoch[min(round(state.epoch or 0), len(stage_of_epoch) - 1)])
+            _sync(device)
             self.t0 = time.perf_counter()
 
         def on_epoch_end(self, args: Any, state: Any, control: Any, **kw: Any) -> None:
+            _sync(device)
             self.seconds = time.perf_counter() - self.t0
 
         def on_evaluate(self, args: Any, state: Any, control: Any, metrics: dict | None = None, **kw: Any) -> None:
@@ -192,10 +214,13 @@ def run_hf(recipe: Recipe, data: Texts, model_dir: str, started: float, out_dir:
     def accuracy(pred: Any) -> dict[str, float]:
         return {"accuracy": float((pred.predictions.argmax(-1) == pred.label_ids).mean())}
 
-    args = TrainingArguments(output_dir=out_dir, num_train_epochs=len(stage_of_epoch), per_device_train_batch_size=recipe.batch_size,
+    args = TrainingArguments(output_dir=out_dir, num_train_epochs=len(stage_of_epoch),
+                             per_device_train_batch_size=recipe.batch_size,
                              per_device_eval_batch_size=2 * recipe.batch_size, eval_strategy="epoch", save_strategy="no",
-                             logging_strategy="no", report_to=[], seed=recipe.seed, use_cpu=True, max_grad_norm=1.0,
+                             logging_strategy="no", report_to=[], seed=recipe.seed, use_cpu=device == "cpu",
+                             bf16=autocast_dtype(device, precision) is not None, max_grad_norm=1.0,
                              disable_tqdm=True, dataloader_num_workers=0)
-    Trainer(model=model, args=args, train_dataset=train, eval_dataset=val, data_collator=DataCollatorWithPadding(tokenizer),
-            optimizers=(optimizer, scheduler), compute_metrics=accuracy, callbacks=[Stages()]).train()
+    Trainer(model=model, args=args, train_dataset=train, eval_dataset=val,
+            data_collator=DataCollatorWithPadding(tokenizer), optimizers=(optimizer, scheduler),
+            compute_metrics=accuracy, callbacks=[Stages()]).train()
     return records

@@ -45,14 +45,19 @@ class Recipe:
     def epochs(self) -> int:
         return sum(s.epochs for s in self.stages)
 
-    def spec(self, *, train: int, validation: int, threads: int, out_dir: str) -> dict[str, Any]:
-        """The same recipe as an ftengine spec (validation split as a fraction of `train + validation` rows)."""
+    def spec(self, *, train: int, validation: int, threads: int, out_dir: str, device: str = "cpu",
+             precision: str = "auto", source: str = MODEL) -> dict[str, Any]:
+        """The same recipe as an ftengine spec (validation split as a fraction of `train + validation` rows).
+
+        ``precision``: the spec's autocast setting (auto: bf16 on CUDA, fp32 on the CPU); ``source``: the model
+        directory (default: the bundled MiniLM).
+        """
         selector = {"head": "head", "all": "all"}
         stages = [{"name": f"s{i}", "trainable": [selector.get(g, f"encoder.{g}") for g in s.trainable],
                    "epochs": s.epochs, "lr_multipliers": dict(s.multipliers)} for i, s in enumerate(self.stages)]
         return {
             "description": f"e2e bench: {self.name}",
-            "backbone": {"kind": "hf", "source": MODEL},
+            "backbone": {"kind": "hf", "source": source},
             "head": {"kind": "linear", "pooling": "mean", "dropout": 0.1},
             "data": {"kind": "text", "train": DATA, "encoding": "latin-1", "text_column": "text",
                      "label_column": "sentiment", "labels": LABELS, "limit": train + validation,
@@ -61,7 +66,8 @@ class Recipe:
             "freeze": {"stages": stages},
             "optimizer": {"kind": "adamw", "lr": self.lr, "head_lr": self.head_lr, "weight_decay": 0.01},
             "schedule": {"kind": "linear", "warmup_ratio": self.warmup, "per_stage": True},
-            "training": {"batch_size": self.batch_size, "seed": self.seed, "threads": threads, "device": "cpu"},
+            "training": {"batch_size": self.batch_size, "seed": self.seed, "threads": threads, "device": device,
+                         "precision": precision},
             "cache": {"enabled": "auto", "persist": False},  # every run fills its cache: no head start
             "output": {"dir": out_dir, "name": self.name, "overwrite": True, "plots": False},
         }
@@ -72,6 +78,9 @@ RECIPES = {
     "gradual_unfreeze": Recipe("gradual_unfreeze", (Stage(("head",), 2), Stage(("head", "layer.5"), 1, {"head": 0.1})),
                                lr=1e-4, head_lr=3e-3),
     "full_finetune": Recipe("full_finetune", (Stage(("head", "all"), 1),), lr=5e-5, head_lr=1e-3),
+    # specs/quickstart.yaml with fixed epochs (its head stage ends at a plateau, which the baselines do not have)
+    "quickstart": Recipe("quickstart", (Stage(("head",), 3), Stage(("head", "layer.5"), 2, {"head": 0.1})),
+                         lr=1e-4, head_lr=3e-3),
 }
 
 
@@ -94,6 +103,16 @@ class Texts:
 
     def split(self, name: str) -> tuple[list[str], list[int]]:
         return self.parts[name]
+
+
+def autocast_dtype(device: str, precision: str) -> Any:
+    """The baselines' autocast dtype for ``precision`` on ``device`` (auto: bf16 on CUDA, none on the CPU, as the
+    spec's ``training.precision``); None: plain fp32."""
+    import torch
+
+    if precision == "bf16" or (precision == "auto" and device.startswith("cuda")):
+        return torch.bfloat16
+    return None
 
 
 def load_texts(spec: dict[str, Any]) -> Texts:

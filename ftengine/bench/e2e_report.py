@@ -23,7 +23,23 @@ def table(result: dict[str, Any]) -> str:
             lines.append(f"{recipe:<20}{NAMES.get(impl, impl):<15}{med['epoch_train_seconds']:>9.2f}{to:>11}"
                          f"{med['total_seconds']:>9.1f}{med['final_accuracy']:>11.4f}{med['peak_rss_mb']:>8.0f}"
                          f"{ratio:>16}")
+    lines += _stage_lines(result["summary"])
     return "\n".join(lines)
+
+
+def _stage_lines(summary: dict[str, Any]) -> list[str]:
+    """Per recipe, implementation and stage: median epoch seconds and training tokens per second (when recorded)."""
+    lines = []
+    for recipe, impls in summary.items():
+        for impl, f in impls.items():
+            stages = sorted(k.removesuffix("_epoch_seconds") for k in f if k.endswith("_epoch_seconds")
+                            and k.startswith("stage"))
+            parts = [f"{s} {f[s + '_epoch_seconds']['median']:.2f} s/epoch" + (
+                f", {f[s + '_tokens_per_second']['median']:,.0f} tokens/s" if s + "_tokens_per_second" in f else "")
+                for s in stages]
+            if parts:
+                lines.append(f"  {recipe} / {NAMES.get(impl, impl)}: " + "; ".join(parts))
+    return lines
 
 
 def plot(result: dict[str, Any], out: Path) -> None:

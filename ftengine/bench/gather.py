@@ -1,5 +1,5 @@
 """Gather-kernel workbench for the cache suite: build inputs, run the reference, run each backend, validate, then
-time one batch assembly."""
+time one batch assembly, next to a plain copy of the same number of bytes (the bandwidth it could reach)."""
 
 from __future__ import annotations
 
@@ -58,11 +58,20 @@ def gather_bench(device: str, batch: int, max_len: int, examples: int = 2048, wi
                     "pad_sequence": partial(_pad_sequence, *args, torch.float32)}
         if native:
             backends["native"] = partial(gather_ragged, *args, t, torch.float32)
-        row: dict[str, Any] = {}
+        # bytes moved: the batch's real rows read, the padded (B, T, width) fp32 output and int64 mask written
+        nbytes = int(lengths[index].sum()) * width * data.element_size() + batch * t * (width * 4 + 8)
+        src = torch.ones(max(nbytes // 2, 1), dtype=torch.uint8, device=dev)
+        dst = torch.empty_like(src)
+        copy_s = _time(lambda: dst.copy_(src), dev)
+        row: dict[str, Any] = dict(bytes=nbytes, copy_us=round(copy_s * 1e6, 1),
+                                   copy_gbps=round(2 * src.numel() / copy_s / 1e9, 2))
         for name, fn in backends.items():
             got = fn()
             if not (torch.equal(got[0], want[0]) and torch.equal(got[1], want[1])):
                 raise AssertionError(f"gather bench: {name} output differs from the reference ({store})")
-            row[f"{name}_us"] = round(_time(fn, dev) * 1e6, 1)
+            seconds = _time(fn, dev)
+            row[f"{name}_us"] = round(seconds * 1e6, 1)
+            row[f"{name}_gbps"] = round(nbytes / seconds / 1e9, 2)
+            row[f"{name}_ratio_to_copy"] = round(nbytes * copy_s / (seconds * 2 * src.numel()), 3)
         out[store] = row
     return out

@@ -129,9 +129,20 @@ def environment(device: str, threads: int | None = None) -> dict[str, Any]:
     cpu = cpu_model()
     return dict(device=str(dev), device_name=gpu or cpu, cpu=cpu, gpu=gpu, cpu_count=os.cpu_count(),
                 torch_threads=threads or torch.get_num_threads(), python=platform.python_version(),
-                torch=torch.__version__, transformers=_version("transformers"), numpy=_version("numpy"),
+                torch=torch.__version__, torch_cuda=torch.version.cuda, driver=cuda_driver() if gpu else None,
+                transformers=_version("transformers"), numpy=_version("numpy"),
                 ftengine=__version__, backend=backend_info(), git_commit=git_commit(), loadavg=loadavg(),
                 date=time.strftime("%Y-%m-%dT%H:%M:%S%z"))
+
+
+def cuda_driver() -> str | None:
+    """The NVIDIA driver version (from nvidia-smi; None where it is not installed or does not answer)."""
+    try:
+        proc = subprocess.run(["nvidia-smi", "--query-gpu=driver_version", "--format=csv,noheader"],
+                              capture_output=True, text=True, check=False, timeout=20)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return proc.stdout.strip().splitlines()[0] if proc.returncode == 0 and proc.stdout.strip() else None
 
 
 def loadavg() -> tuple[float, float, float] | None:

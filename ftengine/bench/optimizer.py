@@ -1,7 +1,8 @@
 """Optimizer workbench: FlatOptimizer against torch.optim.AdamW (for-loop, foreach, fused) on real model shapes.
 
 llm.c style: build the inputs, run the reference, run each backend and validate its output, then time. Each case is a
-model's parameter shapes (BERT-base, ResNet-50; structure only, built on the meta device) split into N optimizer
+model's parameter shapes (MODELS: MiniLM-L6, BERT-base, a 1.1B Llama, ResNet-50; structure only, built on the meta
+device) split into N optimizer
 groups, a precision and a frozen fraction (the input-side groups are frozen; torch gets only the trainable groups,
 as other tools do). Reported per implementation: ms/step (median of repeats, wall clock; CPU time too, since a
 shared machine deschedules threads), effective GB/s = bytes moved per parameter x trainable parameters / time, and
@@ -18,20 +19,33 @@ import statistics
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
+from functools import lru_cache
 
 import torch
 
 from ftengine.bench.kit import echo, environment, loadavg, progress
 from ftengine.bench.options import OPTIMIZER_IMPLS as IMPLS
+from ftengine.bench.options import OPTIMIZER_MODELS as MODELS
 from ftengine.kernels.flat import bytes_per_param
 from ftengine.kernels.testing import tol
 from ftengine.runtime.optimizer import FlatOptimizer
 
 # parameter dtype; "bf16" = bf16 parameters with fp32 master weights and fp32 moments (the "-bf16m" impls: bf16 moments)
 PRECISIONS = {"fp32": torch.float32, "bf16": torch.bfloat16}
-NATURAL = {"bert-base": lambda n: "embeddings" if n.startswith("embeddings") else
-           ".".join(n.split(".")[:3]) if n.startswith("encoder") else "pooler",
+
+
+def _bert_group(name: str) -> str:
+    return "embeddings" if name.startswith("embeddings") else \
+        ".".join(name.split(".")[:3]) if name.startswith("encoder") else "pooler"
+
+
+def _llama_group(name: str) -> str:
+    return ".".join(name.split(".")[:3]) if name.startswith("model.layers") else name.split(".")[-2]
+
+
+NATURAL = {"minilm-l6": _bert_group, "bert-base": _bert_group, "llama-1b": _llama_group,
            "resnet50": lambda n: n.split(".")[0] if n.startswith("layer") else "fc" if n.startswith("fc") else "stem"}
+"""Per model: parameter name -> its natural (per-layer) group: MiniLM-L6 8 groups, BERT-base 14, Llama 25, ResNet 6."""
 
 
 @dataclass(frozen=True)
@@ -48,24 +62,36 @@ class Case:
         return f"{self.model}/g{self.groups}/{self.precision}/frozen{int(self.frozen * 100)}"
 
 
+@lru_cache(maxsize=8)
 def model_shapes(model: str) -> list[tuple[str, tuple[int, ...]]]:
-    """(name, shape) of every parameter of ``model`` ("bert-base" or "resnet50"), from the real architecture."""
+    """(name, shape) of every parameter of ``model`` (one of MODELS), from the real architecture on the meta device.
+
+    minilm-l6: all-MiniLM-L6-v2 (22.7M); bert-base: BERT-base (110M); llama-1b: TinyLlama-1.1B's shape (22 layers,
+    hidden 2048, MLP 5632, 4 KV heads, vocab 32000, untied LM head: 1.10B); resnet50: torchvision's (25.6M).
+    """
     with torch.device("meta"):
-        if model == "bert-base":
+        if model in ("bert-base", "minilm-l6"):
             from transformers import BertConfig, BertModel
 
-            module = BertModel(BertConfig(), add_pooling_layer=True)
+            small = dict(hidden_size=384, num_hidden_layers=6, num_attention_heads=12, intermediate_size=1536)
+            module = BertModel(BertConfig(**(small if model == "minilm-l6" else {})), add_pooling_layer=True)
+        elif model == "llama-1b":
+            from transformers import LlamaConfig, LlamaForCausalLM
+
+            module = LlamaForCausalLM(LlamaConfig(hidden_size=2048, intermediate_size=5632, num_hidden_layers=22,
+                                                  num_attention_heads=32, num_key_value_heads=4, vocab_size=32000,
+                                                  tie_word_embeddings=False))
         elif model == "resnet50":
             import torchvision
 
             module = torchvision.models.resnet50()
         else:
-            raise ValueError(f"bench optimizer: unknown model {model!r}; choose bert-base or resnet50")
+            raise ValueError(f"bench optimizer: unknown model {model!r}; choose from {', '.join(MODELS)}")
     return [(n, tuple(p.shape)) for n, p in module.named_parameters()]
 
 
 def split_groups(model: str, shapes: list[tuple[str, tuple[int, ...]]], groups: int) -> list[list[tuple[int, ...]]]:
-    """Per-layer groups when ``groups`` is the model's natural count (BERT 14, ResNet 6), else a contiguous split
+    """Per-layer groups when ``groups`` is the model's natural count (see NATURAL), else a contiguous split
     into ``groups`` runs of about equally many parameters (as per-module groups with biases and norms split out:
     big and tiny groups interleave); 1 = everything in one group."""
     natural: dict[str, list[tuple[int, ...]]] = {}
@@ -146,14 +172,15 @@ def impl_bytes(case: Case, impl: str) -> int:
     return 7 * p  # read p, g, m, v; write p, m, v (all in the parameter dtype)
 
 
-def validate(case: Case, impl: str, device: str, steps: int = 2) -> str:
-    """Run ``impl`` and the reference on a small replica of ``case``; raise if any parameter differs."""
+def validate(case: Case, impl: str, device: str, steps: int = 2, shrink: int = 4097) -> str:
+    """Run ``impl`` and the reference on a small replica of ``case`` (every parameter cut to at most ``shrink``
+    elements); raise if any parameter differs."""
     bf16m = impl.endswith("bf16m")
     low = PRECISIONS[case.precision] != torch.float32 or bf16m
     if impl.startswith("torch") and low:
         return "not compared (torch keeps bf16 state without fp32 master weights: different numerics)"
-    ref = build(case, "ftengine-reference" + ("-bf16m" if bf16m else ""), device, shrink=4097)
-    got = build(case, impl, device, shrink=4097)
+    ref = build(case, "ftengine-reference" + ("-bf16m" if bf16m else ""), device, shrink=shrink)
+    got = build(case, impl, device, shrink=shrink)
     for _ in range(steps):
         ref.step()
         got.step()
@@ -197,19 +224,23 @@ def _copier(nbytes: int, device: str) -> Callable[[], None]:
 INTERLEAVED = ("ftengine", "ftengine-bf16m", "torch-fused")
 
 
-def run_case(case: Case, impls: tuple[str, ...], device: str, reps: int, log: Callable[[str], None]) -> list[dict]:
+def run_case(case: Case, impls: tuple[str, ...], device: str, reps: int, log: Callable[[str], None],
+             max_numel: int | None = None) -> list[dict]:
     """Validate and time every implementation of one case; one result row per implementation.
+
+    ``max_numel`` cuts every parameter to at most that many elements (a smoke test of the whole sweep on tiny
+    sizes; the timings then mean little).
 
     The implementations in INTERLEAVED are alive at once and timed round-robin, each round also timing the copy
     baseline, so a change in machine load hits all of them alike; the others are timed one at a time, each
     next to its own copy measurements.
     """
-    status = {impl: validate(case, impl, device) for impl in impls}
+    status = {impl: validate(case, impl, device, shrink=min(4097, max_numel or 4097)) for impl in impls}
     together = [i for i in impls if i in INTERLEAVED]
     batches = [together] + [[i] for i in impls if i not in INTERLEAVED]
     rows = []
     for batch in (b for b in batches if b):
-        setups = {impl: build(case, impl, device) for impl in batch}
+        setups = {impl: build(case, impl, device, shrink=max_numel) for impl in batch}
         nbytes = {impl: impl_bytes(case, impl) * s.trainable_params for impl, s in setups.items()}
         copy = _copier(max(nbytes.values()), device)
         for fn in [*(s.step for s in setups.values()), copy]:
@@ -269,11 +300,12 @@ def run_sweep(args: argparse.Namespace, log: Callable[[str], None] = echo) -> di
     with progress(len(cases), "optimizer", log) as bar:
         for case in cases:
             bar.start(case.name)
-            rows += run_case(case, impls, args.device, args.reps, bar.log)
+            rows += run_case(case, impls, args.device, args.reps, bar.log, getattr(args, "max_numel", None))
             bar.done()
     env["loadavg_end"] = loadavg()
     settings = dict(models=models, groups=group_counts, precisions=args.precisions.split(","),
                     frozen=args.frozen, impls=list(impls), reps=args.reps, optimizer="AdamW lr~1e-4 wd 0.01",
+                    max_numel=getattr(args, "max_numel", None),
                     bytes_note="bytes_per_param: reads + writes of one step per trainable parameter "
                                "(torch: state in the parameter dtype, no master weights)")
     summary = summarize(rows)

@@ -18,6 +18,9 @@ SUITES = ("optimizer", "cache", "e2e")
 OPTIMIZER_IMPLS = ("ftengine", "ftengine-bf16m", "torch-forloop", "torch-foreach", "torch-fused")
 """Optimizer implementations: FlatOptimizer with fp32 / bf16 moments, torch.optim.AdamW for-loop / foreach / fused."""
 
+OPTIMIZER_MODELS = ("minilm-l6", "bert-base", "llama-1b", "resnet50")
+"""Parameter shapes the optimizer suite knows (MiniLM-L6 22.7M, BERT-base 110M, a 1.1B Llama, ResNet-50 25.6M)."""
+
 CACHE_SCENARIOS = tuple(CACHE_SCENARIO_FREEZE)
 E2E_IMPLS = ("ftengine", "plain", "hf")
 """ftengine's run_spec, a plain PyTorch loop, a Hugging Face Trainer run."""
@@ -26,7 +29,7 @@ E2E_IMPLS = ("ftengine", "plain", "hf")
 def add_optimizer_arguments(parser: argparse.ArgumentParser) -> None:
     """Options of `ftengine bench optimizer` and bench/optimizer.py."""
     impls = ",".join(OPTIMIZER_IMPLS)
-    parser.add_argument("--models", default="bert-base,resnet50", help="comma list: bert-base, resnet50")
+    parser.add_argument("--models", default="bert-base,resnet50", help=f"comma list: {', '.join(OPTIMIZER_MODELS)}")
     parser.add_argument("--groups", default="1,14,26,100", help="comma list of optimizer group counts")
     parser.add_argument("--precisions", default="fp32,bf16",
                         help="fp32, bf16 (bf16 params + fp32 master weights and moments)")
@@ -36,6 +39,8 @@ def add_optimizer_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", default="cpu", help="cpu or cuda[:N]")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
     parser.add_argument("--quick", action="store_true", help="BERT-base only, 14 and 26 groups (a few minutes on CPU)")
+    parser.add_argument("--max-numel", type=int, default=None,
+                        help="cut every parameter to at most this many elements (a quick smoke test of the sweep)")
 
 
 def add_cache_arguments(parser: argparse.ArgumentParser) -> None:
@@ -45,9 +50,21 @@ def add_cache_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--repeats", type=int, default=3, help="uncached/cached epoch pairs per scenario")
     parser.add_argument("--dtype", choices=("fp32", "bf16", "fp16"), default="fp32", help="cache element type")
+    parser.add_argument("--tier", choices=("auto", "device", "host", "disk"), default="auto",
+                        help="where the cache lives (device: GPU memory on a CUDA device)")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
     parser.add_argument("--scenarios", nargs="+", choices=CACHE_SCENARIOS, default=list(CACHE_SCENARIOS))
+    add_model_arguments(parser)
+
+
+def add_model_arguments(parser: argparse.ArgumentParser) -> None:
+    """--model-dir and --random-init of the cache and e2e suites (both train MiniLM by default)."""
+    parser.add_argument("--model-dir", default=None,
+                        help="model directory or pkg:<package>/<dir> (default: the bundled all-MiniLM-L6-v2)")
+    parser.add_argument("--random-init", action="store_true",
+                        help="fresh random weights of the model's shape: needs only its config and tokenizer files "
+                             "(for machines without the weights; speed does not depend on them, accuracy does)")
 
 
 def add_e2e_arguments(parser: argparse.ArgumentParser) -> None:
@@ -61,6 +78,10 @@ def add_e2e_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--threads", type=int, default=2, help="torch intra-op threads in every run")
     parser.add_argument("--target", type=float, default=None,
                         help="validation accuracy to reach (default: lowest final accuracy per recipe and repeat)")
+    parser.add_argument("--device", default="cpu", help="cpu or cuda (every implementation runs there)")
+    parser.add_argument("--precision", choices=("auto", "fp32", "bf16"), default="auto",
+                        help="autocast in every implementation (auto: bf16 on CUDA, fp32 on the CPU)")
+    add_model_arguments(parser)
 
 
 ADD_ARGUMENTS = {"optimizer": add_optimizer_arguments, "cache": add_cache_arguments, "e2e": add_e2e_arguments}

@@ -18,7 +18,7 @@ def test_bench_all_shared_options_reach_each_suite(tmp_path: Path) -> None:
     optimizer, cache, e2e = (suite_args(kind, args) for kind in SUITES)
     assert optimizer.quick and (optimizer.device, optimizer.threads, optimizer.reps) == ("cuda:1", 3, 5)
     assert (cache.device, cache.threads, cache.repeats) == ("cuda:1", 3, 3)
-    assert e2e.threads == 3 and not hasattr(e2e, "device") and e2e.recipes == "feature_extraction,gradual_unfreeze"
+    assert e2e.threads == 3 and e2e.device == "cpu" and e2e.recipes == "feature_extraction,gradual_unfreeze"
     defaults = build_parser().parse_args(["bench", "all"])
     assert (defaults.threads, defaults.device, defaults.out_dir) == (None, "cpu", Path("bench") / "results")
     assert suite_args("e2e", defaults).threads == 2  # e2e's own default when --threads is not given
