@@ -84,6 +84,12 @@ def make_splits(train: Rows, validation: Rows | None, test: Rows | None, *, spli
 def _target_splits(train: Rows, validation: Rows | None, test: Rows | None, *, split: SplitSpec, limit: int | None,
                    explicit: list[str] | None, task: str, separator: str, column: str) -> Splits:
     """:func:`make_splits` for multilabel and regression targets (``train`` already limited)."""
+    notes = []
+    blank = [i for i, v in enumerate(train.labels) if not (v or "").strip()] if task == "regression" else []
+    if blank:  # real corpora have rows nobody scored; they cannot teach a number (other files: an error)
+        notes.append(f"{train.where}: {len(blank)} of {len(train.items)} rows of {train.source} have no "
+                     f"'{excerpt(column)}' value (first: line {train.lines[blank[0]]}); left out of training")
+        train = train.select(sorted(set(range(len(train.items))) - set(blank)))
     if task == "multilabel":
         labels = T.multilabel_names(train, explicit, separator)
         def enc(rows: Rows) -> list:
@@ -111,7 +117,7 @@ def _target_splits(train: Rows, validation: Rows | None, test: Rows | None, *, s
                         f"join each row's labels with data.label_separator '{excerpt(separator)}'")
     settings = {"split": split.model_dump(), "limit": limit, "labels": labels, "splits": sorted(rows), "task": task,
                 **({"separator": separator} if task == "multilabel" else {})}
-    return Splits(labels, rows, ids, settings, [])
+    return Splits(labels, rows, ids, settings, notes)
 
 
 def check_classes(rows: dict[str, Rows], ids: dict[str, list[int]], labels: list[str], *,

@@ -159,8 +159,8 @@ def csv_rows(spec: ImageCsvDataSpec, path: Path, where: str, *, require_labels: 
     items, labels = [], []
     for i in range(len(table.rows)):
         items.append(row_image(table, i, spec.path_column))
-        # A multilabel row may have no label at all (an empty set); every other task needs a value.
-        labels.append(cell(table, i, spec.label_column, where, required=spec.task != "multilabel") or ""
+        # Multilabel: an empty cell is an empty label set; regression: the training split drops rows without one.
+        labels.append(cell(table, i, spec.label_column, where, required=spec.task == "classification") or ""
                       if has_labels else None)
     files = _files_digest(items, path.parent)
     return Rows(items, labels, table.lines, path, where, lambda: table.digest + files())

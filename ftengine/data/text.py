@@ -96,8 +96,8 @@ def read_rows(spec: TextDataSpec, path: Path, where: str, *, require_labels: boo
         text = cell(table, i, spec.text_column, where, required=False) or ""
         pair = (cell(table, i, spec.text_pair_column, where, required=False) or "") if spec.text_pair_column else None
         items.append((text, pair))
-        # A multilabel row may have no label at all (an empty set); every other task needs a value.
-        labels.append(cell(table, i, spec.label_column, where, required=spec.task != "multilabel") or ""
+        # Multilabel: an empty cell is an empty label set; regression: the training split drops rows without one.
+        labels.append(cell(table, i, spec.label_column, where, required=spec.task == "classification") or ""
                       if has_labels else None)
     return Rows(items, labels, table.lines, path, where, table.digest)
 

@@ -14,8 +14,8 @@ from typing import Any
 
 import torch
 
-from ftengine.errors import RunError
 from ftengine.data.targets import TaskInfo
+from ftengine.errors import RunError
 from ftengine.runtime.adapters import attach_adapters
 from ftengine.runtime.export import HF_DIR, MODEL_DIR, WEIGHTS, load_final_weights, load_task
 from ftengine.runtime.device import pick_device

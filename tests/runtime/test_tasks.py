@@ -151,3 +151,24 @@ def test_predict_outputs(kind):
         task = TaskInfo("regression", "mse", target_mean=5.0, target_std=2.0)
         value = task.outputs(torch.tensor([[0.5]]))[0]
         assert _outputs(task, value, ["score"], None) == {"prediction": 6.0}
+
+
+@pytest.mark.slow
+def test_regression_example_spec_end_to_end(tmp_path, monkeypatch):
+    """specs/text_regression_confidence.yaml on 300 real tweets: its metrics reach report.json and predict works."""
+    from toy import REPO_SPECS
+
+    from ftengine.runtime import predict_run
+    from ftengine.runtime.run import run_spec
+
+    monkeypatch.setenv("FTENGINE_CACHE_DIR", str(tmp_path / "cache"))
+    result = run_spec(None, REPO_SPECS / "text_regression_confidence.yaml", quiet=True,
+                      overrides=["data.limit=300", f"output.dir={tmp_path}", "output.plots=false"])
+    report = json.loads((result.run_dir / "report.json").read_text())
+    assert report["task"] == "regression" and report["target"] == "confidence" and report["num_examples"] > 0
+    assert all(np.isfinite(report[k]) for k in ("rmse", "mae", "pearson", "spearman"))
+    source = tmp_path / "new.csv"
+    source.write_text("text\nI love self-driving cars\nno thanks\n")
+    with open(predict_run(result.run_dir, source)) as f:
+        rows = list(csv.DictReader(f))
+    assert [set(r) for r in rows] == [{"text", "prediction"}] * 2 and all(0 < float(r["prediction"]) < 2 for r in rows)
