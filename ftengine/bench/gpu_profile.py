@@ -63,9 +63,10 @@ def _top(prof: Any, device: torch.device, steps: int, top: int) -> tuple[list[di
             if event.device_type == DeviceType.CUDA:
                 totals[event.name][0] += event.time_range.elapsed_us()
                 totals[event.name][1] += 1
-    else:
+    if not totals:  # the CPU, or no device-side events recorded: operators by their own time
+        attr = "self_device_time_total" if device.type == "cuda" else "self_cpu_time_total"
         for event in prof.key_averages():
-            totals[event.key] = [event.self_cpu_time_total, event.count]
+            totals[event.key] = [getattr(event, attr), event.count]
     busy = sum(t for t, _ in totals.values())
     rows = sorted(totals.items(), key=lambda kv: -kv[1][0])[:top]
     return ([dict(name=name, calls=int(n), ms_per_step=round(t / 1e3 / steps, 4),
