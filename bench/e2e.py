@@ -27,13 +27,14 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     add_e2e_arguments(parser)
     parser.set_defaults(train=800, validation=400)
-    parser.add_argument("--out", type=Path, default=None, help="result JSON (default bench/results/e2e-cpu-<time>.json)")
+    parser.add_argument("--out", type=Path, default=None, help="result JSON (default bench/results/e2e-<device>-<time>.json)")
     parser.add_argument("--plot", type=Path, default=None, help="only redraw the chart and table of this result JSON")
     args = parser.parse_args(argv)
     if args.plot:
         result, out = json.loads(args.plot.read_text()), args.plot
     else:
-        out = args.out or Path(__file__).parent / "results" / f"e2e-cpu-{time.strftime('%Y%m%d-%H%M%S')}.json"
+        device = args.device.replace(":", "")
+        out = args.out or Path(__file__).parent / "results" / f"e2e-{device}-{time.strftime('%Y%m%d-%H%M%S')}.json"
         args.partial = out.with_suffix(".partial.jsonl")  # each finished run, as it finishes
         result = run_e2e_bench(args, log=lambda line: print(line, file=sys.stderr, flush=True))
         args.partial.unlink(missing_ok=True)

@@ -114,10 +114,12 @@ else
     NINJA=$(find "$SITE" -name ninja -type f -perm -u+x 2>/dev/null | head -1)
     [ -n "$NINJA" ] && export PATH="$(dirname "$NINJA"):$PATH"
     # sm_90 on an H100/H200: the visible GPU's architecture unless TORCH_CUDA_ARCH_LIST says otherwise
-    ARCH=${TORCH_CUDA_ARCH_LIST:-$("$PY" -c "import torch; print('%d.%d' % torch.cuda.get_device_capability())")}
+    read -r GPU_ARCH TORCH_INFO < <("$PY" -c "import sys, torch
+cap = torch.cuda.get_device_capability() if torch.cuda.is_available() else (9, 0)
+print('%d.%d' % cap, 'python', sys.version.split()[0], 'torch', torch.__version__, 'cuda', torch.version.cuda)")
+    ARCH=${TORCH_CUDA_ARCH_LIST:-${GPU_ARCH:-9.0}}
     nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader
-    echo "$("$PY" --version 2>&1), torch $("$PY" -c 'import torch; print(torch.__version__, torch.version.cuda)')," \
-        "arch $ARCH, $(nproc) cores, ninja ${NINJA:-$(command -v ninja)}"
+    echo "$TORCH_INFO, arch $ARCH, $(nproc) cores, ninja ${NINJA:-$(command -v ninja)}"
     step build "$LIMIT_BUILD" env TORCH_CUDA_ARCH_LIST="$ARCH" MAX_JOBS="$(nproc)" FTENGINE_REQUIRE_NATIVE=1 \
         "$PY" setup.py build_ext --inplace
     step backend "$LIMIT_BACKEND" "$PY" -m ftengine.bench.gpu backend --require-cuda
