@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from pathlib import Path
+from typing import NamedTuple
 
 import pytest
 
@@ -62,3 +64,23 @@ def tweets_csv() -> Path:
 def spec_files() -> list[Path]:
     """Every example spec in specs/."""
     return sorted(p for p in SPECS.glob("*") if p.suffix in (".yaml", ".yml", ".json"))
+
+
+class CliResult(NamedTuple):
+    """What one in-process `ftengine` command gave: exit code, stdout, stderr."""
+
+    code: int
+    out: str
+    err: str
+
+
+@pytest.fixture
+def cli(capsys: pytest.CaptureFixture[str]) -> Callable[..., CliResult]:
+    """`cli("validate", path)` -> CliResult(exit code, stdout, stderr), run in-process."""
+    from ftengine.cli import main
+
+    def run(*argv: str) -> CliResult:
+        code = main([str(a) for a in argv])
+        captured = capsys.readouterr()
+        return CliResult(code, captured.out, captured.err)
+    return run
