@@ -93,11 +93,19 @@ class RunDirLock:
         """Take the lock or fail at once.
 
         Raises:
-            RunError: another process holds it (the message names it: command, pid, host, since when).
+            RunError: another process holds it (the message names it: command, pid, host, since when), or the
+                folder that should hold the run directory cannot be made (a file is in the way, no permission).
         """
         if self.shared and not self.run_dir.is_dir():
             return self  # nothing to read: the reader fails with its own message, and no folder is created
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        except (FileExistsError, NotADirectoryError):  # output.dir (or a folder above it) names a regular file
+            raise RunError(f"{self.run_dir.parent}: not a folder, so it cannot hold the run directory (got a file "
+                           "there or above it); set output.dir to a folder, or move the file") from None
+        except OSError as exc:
+            raise RunError(f"{self.run_dir.parent}: cannot create the folder for the run directory "
+                           f"({exc.strerror}); set output.dir to a folder you can write") from None
         while True:
             fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
             try:

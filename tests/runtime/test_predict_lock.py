@@ -1,4 +1,4 @@
-"""`ftengine predict` reads a finished run under the run directory's shared lock, as `ftengine eval` does."""
+"""Run directory locks: `ftengine predict` shares it as eval does; a file where the folder should be is one line."""
 
 from __future__ import annotations
 
@@ -35,3 +35,13 @@ def test_a_run_cannot_start_while_predict_reads(tmp_path, monkeypatch):
     assert finished_run.predict_run(run_dir, tmp_path / "new.csv") == tmp_path / "out.csv"
     assert seen == ["writer refused", "reader"]
     assert not lock_path(run_dir).exists()  # released (and removed) afterwards
+
+
+@pytest.mark.parametrize("where", ["afile", "afile/below"])
+def test_an_output_dir_that_is_a_file_is_a_one_line_run_error(tmp_path, where):
+    (tmp_path / "afile").write_text("not a folder")
+    run_dir = tmp_path / where / "run"
+    with pytest.raises(RunError, match=r": not a folder, so it cannot hold the run directory .*set output.dir to a "
+                                       r"folder, or move the file$") as err, RunDirLock(run_dir, "ftengine run"):
+        pass
+    assert err.value.exit_code == 1
