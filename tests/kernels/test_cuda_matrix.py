@@ -18,6 +18,8 @@ import torch
 from ftengine.kernels import _native, ops, reference
 from ftengine.kernels.testing import assert_close, tol
 
+from kernel_utils import clone, flat_step
+
 pytestmark = [
     pytest.mark.gpu,
     pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device visible"),
@@ -65,20 +67,6 @@ def make(layout: str, kind: str, pdt: torch.dtype, sdt: torch.dtype, seed: int =
     return case
 
 
-def clone(case: dict) -> dict:
-    return {k: v.clone() if isinstance(v, torch.Tensor) else v for k, v in case.items()}
-
-
-def step(case: dict, kind: str, mod, clip: float = 1.0, skip: bool = True) -> None:  # noqa: ANN001 (ops/reference)
-    sq = mod.flat_grad_sqnorm(case["grad"], case["segments"])
-    if kind == "adamw":
-        mod.adamw_step(case["param"], case["exp_avg"], case["exp_avg_sq"], case["master"], case["grad"],
-                       case["segments"], case["hyper"], case["steps"], sq, clip, skip)
-    else:
-        mod.sgd_step(case["param"], case["momentum_buffer"], case["master"], case["grad"], case["segments"],
-                     case["hyper"], case["steps"], sq, clip, skip)
-
-
 STATES = ("exp_avg", "exp_avg_sq", "momentum_buffer")
 
 
@@ -112,8 +100,8 @@ def test_cuda_matches_reference(layout: str, kind: str, pdt: torch.dtype, sdt: t
     case = make(layout, kind, pdt, sdt)
     expected, actual = clone(case), clone(case)
     for _ in range(3):
-        step(expected, kind, reference, clip)
-        step(actual, kind, ops, clip)
+        flat_step(expected, kind, reference, clip)
+        flat_step(actual, kind, ops, clip)
     assert_same(actual, expected, sdt)
     trainable = case["segments"][:, 2].bool()
     assert torch.equal(actual["steps"], case["steps"] + 3 * trainable)  # frozen groups keep their count
@@ -129,7 +117,7 @@ def test_nonfinite_grad_skips_the_step_and_frozen_ones_do_not(kind: str, pdt: to
     case = make("odd-packed", kind, pdt, F32)
     case["grad"][4000] = bad  # inside trainable group 1 (offset 1, 4097 long)
     out = clone(case)
-    step(out, kind, ops, clip=1.0, skip=True)
+    flat_step(out, kind, ops, clip=1.0, skip=True)
     del case["grad"]  # NaN != NaN; the grad is an input, never written
     assert_same(out, case, F32)  # nothing written, step counts kept
     assert torch.equal(out["param"], case["param"])
@@ -137,8 +125,8 @@ def test_nonfinite_grad_skips_the_step_and_frozen_ones_do_not(kind: str, pdt: to
     o, s, _ = frozen["segments"][3].tolist()  # group 3 is frozen: its grad is neither read nor applied
     frozen["grad"][o:o + s] = bad
     expected, actual = clone(frozen), clone(frozen)
-    step(expected, kind, reference)
-    step(actual, kind, ops)
+    flat_step(expected, kind, reference)
+    flat_step(actual, kind, ops)
     del expected["grad"]
     assert_same(actual, expected, F32)
     assert not torch.equal(actual["param"], frozen["param"])
@@ -152,11 +140,11 @@ def test_one_captured_graph_replays_a_schedule(kind: str, pdt: torch.dtype, sdt:
     static = make("odd-packed", kind, pdt, sdt)
     expected = clone(static)
     warm = clone(static)
-    step(warm, kind, ops)  # allocator and kernels warmed up outside the capture
+    flat_step(warm, kind, ops)  # allocator and kernels warmed up outside the capture
     graph, stream = torch.cuda.CUDAGraph(), torch.cuda.Stream()
     stream.wait_stream(torch.cuda.current_stream())
     with torch.cuda.stream(stream), torch.cuda.graph(graph):
-        step(static, kind, ops)
+        flat_step(static, kind, ops)
     torch.cuda.current_stream().wait_stream(stream)
     gen = torch.Generator(device="cuda").manual_seed(7)
     for replay, lr in enumerate([1e-3, 5e-3, 0.0, 2e-3, 1e-2, 3e-4]):
@@ -167,7 +155,7 @@ def test_one_captured_graph_replays_a_schedule(kind: str, pdt: torch.dtype, sdt:
             case["grad"].copy_(grad)
             case["hyper"][:, 0] = lr
         graph.replay()
-        step(expected, kind, reference)
+        flat_step(expected, kind, reference)
     torch.cuda.synchronize()
     assert_same(static, expected, sdt)
 

@@ -9,7 +9,7 @@ from ftengine.kernels import ops, reference
 from ftengine.kernels.flat import FlatLayout
 from ftengine.kernels.testing import assert_close
 
-from kernel_utils import DEVICES, requires_native
+from kernel_utils import DEVICES, clone, flat_step, requires_native
 
 # group sizes: a single element, an odd size past a vector boundary, an empty group, a frozen group, a small one
 SIZES = [[1], [4097], [], [300, 7], [33, 5]]
@@ -40,20 +40,10 @@ def make_case(device: str, kind: str, pdt: torch.dtype, sdt: torch.dtype, moment
     return {k: v.to(device) if isinstance(v, torch.Tensor) else v for k, v in case.items()}
 
 
-def clone(case: dict) -> dict:
-    return {k: v.clone() if isinstance(v, torch.Tensor) else v for k, v in case.items()}
-
-
 def run(case: dict, kind: str, impl: str, clip: float = 1.0, skip: bool = True, steps: int = 3) -> dict:
     mod = ops if impl == "op" else reference
     for _ in range(steps):
-        sq = mod.flat_grad_sqnorm(case["grad"], case["segments"])
-        if kind == "adamw":
-            mod.adamw_step(case["param"], case["exp_avg"], case["exp_avg_sq"], case["master"], case["grad"],
-                           case["segments"], case["hyper"], case["steps"], sq, clip, skip)
-        else:
-            mod.sgd_step(case["param"], case["momentum_buffer"], case["master"], case["grad"], case["segments"],
-                         case["hyper"], case["steps"], sq, clip, skip)
+        flat_step(case, kind, mod, clip, skip)
     return case
 
 
