@@ -19,6 +19,7 @@ from ftengine.kernels import _native, ops, reference
 from ftengine.kernels.testing import assert_close, tol
 
 from kernel_utils import clone, flat_step
+from test_gather_ragged import ragged
 
 pytestmark = [
     pytest.mark.gpu,
@@ -185,13 +186,6 @@ def test_flat_optimizer_native_and_reference_backends_in_lockstep(pdt: torch.dty
     floor = BF16 if state == "bf16" else pdt
     for a, b in zip((p for g in params["auto"] for p in g), (p for g in params["reference"] for p in g), strict=True):
         assert_close(a.detach().to(floor), b.detach().to(floor), "param")
-
-
-def ragged(lengths: list[int], width: int, dtype: torch.dtype, seed: int = 0):
-    gen = torch.Generator().manual_seed(seed)
-    lens = torch.tensor(lengths, dtype=torch.int64)
-    offsets = torch.cat([torch.zeros(1, dtype=torch.int64), lens.cumsum(0)[:-1]])
-    return torch.randn(int(lens.sum()), width, generator=gen).to(dtype), offsets, lens
 
 
 @pytest.mark.parametrize("width", [384, 7, 1031])
