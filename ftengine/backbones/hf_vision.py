@@ -18,9 +18,7 @@ from torch import nn
 
 from ftengine.backbones.backbone import GroupDef, State
 from ftengine.backbones.hf_families import HFFamily, register_hf_family, unwrap
-
-IMAGENET_MEAN = [0.485, 0.456, 0.406]
-IMAGENET_STD = [0.229, 0.224, 0.225]
+from ftengine.backbones.resnet import IMAGENET_MEAN, IMAGENET_STD
 
 
 def _embed(model: nn.Module, state: State, ctx: dict[str, Any]) -> State:

@@ -25,6 +25,7 @@ from torch import nn
 
 from ftengine.backbones.backbone import Backbone, GroupDef, State, image_boundary_shape
 from ftengine.backbones.loading import existing_path, load_into, load_state_dict_file
+from ftengine.backbones.resnet import IMAGENET_MEAN, IMAGENET_STD
 from ftengine.errors import RunError, SpecError
 from ftengine.spec.paths import is_package_path
 
@@ -185,7 +186,7 @@ def load_timm_backbone(name: str, *, weights: str | None = None, kwargs: dict[st
     # feature_dim None: measured from the final state (a head with pre-logits layers may change the width).
     return Backbone(model, groups, modality="image", family=family, feature_dim=None,
                     boundary_shape_fn=image_boundary_shape,
-                    preprocessing={"image_size": size, "mean": list(cfg.get("mean", (0.485, 0.456, 0.406))),
-                                   "std": list(cfg.get("std", (0.229, 0.224, 0.225)))},
+                    preprocessing={"image_size": size, "mean": list(cfg.get("mean", IMAGENET_MEAN)),
+                                   "std": list(cfg.get("std", IMAGENET_STD))},
                     info={"kind": "timm", "name": name, "weights": weights, "pretrained": loaded,
                           "load_report": report})
