@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -215,8 +215,7 @@ class Trainer:
         return self.settings.max_steps is not None and self.pos.global_step >= self.settings.max_steps
 
     def _step(self, stage: StagePlan, loss_finite: torch.Tensor) -> None:
-        # Reading the flag syncs with the device where the optimizer's grad-norm check would sync anyway.
-        finite = bool(loss_finite)
+        finite = read_after(loss_finite)  # read once the optimizer is launched (and has synced, if it does)
         set_lrs(self.optimizer, self._base_lrs, self.schedule.factor(self.pos.stage, self.pos.step_in_stage))
         if self.scaler is not None:
             self.scaler.unscale_(self.optimizer)
@@ -230,7 +229,7 @@ class Trainer:
             self.pos.skipped_steps += 1
         self.pos.step_in_stage += 1
         self.pos.global_step += 1
-        self._nonfinite_steps = 0 if finite and not skipped else self._nonfinite_steps + 1
+        self._nonfinite_steps = 0 if finite() and not skipped else self._nonfinite_steps + 1
         if self._nonfinite_steps >= MAX_NONFINITE_STEPS:
             raise self._diverged()
 
@@ -365,3 +364,24 @@ class _Primed:
 
     def __iter__(self) -> Iterator[Any]:
         return self._it
+
+
+def read_after(flag: torch.Tensor) -> Callable[[], bool]:
+    """Start copying a 0-dim bool `flag` to the host; the returned function reads it.
+
+    On CUDA the copy is queued behind the backward pass, and the flag is read after the optimizer step, which
+    (with clipping, skip_nonfinite or a GradScaler) has already waited for the stream past that copy: reading it
+    then costs no second host sync, and never holds back the optimizer's kernel launches.
+    """
+    if flag.device.type != "cuda":
+        return lambda: bool(flag)
+    host = torch.empty((), dtype=torch.bool, pin_memory=True)
+    host.copy_(flag, non_blocking=True)
+    copied = torch.cuda.Event()
+    copied.record()
+
+    def read() -> bool:
+        copied.synchronize()  # returns at once when the optimizer's norm read already passed it
+        return bool(host)
+
+    return read
