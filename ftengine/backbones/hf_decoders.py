@@ -13,13 +13,13 @@ left and right padding give a sequence the same hidden states.
 
 from __future__ import annotations
 
-from functools import partial
 from typing import Any
 
 from torch import nn
 
 from ftengine.backbones.backbone import GroupDef, State
-from ftengine.backbones.hf_families import HFFamily, decoder_positions, mask_or_ones, register_hf_family, unwrap
+from ftengine.backbones.hf_families import (HFFamily, decoder_positions, mask_or_ones, numbered_groups,
+                                            register_hf_family, unwrap)
 
 LLAMA_STYLE = ("llama", "mistral", "qwen2", "qwen3", "gemma", "gemma2", "phi3")
 
@@ -68,7 +68,7 @@ def _norm(model: nn.Module, state: State, ctx: dict[str, Any]) -> State:
 def llama_groups(model: nn.Module) -> list[GroupDef]:
     """``embeddings`` (embed_tokens; the parameter-free rotary module rides along), ``layers.i``, ``norm``."""
     groups = [GroupDef("embeddings", ("embed_tokens", "rotary_emb"), _embed)]
-    groups += [GroupDef(f"layers.{i}", (f"layers.{i}",), partial(_layer, i)) for i in range(len(model.layers))]
+    groups += numbered_groups("layers.", len(model.layers), _layer)
     groups.append(GroupDef("norm", ("norm",), _norm))
     return groups
 

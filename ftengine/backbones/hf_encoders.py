@@ -24,7 +24,8 @@ import torch
 from torch import nn
 
 from ftengine.backbones.backbone import GroupDef, State
-from ftengine.backbones.hf_families import HFFamily, bidirectional_mask, mask_or_ones, register_hf_family, unwrap
+from ftengine.backbones.hf_families import (HFFamily, bidirectional_mask, mask_or_ones, numbered_groups,
+                                            register_hf_family, unwrap)
 from ftengine.errors import SpecError
 
 # --- DistilBERT: embeddings, transformer.layer.0..N-1 ---------------------------------------------
@@ -43,9 +44,7 @@ def _distil_layer(index: int, model: nn.Module, state: State, ctx: dict[str, Any
 def distilbert_groups(model: nn.Module) -> list[GroupDef]:
     """``embeddings``, ``transformer.layer.0`` .. ``transformer.layer.N-1``."""
     groups = [GroupDef("embeddings", ("embeddings",), _distil_embed)]
-    groups += [GroupDef(f"transformer.layer.{i}", (f"transformer.layer.{i}",), partial(_distil_layer, i))
-               for i in range(len(model.transformer.layer))]
-    return groups
+    return groups + numbered_groups("transformer.layer.", len(model.transformer.layer), _distil_layer)
 
 
 # --- DeBERTa-v2/v3: embeddings (+ relative position embeddings), encoder.layer.0..N-1 -------------
@@ -122,8 +121,7 @@ def _modernbert_norm(model: nn.Module, state: State, ctx: dict[str, Any]) -> Sta
 def modernbert_groups(model: nn.Module) -> list[GroupDef]:
     """``embeddings`` (the parameter-free rotary module rides along), ``layers.i``, ``final_norm``."""
     groups = [GroupDef("embeddings", ("embeddings", "rotary_emb"), _modernbert_embed)]
-    groups += [GroupDef(f"layers.{i}", (f"layers.{i}",), partial(_modernbert_layer, i))
-               for i in range(len(model.layers))]
+    groups += numbered_groups("layers.", len(model.layers), _modernbert_layer)
     groups.append(GroupDef("final_norm", ("final_norm",), _modernbert_norm))
     return groups
 

@@ -67,6 +67,14 @@ def unwrap(out: Tensor | tuple[Tensor, ...]) -> Tensor:
     return out[0] if isinstance(out, tuple) else out
 
 
+def numbered_groups(prefix: str, count: int, runner: Callable[..., State]) -> list[GroupDef]:
+    """Groups ``{prefix}0`` .. ``{prefix}{count-1}``, each the submodule of that name run by ``runner(i, ...)``.
+
+    The layer stack of every family: ``numbered_groups("encoder.layer.", 6, _encoder_layer)``.
+    """
+    return [GroupDef(f"{prefix}{i}", (f"{prefix}{i}",), partial(runner, i)) for i in range(count)]
+
+
 def _layer_kwargs(config: Any) -> dict[str, Any]:
     # The model's forward forwards `is_causal` from the config to every layer when the config sets it.
     is_causal = getattr(config, "is_causal", None)
@@ -119,8 +127,7 @@ def encoder_groups(model: nn.Module) -> list[GroupDef]:
     """``embeddings``, ``encoder.layer.0`` .. ``encoder.layer.N-1``, ``pooler`` (when the model has one)."""
     embed_modules = ("embeddings", "embeddings_project") if hasattr(model, "embeddings_project") else ("embeddings",)
     groups = [GroupDef("embeddings", embed_modules, _encoder_embed)]
-    groups += [GroupDef(f"encoder.layer.{i}", (f"encoder.layer.{i}",), partial(_encoder_layer, i))
-               for i in range(len(model.encoder.layer))]
+    groups += numbered_groups("encoder.layer.", len(model.encoder.layer), _encoder_layer)
     if getattr(model, "pooler", None) is not None:
         groups.append(GroupDef("pooler", ("pooler",), _encoder_pooler))
     return groups
@@ -170,7 +177,7 @@ def _decoder_final_norm(model: nn.Module, state: State, ctx: dict[str, Any]) -> 
 def decoder_groups(model: nn.Module) -> list[GroupDef]:
     """``embeddings`` (wte, wpe, drop), ``h.0`` .. ``h.N-1``, ``ln_f``."""
     groups = [GroupDef("embeddings", ("wte", "wpe", "drop"), _decoder_embed)]
-    groups += [GroupDef(f"h.{i}", (f"h.{i}",), partial(_decoder_block, i)) for i in range(len(model.h))]
+    groups += numbered_groups("h.", len(model.h), _decoder_block)
     groups.append(GroupDef("ln_f", ("ln_f",), _decoder_final_norm))
     return groups
 

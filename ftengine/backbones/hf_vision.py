@@ -10,14 +10,13 @@ ViT's optional ``pooler`` (dense + tanh) is not part of the backbone, as in ``Vi
 from __future__ import annotations
 
 import json
-from functools import partial
 from pathlib import Path
 from typing import Any
 
 from torch import nn
 
 from ftengine.backbones.backbone import GroupDef, State
-from ftengine.backbones.hf_families import HFFamily, register_hf_family, unwrap
+from ftengine.backbones.hf_families import HFFamily, numbered_groups, register_hf_family, unwrap
 from ftengine.backbones.resnet import IMAGENET_MEAN, IMAGENET_STD
 
 
@@ -53,27 +52,22 @@ def _convnext_pool_norm(model: nn.Module, state: State, ctx: dict[str, Any]) -> 
 
 def vit_groups(model: nn.Module) -> list[GroupDef]:
     """``embeddings``, ``layers.0`` .. ``layers.N-1``, ``layernorm`` (final norm, [CLS] token)."""
-    return ([GroupDef("embeddings", ("embeddings",), _embed)]
-            + [GroupDef(f"layers.{i}", (f"layers.{i}",), partial(_vit_layer, i)) for i in range(len(model.layers))]
-            + [GroupDef("layernorm", ("layernorm",), _cls_after_norm)])
+    return [GroupDef("embeddings", ("embeddings",), _embed), *numbered_groups("layers.", len(model.layers), _vit_layer),
+            GroupDef("layernorm", ("layernorm",), _cls_after_norm)]
 
 
 def dinov2_groups(model: nn.Module) -> list[GroupDef]:
     """``embeddings``, ``encoder.layer.0`` .. ``encoder.layer.N-1``, ``layernorm`` (final norm, [CLS] token)."""
-    layers = model.encoder.layer
-    return ([GroupDef("embeddings", ("embeddings",), _embed)]
-            + [GroupDef(f"encoder.layer.{i}", (f"encoder.layer.{i}",), partial(_dinov2_layer, i))
-               for i in range(len(layers))]
-            + [GroupDef("layernorm", ("layernorm",), _cls_after_norm)])
+    return [GroupDef("embeddings", ("embeddings",), _embed),
+            *numbered_groups("encoder.layer.", len(model.encoder.layer), _dinov2_layer),
+            GroupDef("layernorm", ("layernorm",), _cls_after_norm)]
 
 
 def convnext_groups(model: nn.Module) -> list[GroupDef]:
     """``embeddings`` (patchify stem), ``encoder.stages.0`` .. ``encoder.stages.3``, ``layernorm`` (pool + norm)."""
-    stages = model.encoder.stages
-    return ([GroupDef("embeddings", ("embeddings",), _embed)]
-            + [GroupDef(f"encoder.stages.{i}", (f"encoder.stages.{i}",), partial(_convnext_stage, i))
-               for i in range(len(stages))]
-            + [GroupDef("layernorm", ("layernorm",), _convnext_pool_norm)])
+    return [GroupDef("embeddings", ("embeddings",), _embed),
+            *numbered_groups("encoder.stages.", len(model.encoder.stages), _convnext_stage),
+            GroupDef("layernorm", ("layernorm",), _convnext_pool_norm)]
 
 
 def image_preprocessing(config: Any, location: str | None) -> dict[str, Any]:
