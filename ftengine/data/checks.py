@@ -7,11 +7,13 @@ for problems further down (a bad row past the head, an unseen label).
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from ftengine.data.images import IMAGE_EXTENSIONS, class_folders, no_images, row_image
-from ftengine.data.tables import cell, locate, parse_table, read_bytes, require_column
+from ftengine.data.images import IMAGE_EXTENSIONS, class_folders, csv_table_rows, no_images
+from ftengine.data.tables import locate, parse_table, read_bytes
+from ftengine.data.text import table_rows
 from ftengine.errors import DataError
 
 HEAD_BYTES = 64 * 1024
@@ -24,7 +26,7 @@ def check_data_files(data: Any, spec_dir: Path | None) -> list[str]:
     """Problems with the data files of a spec's data section, one line each (empty: none found).
 
     Text and image-CSV files: exists and is a file, not binary, decodes, parses, has data rows, has the
-    text/label/path columns; the first :data:`HEAD_ROWS` rows have labels (and existing images). Image
+    text/label/path columns; the first :data:`HEAD_ROWS` rows pass training's row reader (labels, images). Image
     folders: exists and is a folder, has class subfolders, each with an image.
 
     Args:
@@ -56,15 +58,12 @@ def _check_table(data: Any, path: Path, where: str) -> None:
                         complete=complete)
     if not table.rows:
         return  # a header longer than the head: nothing more to check cheaply
-    columns = [(data.text_column, "data.text_column"), (data.text_pair_column, "data.text_pair_column")] \
-        if data.kind == "text" else [(data.path_column, "data.path_column")]
-    for column, field in [*columns, (data.label_column, "data.label_column")]:
-        if column is not None:
-            require_column(table, column, field)
-    for i in range(min(HEAD_ROWS, len(table.rows))):
-        cell(table, i, data.label_column, where, required=getattr(data, "task", "classification") != "multilabel")
-        if data.kind == "image_csv":
-            row_image(table, i, data.path_column)
+    # The first rows through training's own row reader: its columns, labels and image paths, its messages.
+    first = replace(table, rows=table.rows[:HEAD_ROWS], lines=table.lines[:HEAD_ROWS])
+    if data.kind == "text":
+        table_rows(data, first)
+    else:
+        csv_table_rows(data, first)
 
 
 def _check_folder(root: Path, where: str) -> None:

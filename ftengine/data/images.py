@@ -151,7 +151,16 @@ def folder_rows(root: Path, where: str, *, require_labels: bool = True) -> Rows:
 
 def csv_rows(spec: ImageCsvDataSpec, path: Path, where: str, *, require_labels: bool = True) -> Rows:
     """Image paths (relative to the CSV's folder) and labels from a CSV/JSONL table."""
-    table = read_table(path, where, encoding=spec.encoding)
+    return csv_table_rows(spec, read_table(path, where, encoding=spec.encoding), require_labels=require_labels)
+
+
+def csv_table_rows(spec: ImageCsvDataSpec, table: Table, *, require_labels: bool = True) -> Rows:
+    """Rows of a parsed image table (see :func:`csv_rows`); ``ftengine validate`` passes a file's first rows.
+
+    Raises:
+        DataError: a missing column, a missing image, or an empty label (classification).
+    """
+    where, path = table.where, table.path
     require_column(table, spec.path_column, "data.path_column")
     has_labels = require_labels or spec.label_column in table.columns
     if has_labels:

@@ -13,7 +13,7 @@ from ftengine.data.assemble import balance_weights, make_splits
 from ftengine.data.bundle import DataBundle, counts
 from ftengine.data.splits import Rows
 from ftengine.data.targets import encode_rows, label_tensor, split_task
-from ftengine.data.tables import cell, locate, read_table, require_column
+from ftengine.data.tables import Table, cell, locate, read_table, require_column
 from ftengine.errors import DataError, PlanError
 from ftengine.spec.data import TextDataSpec
 
@@ -84,7 +84,17 @@ def read_rows(spec: TextDataSpec, path: Path, where: str, *, require_labels: boo
         where: spec field naming the file.
         require_labels: the label column must exist (False: prediction input, labels optional).
     """
-    table = read_table(path, where, fmt=spec.format, encoding=spec.encoding)
+    return table_rows(spec, read_table(path, where, fmt=spec.format, encoding=spec.encoding),
+                      require_labels=require_labels)
+
+
+def table_rows(spec: TextDataSpec, table: Table, *, require_labels: bool = True) -> Rows:
+    """Rows of a parsed table (see :func:`read_rows`); ``ftengine validate`` passes a file's first rows.
+
+    Raises:
+        DataError: a missing column, a cell that is not text, or an empty label (classification).
+    """
+    where = table.where
     require_column(table, spec.text_column, "data.text_column")
     if spec.text_pair_column is not None:
         require_column(table, spec.text_pair_column, "data.text_pair_column")
@@ -99,7 +109,7 @@ def read_rows(spec: TextDataSpec, path: Path, where: str, *, require_labels: boo
         # Multilabel: an empty cell is an empty label set; regression: the training split drops rows without one.
         labels.append(cell(table, i, spec.label_column, where, required=spec.task == "classification") or ""
                       if has_labels else None)
-    return Rows(items, labels, table.lines, path, where, table.digest)
+    return Rows(items, labels, table.lines, table.path, where, table.digest)
 
 
 def blank_rows(rows: Rows) -> list[int]:
