@@ -29,7 +29,7 @@ import torch.nn.functional as F
 from ftengine.backbones import build_backbone
 from ftengine.bench.cache_data import MINILM, SCENARIOS, bench_spec_dict
 from ftengine.bench.gather import gather_bench
-from ftengine.bench.kit import echo, environment, progress, spread
+from ftengine.bench.kit import echo, environment, progress, spread, sync
 from ftengine.bench.random_init import random_model_dir
 from ftengine.data import build_data
 from ftengine.heads import build_head
@@ -42,11 +42,6 @@ from ftengine.runtime.run import make_optimizer
 from ftengine.runtime.schedule import set_lrs
 from ftengine.runtime.seeding import seed_everything
 from ftengine.spec import validate_spec
-
-
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
 
 
 @dataclass
@@ -92,7 +87,7 @@ def _epoch(run: BenchRun, stage: Any, batches: list[dict[str, Any]], cache: Any 
     """
     b, prefix = stage.cache.boundary, 0.0
     set_train_modes(run.model, run.graph, stage)  # a cache fill leaves the backbone in eval mode
-    _sync(run.device)
+    sync(run.device)
     start = time.perf_counter()
     for batch in batches:
         t0 = time.perf_counter()
@@ -101,14 +96,14 @@ def _epoch(run: BenchRun, stage: Any, batches: list[dict[str, Any]], cache: Any 
         else:
             with torch.no_grad():
                 state = run.model.backbone.forward_from(0, inputs_of(to_device(batch, run.device)), stop=b)
-        _sync(run.device)
+        sync(run.device)
         prefix += time.perf_counter() - t0
         logits = run.model.forward_from(b, state, frozen_prefix=stage.frozen_prefix)
         loss = F.cross_entropy(logits.float(), batch["labels"].to(run.device))
         loss.backward()
         run.optimizer.step()
         run.optimizer.zero_grad()
-    _sync(run.device)
+    sync(run.device)
     return time.perf_counter() - start, prefix
 
 

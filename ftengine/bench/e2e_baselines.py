@@ -25,6 +25,7 @@ import torch
 from torch import nn
 
 from ftengine.bench.e2e_recipes import Recipe, Texts, autocast_dtype, stage_factor
+from ftengine.bench.kit import sync
 
 
 class MeanPoolClassifier(nn.Module):
@@ -73,11 +74,6 @@ def _groups(model: MeanPoolClassifier, recipe: Recipe) -> list[dict[str, Any]]:
 def _autocast(device: str, precision: str) -> Any:
     dtype = autocast_dtype(device, precision)
     return torch.autocast(torch.device(device).type, dtype=dtype) if dtype else contextlib.nullcontext()
-
-
-def _sync(device: str) -> None:
-    if device.startswith("cuda"):
-        torch.cuda.synchronize()
 
 
 def _accuracy(model: MeanPoolClassifier, loader: Any, device: str = "cpu", precision: str = "auto") -> float:
@@ -134,7 +130,7 @@ def run_plain(recipe: Recipe, data: Texts, model_dir: str, started: float, devic
                 torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
                 optimizer.step()
                 scheduler.step()
-            _sync(device)
+            sync(device)
             seconds = time.perf_counter() - t0
             epoch += 1
             records.append({"epoch": epoch, "stage": index, "train_seconds": seconds,
@@ -199,11 +195,11 @@ def run_hf(recipe: Recipe, data: Texts, model_dir: str, started: float, out_dir:
 
         def on_epoch_begin(self, args: Any, state: Any, control: Any, **kw: Any) -> None:
             set_stage(stage_of_epoch[min(round(state.epoch or 0), len(stage_of_epoch) - 1)])
-            _sync(device)
+            sync(device)
             self.t0 = time.perf_counter()
 
         def on_epoch_end(self, args: Any, state: Any, control: Any, **kw: Any) -> None:
-            _sync(device)
+            sync(device)
             self.seconds = time.perf_counter() - self.t0
 
         def on_evaluate(self, args: Any, state: Any, control: Any, metrics: dict | None = None, **kw: Any) -> None:

@@ -10,6 +10,7 @@ from typing import Any
 
 import torch
 
+from ftengine.bench.kit import sync
 from ftengine.kernels import native_available, reference
 from ftengine.kernels.ops import gather_ragged
 
@@ -18,12 +19,10 @@ def _time(fn: Any, device: torch.device, repeats: int = 30) -> float:
     fn()  # warm-up
     samples = []
     for _ in range(repeats):
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
+        sync(device)
         start = time.perf_counter()
         fn()
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
+        sync(device)
         samples.append(time.perf_counter() - start)
     return statistics.median(samples)
 

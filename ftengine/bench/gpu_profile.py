@@ -24,17 +24,12 @@ import torch.nn.functional as F
 
 from ftengine.bench.cache import BenchRun, build_run, enter_stage, open_cache
 from ftengine.bench.e2e_recipes import MODEL, RECIPES
-from ftengine.bench.kit import echo, environment
+from ftengine.bench.kit import echo, environment, sync
 from ftengine.bench.random_init import random_model_dir
 from ftengine.runtime.device import autocast_dtype
 from ftengine.runtime.evaluate import autocast_context
 from ftengine.runtime.model import inputs_of, to_device
 from ftengine.spec import validate_spec
-
-
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
 
 
 def _stepper(run: BenchRun, stage: Any, cache: Any, amp: torch.dtype | None) -> Callable[[dict[str, Any]], None]:
@@ -85,16 +80,16 @@ def profile_stage(run: BenchRun, stage: Any, cache: Any, batches: Iterator[dict[
     wall = []
     for _ in range(steps):
         batch = next(batches)
-        _sync(run.device)
+        sync(run.device)
         start = time.perf_counter()
         step(batch)
-        _sync(run.device)
+        sync(run.device)
         wall.append((time.perf_counter() - start) * 1e3)
     activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if run.device.type == "cuda" else [])
     with profile(activities=activities) as prof:
         for _ in range(steps):
             step(next(batches))
-        _sync(run.device)
+        sync(run.device)
     kernels, busy = _top(prof, run.device, steps, top)
     sort_by = "self_device_time_total" if run.device.type == "cuda" else "self_cpu_time_total"
     return dict(stage=stage.name, boundary=stage.cache.boundary, frozen_prefix=stage.frozen_prefix, steps=steps,

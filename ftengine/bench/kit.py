@@ -13,7 +13,10 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from importlib import metadata
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import torch
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -148,6 +151,16 @@ def cuda_driver() -> str | None:
 def loadavg() -> tuple[float, float, float] | None:
     """1/5/15-minute load averages (how busy the shared machine was), None where the OS has none."""
     return os.getloadavg() if hasattr(os, "getloadavg") else None
+
+
+def sync(device: str | torch.device) -> None:
+    """Wait until ``device`` has run its queued work, so that a clock read next covers that work (CUDA runs
+    asynchronously; nothing to wait for on the CPU)."""
+    import torch  # here: this module stays torch-free for the suites' parent processes
+
+    dev = torch.device(device)
+    if dev.type == "cuda":
+        torch.cuda.synchronize(dev)
 
 
 def pyplot() -> Any:

@@ -23,7 +23,7 @@ from functools import lru_cache
 
 import torch
 
-from ftengine.bench.kit import echo, environment, loadavg, progress
+from ftengine.bench.kit import echo, environment, loadavg, progress, sync
 from ftengine.bench.options import OPTIMIZER_IMPLS as IMPLS
 from ftengine.bench.options import OPTIMIZER_MODELS as MODELS
 from ftengine.kernels.flat import bytes_per_param
@@ -191,17 +191,12 @@ def validate(case: Case, impl: str, device: str, steps: int = 2, shrink: int = 4
     return "ok"
 
 
-def _sync(device: str) -> None:
-    if device.startswith("cuda"):
-        torch.cuda.synchronize()
-
-
 def _time_once(fn: Callable[[], object], device: str) -> tuple[float, float]:
     """Wall-clock and process-CPU milliseconds of one call."""
-    _sync(device)
+    sync(device)
     w0, c0 = time.perf_counter(), time.process_time()
     fn()
-    _sync(device)
+    sync(device)
     return (time.perf_counter() - w0) * 1e3, (time.process_time() - c0) * 1e3
 
 
