@@ -18,8 +18,8 @@ from typing import Any
 from torch import nn
 
 from ftengine.backbones.backbone import GroupDef, State
-from ftengine.backbones.hf_families import (HFFamily, decoder_positions, mask_or_ones, numbered_groups,
-                                            register_hf_family, unwrap)
+from ftengine.backbones.hf_families import (HFFamily, causal_masks, mask_or_ones, numbered_groups, register_hf_family,
+                                            unwrap)
 
 LLAMA_STYLE = ("llama", "mistral", "qwen2", "qwen3", "gemma", "gemma2", "phi3")
 
@@ -39,15 +39,9 @@ def _embed(model: nn.Module, state: State, ctx: dict[str, Any]) -> State:
 
 def _prepare(model: nn.Module, state: State, ctx: dict[str, Any]) -> None:
     """Masks per attention type, position ids and rotary (cos, sin): once per ``forward_from`` call."""
-    from transformers.masking_utils import create_causal_mask, create_sliding_window_causal_mask
-
     hidden = state["hidden"]
-    mask2d = state["attention_mask"].view(hidden.shape[0], -1)
-    positions = decoder_positions(mask2d)
-    builders = {"full_attention": create_causal_mask, "sliding_attention": create_sliding_window_causal_mask}
     types = {layer_type(model.config, i) for i in range(len(model.layers))}
-    # The 4th argument (no KV cache) is `past_key_values` before transformers 5.2x and `cache` after: positional.
-    ctx["masks"] = {t: builders[t](model.config, hidden, mask2d, None, position_ids=positions) for t in types}
+    ctx["masks"], positions = causal_masks(model.config, hidden, state["attention_mask"], types)
     ctx["positions"] = positions
     ctx["rope"] = model.rotary_emb(hidden, position_ids=positions)  # ((B, T, head_dim) cos, sin)
 

@@ -11,7 +11,7 @@ holds the BERT-style encoders and GPT-2; ``hf_encoders``, ``hf_decoders`` and ``
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from functools import partial
 from typing import Any, Literal
@@ -146,6 +146,26 @@ def decoder_positions(mask: Tensor) -> Tensor:
     return (torch.arange(mask.shape[1], device=mask.device).unsqueeze(0) - first).clamp(min=0)
 
 
+_CAUSAL_BUILDERS = {"full_attention": "create_causal_mask", "sliding_attention": "create_sliding_window_causal_mask"}
+
+
+def causal_masks(config: Any, hidden: Tensor, attention_mask: Tensor,
+                 types: Iterable[str] = ("full_attention",)) -> tuple[dict[str, Any], Tensor]:
+    """The decoder masks the model's forward builds, one per attention type, and the position ids they assume.
+
+    Each comes from the ``transformers.masking_utils`` function the model calls for that type, with the same
+    arguments; callers build them once per ``forward_from`` call (``ctx``).
+    """
+    from transformers import masking_utils
+
+    mask2d = attention_mask.view(hidden.shape[0], -1)
+    positions = decoder_positions(mask2d)
+    # The 4th argument (no KV cache) is `past_key_values` before transformers 5.2x and `cache` after: positional.
+    masks = {t: getattr(masking_utils, _CAUSAL_BUILDERS[t])(config, hidden, mask2d, None, position_ids=positions)
+             for t in types}
+    return masks, positions
+
+
 def _decoder_embed(model: nn.Module, state: State, ctx: dict[str, Any]) -> State:
     ids = state["input_ids"]
     mask = mask_or_ones(state, ids)
@@ -159,12 +179,8 @@ def _decoder_embed(model: nn.Module, state: State, ctx: dict[str, Any]) -> State
 def _decoder_block(index: int, model: nn.Module, state: State, ctx: dict[str, Any]) -> State:
     hidden = state["hidden"]
     if "mask" not in ctx:
-        from transformers.masking_utils import create_causal_mask
-
-        mask2d = state["attention_mask"].view(hidden.shape[0], -1)
-        ctx["positions"] = decoder_positions(mask2d)
-        # The 4th argument (no KV cache) is `past_key_values` in older transformers and `cache` in newer: positional.
-        ctx["mask"] = create_causal_mask(model.config, hidden, mask2d, None, position_ids=ctx["positions"])
+        masks, ctx["positions"] = causal_masks(model.config, hidden, state["attention_mask"])
+        ctx["mask"] = masks["full_attention"]
     out = model.h[index](hidden, None, ctx["mask"], None, encoder_attention_mask=None, use_cache=False,
                          position_ids=ctx["positions"], **_layer_kwargs(model.config))
     return {**state, "hidden": unwrap(out)}
