@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -13,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from ftengine import __version__
-from ftengine.errors import RunError
+from ftengine.errors import FtengineError, RunError
 from ftengine.planner.describe import describe
 from ftengine.planner.facts import backbone_source
 from ftengine.planner.graph import HEAD, ExecutionGraph
@@ -23,6 +25,7 @@ from ftengine.runtime.checkpoint import BEST, DeltaState, load_checkpoint, resum
 from ftengine.runtime.device import autocast_dtype, grad_scaler, pick_device, set_threads
 from ftengine.runtime.evaluate import metric_names
 from ftengine.runtime.lock import locked_run_dir
+from ftengine.runtime.interrupts import Interrupted
 from ftengine.runtime.loop import Trainer
 from ftengine.runtime.metrics import choose_threshold
 from ftengine.runtime.model import FineTuneModel
@@ -156,32 +159,51 @@ def _run_locked(spec: Spec, spec_path: Path, run_dir: Path, resume: bool | str |
     else:
         check_same_run(run_dir, graph, data, info)
         weights.restore(state, f"--resume: {checkpoint}")  # before the cache fills from them
+        info = {**{k: v for k, v in info.items() if k != "error"}, "status": "running"}  # it may have failed before
+        write_json(run_dir / "run.json", info)
         console.line(f"resuming {run_dir} at stage {state['progress']['stage']} epoch "
                      f"{state['progress']['epoch'] + 1}, step {state['progress']['global_step']}")
-    data_lines = data.describe() if hasattr(data, "describe") else ""
-    console.line(f"run directory: {run_dir}\n{data_lines}\n{describe(graph)}")
-    cache = open_cache(graph, model, data, device, run_dir, console, stage=state["progress"]["stage"] if state else 0,
-                       batch_size=settings.eval_batch_size, model_label=backbone_source(spec))
-    trainer = Trainer(
-        settings=settings, graph=graph, model=model, optimizer=make_optimizer(model, graph, spec.optimizer),
-        schedule=Schedule(spec.schedule, stage_steps(graph, data, settings)),
-        tracker=Tracker.from_spec(spec.training.early_stopping), data=data, cache=cache, device=device,
-        amp_dtype=amp, run_dir=run_dir, console=console,
-        log=MetricsLog(run_dir / "metrics.jsonl", keep=state["metrics_rows"] if state else 0),
-        scaler=grad_scaler(amp, device), weights=weights)
-    if state is not None:
-        trainer.resume_from(state)
-        restore_rng(state["rng"])  # last: everything above may draw random numbers
-    train_started = time.perf_counter()
-    trainer.fit()
-    metrics = finish(trainer, spec, pretrained=pretrained)
-    if cache is not None:  # not on failure: a cache kept in the run directory makes --resume start warm
-        cache.close()
-    metrics.update(load_seconds=round(load_seconds, 2), train_seconds=round(time.perf_counter() - train_started, 2),
-                   total_seconds=round(time.perf_counter() - started, 2))
-    write_json(run_dir / "run.json", {**info, "status": "finished", "final": metrics})
-    console.always(summary_line(metrics, run_dir))
-    return RunResult(run_dir, metrics)
+    with failure_recorded(run_dir, info):  # from here on, a run that fails says so in run.json
+        data_lines = data.describe() if hasattr(data, "describe") else ""
+        console.line(f"run directory: {run_dir}\n{data_lines}\n{describe(graph)}")
+        cache = open_cache(graph, model, data, device, run_dir, console,
+                           stage=state["progress"]["stage"] if state else 0, batch_size=settings.eval_batch_size,
+                           model_label=backbone_source(spec))
+        trainer = Trainer(
+            settings=settings, graph=graph, model=model, optimizer=make_optimizer(model, graph, spec.optimizer),
+            schedule=Schedule(spec.schedule, stage_steps(graph, data, settings)),
+            tracker=Tracker.from_spec(spec.training.early_stopping), data=data, cache=cache, device=device,
+            amp_dtype=amp, run_dir=run_dir, console=console,
+            log=MetricsLog(run_dir / "metrics.jsonl", keep=state["metrics_rows"] if state else 0),
+            scaler=grad_scaler(amp, device), weights=weights)
+        if state is not None:
+            trainer.resume_from(state)
+            restore_rng(state["rng"])  # last: everything above may draw random numbers
+        train_started = time.perf_counter()
+        trainer.fit()
+        metrics = finish(trainer, spec, pretrained=pretrained)
+        if cache is not None:  # not on failure: a cache kept in the run directory makes --resume start warm
+            cache.close()
+        metrics.update(load_seconds=round(load_seconds, 2),
+                       train_seconds=round(time.perf_counter() - train_started, 2),
+                       total_seconds=round(time.perf_counter() - started, 2))
+        write_json(run_dir / "run.json", {**info, "status": "finished", "final": metrics})
+        console.always(summary_line(metrics, run_dir))
+        return RunResult(run_dir, metrics)
+
+
+@contextlib.contextmanager
+def failure_recorded(run_dir: Path, info: dict[str, Any]) -> Iterator[None]:
+    """Rewrite `run.json` (`info`) with status "failed" and the `error` when the body raises (Ctrl-C:
+    "interrupted"), so that it never says "running" for a run that stopped; the exception goes on."""
+    try:
+        yield
+    except (Exception, KeyboardInterrupt) as exc:
+        status = "interrupted" if isinstance(exc, (Interrupted, KeyboardInterrupt)) else "failed"
+        text = str(exc).strip().splitlines()
+        reason = text[0] if isinstance(exc, FtengineError) and text else f"{type(exc).__name__}: {' '.join(text)}"
+        write_json(run_dir / "run.json", {**info, "status": status, "error": reason})
+        raise
 
 
 def start_run_dir(run_dir: Path, spec: Spec, spec_path: Path, graph: ExecutionGraph, data: DataBundle,

@@ -1,7 +1,8 @@
 """The run directory: what a run leaves behind, and the rule against clobbering a finished one.
 
     <output.dir>/<name>/
-        run.json            status (running / finished), where the spec came from, final numbers
+        run.json            status (running / finished / failed or interrupted, with the error), where the
+                            spec came from, final numbers
         spec.resolved.yaml  the spec with overrides and defaults filled in
         plan.json           the execution graph (`ExecutionGraph.to_dict()`)
         labels.json         class names, index = class id

@@ -111,3 +111,31 @@ def test_report_json_is_strict(tmp_path: Path):
                "loss": math.nan}
     write_report(tmp_path, metrics, plots=False)
     assert _strict((tmp_path / "report.json").read_text())["loss"] is None
+
+
+def test_a_failed_run_says_so_in_run_json_and_a_resume_clears_it(tmp_path, monkeypatch):
+    import ftengine.runtime.run as run_module
+
+    poison = _Poison()
+    monkeypatch.setattr(run_module, "build", poison)
+    original_append = MetricsLog.append
+
+    def append_then_poison(self: MetricsLog, row: dict[str, Any]) -> None:
+        original_append(self, row)
+        poison.on = True  # epoch 1 trains and checkpoints; epoch 2 diverges
+
+    monkeypatch.setattr(MetricsLog, "append", append_then_poison)
+    spec = toy_spec(freeze=ONE_STAGE, cache=NO_CACHE,
+                    output={"dir": str(tmp_path / "runs"), "name": "nan", "plots": False})
+    with pytest.raises(RunError) as info:
+        run_module.run_spec(spec, tmp_path / "nan.yaml", quiet=True)
+    run_json = tmp_path / "runs" / "nan" / "run.json"
+    failed = _strict(run_json.read_text())
+    assert failed["status"] == "failed"
+    assert failed["error"] == str(info.value)
+
+    monkeypatch.setattr(MetricsLog, "append", original_append)
+    poison.on = False
+    run_module.run_spec(spec, tmp_path / "nan.yaml", quiet=True, resume=True)
+    finished = _strict(run_json.read_text())
+    assert finished["status"] == "finished" and "error" not in finished

@@ -149,6 +149,8 @@ def test_ctrl_c_saves_and_resume_continues(toy_run):
         toy_run("stopped")
     assert err.value.exit_code == 130
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # handler restored
+    stopped = json.loads((reference.run_dir.parent / "stopped" / "run.json").read_text())
+    assert stopped["status"] == "interrupted" and stopped["error"] == str(err.value)
     assert _rows(toy_run("stopped", resume=True).run_dir) == _rows(reference.run_dir)
 
 
