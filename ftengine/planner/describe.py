@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from ftengine.planner.adapters import is_adapter_group
 from ftengine.planner.graph import ExecutionGraph, StagePlan
 from ftengine.planner.selectors import HEAD, compress_list, compress_ranges
 
@@ -89,7 +90,7 @@ def _lr_rows(graph: ExecutionGraph) -> list[list[str]]:
 
 def _adapter_lines(graph: ExecutionGraph) -> list[str]:
     """LoRA adapter groups: parameters per group and their share of the whole model (empty without adapters)."""
-    adapters = [g for g in graph.backbone_groups if g.name.startswith("lora:")]
+    adapters = [g for g in graph.backbone_groups if is_adapter_group(g.name)]
     if not adapters:
         return []
     total = graph.total_params or sum(g.num_params or 0 for g in graph.backbone_groups)

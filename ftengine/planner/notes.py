@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from ftengine.planner.adapters import adapter_group
 from ftengine.planner.checks import note
 from ftengine.planner.facts import unused_groups
 from ftengine.planner.graph import ExecutionGraph
@@ -42,7 +43,7 @@ def multipliers_on_frozen(spec: Spec, backbone: Any, graph: ExecutionGraph) -> l
         for key in stage.lr_multipliers:
             matched = select(key, names).groups
             # A multiplier on an adapted group reaches its adapter group `lora:<group>`.
-            reached = {*matched, *(f"lora:{g}" for g in matched)}
+            reached = {*matched, *(adapter_group(g) for g in matched)}
             if matched and not reached & set(graph.stages[i].trainable):
                 out.append(f"freeze.stages[{i}].lr_multipliers['{key}'] matches only groups frozen in this stage "
                            f"({compress_ranges(matched, graph.group_names)}); it has no effect here")
