@@ -1,4 +1,4 @@
-"""Specs and tiny random configs shared by the backbone tests."""
+"""Specs, tiny random configs and the boundary-state capture shared by the backbone tests."""
 
 from __future__ import annotations
 
@@ -26,3 +26,19 @@ def effnet_spec(**changes):
               "kwargs": {"model_name": "efficientnet-lite0", "batch_norm_momentum": 0.9},
               "checkpoint": EFFNET_CKPT, "adapter": "efficientnet_lite"}
     return ModuleBackboneSpec(**{**fields, **changes})
+
+
+def entering_states(backbone, model, **inputs):
+    """Run the model's own forward; capture the state entering each group k >= 1 with pre-hooks.
+
+    Returns the model's output and ``{k: first positional argument of group k's first module}``.
+    """
+    seen = {}
+    hooks = [backbone.group_modules(g.name)[0].register_forward_pre_hook(
+        lambda mod, args, k=k: seen.__setitem__(k, args[0])) for k, g in enumerate(backbone.groups) if k > 0]
+    try:
+        ref = model(**inputs)
+    finally:
+        for hook in hooks:
+            hook.remove()
+    return ref, seen

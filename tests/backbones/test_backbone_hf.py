@@ -10,7 +10,7 @@ import copy
 
 import pytest
 import torch
-from backbone_specs import tiny_config
+from backbone_specs import entering_states, tiny_config
 
 from ftengine.backbones import build_backbone, wrap_hf_model
 from ftengine.spec import HFBackboneSpec
@@ -82,25 +82,6 @@ def test_meta_build_is_structure_only(minilm_dir, minilm_backbone, monkeypatch):
     assert meta.groups == minilm_backbone.groups  # same names, parameter names and counts
 
 
-def _boundary_inputs(backbone, model, **inputs) -> tuple[object, dict[int, torch.Tensor]]:
-    """Run the model's own forward; capture the hidden states entering each group k >= 1 with pre-hooks."""
-    seen: dict[int, torch.Tensor] = {}
-
-    def capture(k: int):
-        def hook(module, args) -> None:  # returns None: the forward's arguments stay untouched
-            seen[k] = args[0]
-        return hook
-
-    hooks = [backbone.group_modules(g.name)[0].register_forward_pre_hook(capture(k))
-             for k, g in enumerate(backbone.groups) if k > 0]
-    try:
-        ref = model(**inputs)
-    finally:
-        for hook in hooks:
-            hook.remove()
-    return ref, seen
-
-
 @pytest.mark.parametrize("attn", ["eager", "sdpa"])
 @pytest.mark.parametrize("model_type", ["bert", "roberta", "electra", "gpt2"])
 @torch.no_grad()
@@ -115,7 +96,7 @@ def test_tiny_models_every_boundary(model_type, attn):
     mask = torch.ones_like(ids)
     mask[0, 6:] = 0
     mask[2, 3:] = 0
-    ref, entering = _boundary_inputs(backbone, model, input_ids=ids, attention_mask=mask)
+    ref, entering = entering_states(backbone, model, input_ids=ids, attention_mask=mask)
     assert sorted(entering) == list(range(1, len(backbone.groups)))
     for k in range(len(backbone.groups)):
         state = {"input_ids": ids, "attention_mask": mask} if k == 0 else \

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+from backbone_specs import entering_states
 from hf_tiny import DECODERS, IMAGE, TEXT, VOCAB, tiny_model
 
 from ftengine.backbones import wrap_hf_model
@@ -28,19 +29,6 @@ def _padded(side: str) -> dict[str, torch.Tensor]:
     return {"input_ids": ids, "attention_mask": mask}
 
 
-def _entering(backbone, model, **inputs) -> tuple[object, dict[int, torch.Tensor]]:
-    """The model's own output and the first positional argument of each group's first module (k >= 1)."""
-    seen: dict[int, torch.Tensor] = {}
-    hooks = [backbone.group_modules(g.name)[0].register_forward_pre_hook(
-        lambda mod, args, k=k: seen.__setitem__(k, args[0])) for k, g in enumerate(backbone.groups) if k > 0]
-    try:
-        ref = model(**inputs)
-    finally:
-        for hook in hooks:
-            hook.remove()
-    return ref, seen
-
-
 # Encoders are padded on the right; decoders on either side.
 @pytest.mark.parametrize("name, side", [(n, "right") for n in sorted(TEXT)] + [(n, "left") for n in DECODERS])
 @torch.no_grad()
@@ -53,7 +41,7 @@ def test_text_family_every_boundary(name, side):
     extra = {}
     if decoder:  # GenerationMixin's position ids for padded rows (real tokens count from 0)
         extra["position_ids"] = (mask.cumsum(-1) - 1).masked_fill(mask == 0, 1)
-    ref, entering = _entering(backbone, model, **batch, **extra)
+    ref, entering = entering_states(backbone, model, **batch, **extra)
     assert sorted(entering) == list(range(1, len(backbone.groups)))
     real = mask.bool() if decoder else torch.ones_like(mask, dtype=torch.bool)
     for k in range(len(backbone.groups)):
@@ -73,7 +61,7 @@ def test_eager_attention_masks(name):
     model = tiny_model(name, attn="eager")
     backbone = wrap_hf_model(model)
     batch = _padded("right")
-    ref, entering = _entering(backbone, model, **batch)
+    ref, entering = entering_states(backbone, model, **batch)
     real = batch["attention_mask"].bool()
     out = backbone.forward_from(2, {"hidden": entering[2], "attention_mask": batch["attention_mask"]})
     torch.testing.assert_close(out["hidden"][real], ref.last_hidden_state[real], **TOL)
@@ -97,7 +85,7 @@ def test_image_family_every_boundary(name):
     backbone = wrap_hf_model(model)
     side = model.config.image_size
     pixels = torch.randn(2, 3, side, side)
-    ref, entering = _entering(backbone, model, pixel_values=pixels)
+    ref, entering = entering_states(backbone, model, pixel_values=pixels)
     if name == "convnext":  # its layernorm gets the spatial mean; the group gets the last stage's maps
         entering[len(backbone.groups) - 1] = ref.last_hidden_state
         expected = ref.pooler_output
