@@ -27,10 +27,10 @@ import torch
 import torch.nn.functional as F
 
 from ftengine.backbones import build_backbone
-from ftengine.bench.cache_data import MINILM, SCENARIOS, bench_spec_dict
+from ftengine.bench.cache_data import SCENARIOS, bench_spec_dict
 from ftengine.bench.gather import gather_bench
 from ftengine.bench.kit import echo, environment, progress, spread, sync
-from ftengine.bench.random_init import random_model_dir
+from ftengine.bench.random_init import model_source
 from ftengine.data import build_data
 from ftengine.heads import build_head
 from ftengine.planner import plan
@@ -188,9 +188,8 @@ def run_cache_bench(args: Any, log: Callable[[str], None] = echo) -> dict[str, A
             for store, r in result["gather"].items() if store in ("fp32", "bf16")))
         bar.done()
         with tempfile.TemporaryDirectory(prefix="ftengine-bench-cache-") as cache_dir:
-            source = getattr(args, "model_dir", None) or MINILM
-            if getattr(args, "random_init", False):
-                source = str(random_model_dir(source, Path(cache_dir) / "random-init-model"))
+            source = model_source(getattr(args, "model_dir", None), getattr(args, "random_init", False),
+                                  Path(cache_dir) / "random-init-model")
             for name in args.scenarios:  # a cache dir per scenario: each one fills from cold
                 bar.start(name)
                 scenarios[name] = _timed_scenario(name, args, f"{cache_dir}/{name}", source)

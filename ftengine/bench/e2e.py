@@ -30,6 +30,7 @@ from typing import Any
 
 from ftengine.bench.e2e_recipes import MODEL, RECIPES
 from ftengine.bench.kit import environment, progress
+from ftengine.bench.random_init import model_source
 
 MARK = "E2E_RESULT "
 
@@ -181,13 +182,11 @@ def train_tokens(recipe: str, args: argparse.Namespace, model_dir: str) -> int:
 def run_e2e_bench(args: argparse.Namespace, log: Any = print) -> dict[str, Any]:
     """Run every (repeat, recipe, implementation) in a fresh process; return settings, runs and summary."""
     with tempfile.TemporaryDirectory(prefix="ftengine-e2e-model-") as tmp:
-        model_dir = getattr(args, "model_dir", None) or MODEL
+        # --random-init: one initialisation, loaded by every run (the same start for all)
+        model_dir = model_source(getattr(args, "model_dir", None), getattr(args, "random_init", False),
+                                 Path(tmp) / "model")
         if not model_dir.startswith("pkg:"):  # the ftengine run reads it from a spec in another folder
             model_dir = str(Path(model_dir).resolve())
-        if getattr(args, "random_init", False):  # one initialisation, loaded by every run: the same start for all
-            from ftengine.bench.random_init import random_model_dir
-
-            model_dir = str(random_model_dir(model_dir, Path(tmp) / "model"))
         return _run_all(args, log, model_dir)
 
 

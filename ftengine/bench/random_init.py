@@ -9,6 +9,8 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
+from ftengine.bench.e2e_recipes import MODEL
+
 SHAPE_FILES = ("config.json", "tokenizer.json", "vocab.txt", "tokenizer_config.json", "special_tokens_map.json")
 """What a transformers model directory needs besides its weights: the architecture and the tokenizer."""
 
@@ -29,6 +31,18 @@ def copy_shape_files(source: str, dest: Path) -> list[Path]:
     src = locate(source)
     dest.mkdir(parents=True, exist_ok=True)
     return [Path(shutil.copy2(src / name, dest / name)) for name in SHAPE_FILES if (src / name).is_file()]
+
+
+def model_source(model_dir: str | None, random_init: bool, scratch: Path) -> str:
+    """The model directory a suite loads (its --model-dir and --random-init options).
+
+    Args:
+        model_dir: a model directory or ``pkg:`` path; None: the bundled MiniLM.
+        random_init: load fresh weights of that model's shape instead, written once to ``scratch``.
+        scratch: folder for the random-init copy (the caller's temporary directory, alive while the suite runs).
+    """
+    source = model_dir or MODEL
+    return str(random_model_dir(source, scratch)) if random_init else source
 
 
 def random_model_dir(source: str, dest: Path, seed: int = 0) -> Path:
