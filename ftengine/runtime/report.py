@@ -20,7 +20,7 @@ from matplotlib.figure import Figure
 from torch import Tensor
 
 from ftengine.runtime.metrics import classification_metrics
-from ftengine.runtime.task_report import TASK_FORMATS
+from ftengine.runtime.task_report import TASK_FORMATS, name_width, per_name_table
 from ftengine.runtime.run_dir import dumps
 
 
@@ -43,15 +43,12 @@ def format_report(metrics: dict[str, Any], title: str = "test set") -> str:
     if (other := TASK_FORMATS.get(metrics.get("task", ""))) is not None:
         return other(metrics, title)
     labels = metrics["labels"]
-    width = max(12, *(len(name) for name in labels))
+    width = name_width(labels)
     lines = [f"{title}: {metrics['num_examples']:,} examples", f"accuracy     {metrics['accuracy']:.4f}",
              f"macro F1     {metrics['macro_f1']:.4f}", f"weighted F1  {metrics['weighted_f1']:.4f}"]
     if "loss" in metrics:
         lines.append(f"loss         {metrics['loss']:.4f}")
-    lines += ["", f"{'class':<{width}}  precision  recall     f1  support"]
-    for name in labels:
-        c = metrics["per_class"][name]
-        lines.append(f"{name:<{width}}  {c['precision']:9.4f}  {c['recall']:6.4f}  {c['f1']:.4f}  {c['support']:7,}")
+    lines += ["", *per_name_table("class", labels, metrics["per_class"])]
     lines.append(f"{'macro avg':<{width}}  {metrics['macro_precision']:9.4f}  {metrics['macro_recall']:6.4f}  "
                  f"{metrics['macro_f1']:.4f}  {metrics['num_examples']:7,}")
     cm = metrics["confusion_matrix"]
