@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+from kernel_utils import requires_cuda
 
 from ftengine import kernels
 from ftengine.kernels import reference
@@ -64,17 +65,21 @@ needs_native = pytest.mark.skipif(not _has_cpu_kernel(), reason=f"no native gath
                                   f"({kernels.backend_info()['reason'] or 'extension built without it: rebuild'})")
 
 
-@pytest.mark.native
-@needs_native
+# Where the op dispatches to a compiled kernel: the C++ one (if this build has it) and the CUDA one.
+NATIVE_DEVICES = [pytest.param("cpu", id="cpu", marks=[pytest.mark.native, needs_native]),
+                  pytest.param("cuda", id="cuda", marks=[pytest.mark.gpu, requires_cuda])]
+
+
+@pytest.mark.parametrize("device", NATIVE_DEVICES)
 @pytest.mark.parametrize("lengths,width,index,max_len", CASES)
 @pytest.mark.parametrize("src", [*DTYPES, torch.float64])
-def test_native_cpu_matches_reference(lengths, width, index, max_len, src):
+def test_native_matches_reference(device, lengths, width, index, max_len, src):
     data, offsets, lens = ragged(lengths, width, src)
     idx = torch.tensor(index, dtype=torch.int64)
     for dst in DTYPES:
-        got = gather_ragged(data, offsets, lens, idx, max_len, dst)  # dispatches to the C++ kernel
+        got = gather_ragged(data.to(device), offsets.to(device), lens.to(device), idx.to(device), max_len, dst)
         want = reference.gather_ragged(data, offsets, lens, idx, max_len, dst)
-        assert torch.equal(got[0], want[0]) and torch.equal(got[1], want[1])
+        assert torch.equal(got[0].cpu(), want[0]) and torch.equal(got[1].cpu(), want[1])
 
 
 @pytest.mark.native
@@ -108,20 +113,7 @@ def test_opcheck(src, dst):
 
 
 @pytest.mark.gpu
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
-@pytest.mark.parametrize("lengths,width,index,max_len", CASES)
-@pytest.mark.parametrize("src", [*DTYPES, torch.float64])
-def test_cuda_matches_reference(lengths, width, index, max_len, src):
-    data, offsets, lens = ragged(lengths, width, src)
-    idx = torch.tensor(index, dtype=torch.int64)
-    for dst in DTYPES:
-        got = gather_ragged(data.cuda(), offsets.cuda(), lens.cuda(), idx.cuda(), max_len, dst)
-        want = reference.gather_ragged(data, offsets, lens, idx, max_len, dst)
-        assert torch.equal(got[0].cpu(), want[0]) and torch.equal(got[1].cpu(), want[1])
-
-
-@pytest.mark.gpu
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+@requires_cuda
 def test_cuda_opcheck():
     data, offsets, lens = ragged([5, 0, 9, 3], 6, torch.bfloat16)
     args = (data.cuda(), offsets.cuda(), lens.cuda(), torch.tensor([3, 1, 0]).cuda(), 9, torch.float32)
