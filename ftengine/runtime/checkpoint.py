@@ -28,7 +28,6 @@ import json
 import os
 import pickle
 import shutil
-import sys
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
@@ -39,6 +38,7 @@ from torch import nn
 
 from ftengine.errors import RunError
 from ftengine.runtime.fingerprint import tensors_digest
+from ftengine.runtime.progress import warn
 
 FORMAT = 2  # 2: model weights may be a delta over the pretrained backbone ("base")
 READABLE = (1, 2)
@@ -269,11 +269,7 @@ def _first(exc: Exception) -> str:
     return text[0][:160] if text else type(exc).__name__
 
 
-def _warn(text: str) -> None:
-    print(f"ftengine: warning: {text}", file=sys.stderr, flush=True)
-
-
-def resume_point(run_dir: Path, warn: Callable[[str], None] = _warn,
+def resume_point(run_dir: Path, warn: Callable[[str], None] = warn,
                  device: str | torch.device = "cpu") -> tuple[Path | None, dict[str, Any] | None]:
     """The newest usable full checkpoint of a run and its state, or ``(None, None)`` when it has none.
 

@@ -1,4 +1,5 @@
-"""Console output of a run: tqdm bars (only on a terminal, never with --quiet) and one summary line per epoch."""
+"""Console output of a run: tqdm bars (only on a terminal, never with --quiet), one summary line per epoch, and
+warnings."""
 
 from __future__ import annotations
 
@@ -77,3 +78,9 @@ def format_epoch(row: dict[str, Any]) -> str:
     if row.get("best"):
         parts.append("*best")
     return "  ".join(parts)
+
+
+def warn(text: str) -> None:
+    """``ftengine: warning: <text>`` on stderr, shown even with --quiet (something on disk went wrong: a damaged
+    checkpoint or cache entry the run worked around, which the user should know about)."""
+    print(f"ftengine: warning: {text}", file=sys.stderr, flush=True)

@@ -15,7 +15,6 @@ same spec finds them complete and fills nothing.
 from __future__ import annotations
 
 import shutil
-import sys
 import tempfile
 import time
 import weakref
@@ -35,6 +34,7 @@ from ftengine.runtime.cache.layout import DTYPES, EntryWriter, check_entry, read
 from ftengine.runtime.cache.loaders import fill_batches
 from ftengine.runtime.cache.store import ActivationStore
 from ftengine.runtime.cache.tiers import plan_tiers, stale_boundaries
+from ftengine.runtime.progress import warn
 
 SPLITS = ("train", "validation", "test")
 
@@ -155,7 +155,7 @@ class ActivationCache:
                 self._events["warm"].append(dict(split=split, boundary=b, id=key.entry_id))
             elif problem != "absent":
                 self._events["rebuilt"].append(dict(split=split, boundary=b, id=key.entry_id, reason=problem))
-                _warn(f"activation cache entry {key.entry_id[:12]} ({split}, boundary {b}): {problem}; "
+                warn(f"activation cache entry {key.entry_id[:12]} ({split}, boundary {b}): {problem}; "
                       "removed, filling it again")
                 shutil.rmtree(path, ignore_errors=True)
         missing = [b for b in keys if b not in warm]
@@ -267,9 +267,6 @@ class ActivationCache:
             self._finalizer()
 
 
-def _warn(text: str) -> None:
-    # Shown even with --quiet: a damaged entry means a disk or a copy went wrong, which the user should know.
-    print(f"ftengine: warning: {text}", file=sys.stderr, flush=True)
 
 
 class _NullBar:
