@@ -128,7 +128,8 @@ class FlatBucket:
         self.state = {name: torch.empty(n, dtype=state_dtype, device=self.device) for name in state_names}
         self._state_ready: set[int] = set()
         rows = len(self.slots)
-        self.row_group = torch.tensor([g for _, _, g in self.layout.rows], dtype=torch.int64)
+        self._row_groups = [g for _, _, g in self.layout.rows]
+        self.row_group = torch.tensor(self._row_groups, dtype=torch.int64)
         self.segments_host = torch.tensor([[o, length, 0] for o, length, _ in self.layout.rows],
                                           dtype=torch.int64).reshape(rows, 3)
         self.segments = self.segments_host.to(self.device)
@@ -144,8 +145,7 @@ class FlatBucket:
 
     def active_rows(self, trainable: list[int]) -> list[int]:
         """Per parameter: 1 when its group is trainable and it has a grad this step (torch.optim skips grad None)."""
-        return [int(bool(trainable[g]) and p.grad is not None)
-                for (p, _), (_, _, g) in zip(self.slots, self.layout.rows)]
+        return [int(bool(trainable[g]) and p.grad is not None) for (p, _), g in zip(self.slots, self._row_groups)]
 
     def sync_tables(self, active: list[int], hyper_rows: list[list[float]]) -> None:
         """Upload the per-parameter active flags and the groups' hyper-parameters (expanded to one row per
@@ -178,8 +178,9 @@ class FlatBucket:
 
     def hook_grads(self) -> None:
         """Fold fresh grads into the flat buffer during backward (hooks only attach to params that require grad)."""
+        owner = weakref.ref(self)  # once per call, not per parameter: this runs at every zero_grad
         for p, o in self.slots:
-            p._ftengine_flat_slot = (weakref.ref(self), o)  # the newest bucket owns the parameter
+            p._ftengine_flat_slot = (owner, o)  # the newest bucket owns the parameter
             if p.requires_grad and not getattr(p, "_ftengine_hooked", False):  # one hook per parameter, ever
                 p.register_post_accumulate_grad_hook(_fold_hook)
                 p._ftengine_hooked = True
@@ -197,8 +198,13 @@ class FlatBucket:
 
     def rebind_grads(self) -> None:
         """Fold every grad that is not a view of the flat buffer; a None grad stays None (not stepped)."""
+        # The common case (every grad already the view) decided inline, with the buffer's address read once:
+        # this runs for every parameter at every step. fold_grad repeats the test for the rest.
+        base, size = self.grad.data_ptr(), self.grad.element_size()
         for p, o in self.slots:
-            self.fold_grad(p, o)
+            g = p.grad
+            if g is not None and g.data_ptr() != base + o * size:
+                self.fold_grad(p, o)
 
 
 def _fold_hook(p: torch.Tensor) -> None:
