@@ -91,8 +91,9 @@ class FlatBucket:
 
     Parameters become views into ``param`` and their ``.grad`` views into ``grad``. A grad that autograd allocates
     afresh (after ``.grad`` was set to None) is folded into ``grad`` by a post-accumulate hook as soon as backward
-    has written it, so the loose copy is freed at once and later backward passes accumulate straight into the view. 16-bit parameters get an fp32 ``master`` copy (the true weights). The segment tables
-    have one row per parameter (``layout.rows``).
+    has written it, so the loose copy is freed at once and later backward passes accumulate straight into the view.
+    16-bit parameters get an fp32 ``master`` copy (the true weights). The segment tables have one row per parameter
+    (``layout.rows``).
 
     Args:
         group_params: per optimizer group, this bucket's parameters of it (possibly none).

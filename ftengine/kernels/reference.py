@@ -47,8 +47,9 @@ def gather_ragged(data: torch.Tensor, offsets: torch.Tensor, lengths: torch.Tens
 # int64 [G] per-row step counts. Only trainable rows are read or written; a step that is taken increments the step
 # count of every trainable row. FlatOptimizer gives each parameter its own row, trainable when its group trains
 # and its .grad is not None, so a row's count is torch.optim's per-parameter state["step"] (a group unfrozen later
-# starts its bias correction at t = 1; a parameter without a grad this step is not touched). Math in fp32; 16-bit params are updated through fp32 `master` weights and
-# re-rounded; bf16 moments are read to fp32 and rounded back to nearest-even after the update.
+# starts its bias correction at t = 1; a parameter without a grad this step is not touched). Math in fp32; 16-bit
+# params are updated through fp32 `master` weights and re-rounded; bf16 moments are read to fp32 and rounded back to
+# nearest-even after the update.
 
 
 def flat_grad_sqnorm(grad: torch.Tensor, segments: torch.Tensor) -> torch.Tensor:

@@ -6,6 +6,6 @@ from ftengine.planner.plan import plan
 from ftengine.planner.selectors import Selection, compress_list, compress_ranges, select
 
 __all__ = [
-    "CHECKS", "CachePlan", "CachePoint", "ExecutionGraph", "GroupInfo", "GroupPlan", "NOTES", "Selection", "StagePlan", "check",
-    "compress_list", "compress_ranges", "note", "plan", "run_checks", "select",
+    "CHECKS", "CachePlan", "CachePoint", "ExecutionGraph", "GroupInfo", "GroupPlan", "NOTES", "Selection", "StagePlan",
+    "check", "compress_list", "compress_ranges", "note", "plan", "run_checks", "select",
 ]

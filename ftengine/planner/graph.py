@@ -1,8 +1,8 @@
 """The execution graph: what a run will do, as names and numbers (no tensors, no modules).
 
 The runtime applies it (freeze masks, per-group learning rates, cache points, frozen-layer modes, the cache's
-settings); `planner.describe.describe(graph)` is what a person reads before spending compute; `to_dict()` is what golden tests compare and what a run writes
-to `plan.json`.
+settings); `planner.describe.describe(graph)` is what a person reads before spending compute; `to_dict()` is what
+golden tests compare and what a run writes to `plan.json`.
 """
 
 from __future__ import annotations
