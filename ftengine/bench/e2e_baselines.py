@@ -17,15 +17,16 @@ before an epoch's clock stops.
 
 from __future__ import annotations
 
-import contextlib
 import time
 from typing import Any
 
 import torch
 from torch import nn
 
-from ftengine.bench.e2e_recipes import Recipe, Texts, autocast_dtype, stage_factor
+from ftengine.bench.e2e_recipes import Recipe, Texts, stage_factor
 from ftengine.bench.kit import sync
+from ftengine.runtime.device import autocast_dtype
+from ftengine.runtime.evaluate import autocast_context
 
 
 class MeanPoolClassifier(nn.Module):
@@ -72,8 +73,9 @@ def _groups(model: MeanPoolClassifier, recipe: Recipe) -> list[dict[str, Any]]:
 
 
 def _autocast(device: str, precision: str) -> Any:
-    dtype = autocast_dtype(device, precision)
-    return torch.autocast(torch.device(device).type, dtype=dtype) if dtype else contextlib.nullcontext()
+    """ftengine's own autocast for ``training.precision`` on ``device``: the baselines compute in the same dtype."""
+    dev = torch.device(device)
+    return autocast_context(dev, autocast_dtype(precision, dev))
 
 
 def _accuracy(model: MeanPoolClassifier, loader: Any, device: str = "cpu", precision: str = "auto") -> float:
@@ -142,7 +144,7 @@ def run_plain(recipe: Recipe, data: Texts, model_dir: str, started: float, devic
 def run_hf(recipe: Recipe, data: Texts, model_dir: str, started: float, out_dir: str, device: str = "cpu",
            precision: str = "auto") -> list[dict[str, Any]]:
     """A Hugging Face Trainer run with an unfreezing callback (see the module docstring); on a CUDA ``device`` the
-    Trainer's own device choice (the current CUDA device) and its ``bf16`` autocast flag."""
+    Trainer's own device choice (the current CUDA device) and its ``bf16`` / ``fp16`` autocast flag."""
     from transformers import (
         AutoModel,
         AutoTokenizer,
@@ -210,11 +212,12 @@ def run_hf(recipe: Recipe, data: Texts, model_dir: str, started: float, out_dir:
     def accuracy(pred: Any) -> dict[str, float]:
         return {"accuracy": float((pred.predictions.argmax(-1) == pred.label_ids).mean())}
 
+    amp = autocast_dtype(precision, torch.device(device))  # the Trainer's autocast flag: ftengine's dtype
     args = TrainingArguments(output_dir=out_dir, num_train_epochs=len(stage_of_epoch),
                              per_device_train_batch_size=recipe.batch_size,
                              per_device_eval_batch_size=2 * recipe.batch_size, eval_strategy="epoch", save_strategy="no",
                              logging_strategy="no", report_to=[], seed=recipe.seed, use_cpu=device == "cpu",
-                             bf16=autocast_dtype(device, precision) is not None, max_grad_norm=1.0,
+                             bf16=amp is torch.bfloat16, fp16=amp is torch.float16, max_grad_norm=1.0,
                              disable_tqdm=True, dataloader_num_workers=0)
     Trainer(model=model, args=args, train_dataset=train, eval_dataset=val,
             data_collator=DataCollatorWithPadding(tokenizer), optimizers=(optimizer, scheduler),

@@ -105,16 +105,6 @@ class Texts:
         return self.parts[name]
 
 
-def autocast_dtype(device: str, precision: str) -> Any:
-    """The baselines' autocast dtype for ``precision`` on ``device`` (auto: bf16 on CUDA, none on the CPU, as the
-    spec's ``training.precision``); None: plain fp32."""
-    import torch
-
-    if precision == "bf16" or (precision == "auto" and device.startswith("cuda")):
-        return torch.bfloat16
-    return None
-
-
 def load_texts(spec: dict[str, Any]) -> Texts:
     """Read and split the spec's data the way ftengine does, without tokenizing (the baselines tokenize)."""
     from ftengine.data.assemble import make_splits
