@@ -157,8 +157,9 @@ def summarize(runs: list[dict[str, Any]], target: float | None, train_tokens: in
                        "peak_gpu_mb": [r["peak_gpu_mb"] for r in rs if "peak_gpu_mb" in r],
                        "ftengine_speedup_time_to_target": [r["ftengine_speedup_time_to_target"] for r in rs
                                                            if "ftengine_speedup_time_to_target" in r]}
-            for key in dict.fromkeys(k for r in rs for k in _stage_figures(r, train_tokens)):
-                figures[key] = [f[key] for f in (_stage_figures(r, train_tokens) for r in rs) if key in f]
+            stages = [_stage_figures(r, train_tokens) for r in rs]
+            for key in dict.fromkeys(k for f in stages for k in f):
+                figures[key] = [f[key] for f in stages if key in f]
             out[recipe][impl] = {k: {"min": min(v), "median": statistics.median(v), "max": max(v), "n": len(v)}
                                  for k, v in figures.items() if v}
     return out
