@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from torch import nn
 
+from ftengine.planner.adapters import adapter_group, is_adapter_group
 from ftengine.planner.graph import ExecutionGraph, StagePlan
 
 _BATCHNORM = (nn.modules.batchnorm._BatchNorm,)
@@ -34,7 +35,7 @@ def set_train_modes(model: nn.Module, graph: ExecutionGraph, stage: StagePlan) -
     trainable = set(stage.trainable)
     for info in graph.backbone_groups:
         # An adapter group runs inside its base group, which runs in train mode while the adapter trains.
-        if info.name in trainable or f"lora:{info.name}" in trainable or info.name.startswith("lora:"):
+        if info.name in trainable or adapter_group(info.name) in trainable or is_adapter_group(info.name):
             continue
         # The frozen prefix feeds the activation cache; a used frozen group above it follows the policy too.
         keep_dropout = dropout_train and info.used
