@@ -27,19 +27,20 @@ def table(result: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def stage_text(figures: dict[str, Any]) -> str:
+    """One implementation's per-stage medians from its summary ``figures``: epoch seconds and training tokens per
+    second when recorded ("stage0 1.23 s/epoch, 4,567 tokens/s; stage1 ..."; empty without stage figures)."""
+    stages = sorted(k.removesuffix("_epoch_seconds") for k in figures if k.endswith("_epoch_seconds")
+                    and k.startswith("stage"))
+    return "; ".join(f"{s} {figures[s + '_epoch_seconds']['median']:.2f} s/epoch" + (
+        f", {figures[s + '_tokens_per_second']['median']:,.0f} tokens/s" if s + "_tokens_per_second" in figures
+        else "") for s in stages)
+
+
 def _stage_lines(summary: dict[str, Any]) -> list[str]:
-    """Per recipe, implementation and stage: median epoch seconds and training tokens per second (when recorded)."""
-    lines = []
-    for recipe, impls in summary.items():
-        for impl, f in impls.items():
-            stages = sorted(k.removesuffix("_epoch_seconds") for k in f if k.endswith("_epoch_seconds")
-                            and k.startswith("stage"))
-            parts = [f"{s} {f[s + '_epoch_seconds']['median']:.2f} s/epoch" + (
-                f", {f[s + '_tokens_per_second']['median']:,.0f} tokens/s" if s + "_tokens_per_second" in f else "")
-                for s in stages]
-            if parts:
-                lines.append(f"  {recipe} / {NAMES.get(impl, impl)}: " + "; ".join(parts))
-    return lines
+    """Per recipe and implementation: the stage figures (when recorded)."""
+    return [f"  {recipe} / {NAMES.get(impl, impl)}: {text}" for recipe, impls in summary.items()
+            for impl, f in impls.items() if (text := stage_text(f))]
 
 
 def plot(result: dict[str, Any], out: Path) -> None:

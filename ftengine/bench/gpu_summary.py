@@ -13,6 +13,7 @@ import xml.etree.ElementTree as ET
 from pathlib import Path
 from typing import Any
 
+from ftengine.bench.e2e_report import stage_text
 from ftengine.bench.kit import environment
 
 TARGETS = dict(copy_ratio=0.85, minilm_speedup=2.0, frozen_ratio=0.55, gather_ratio=0.8)
@@ -100,10 +101,7 @@ def e2e_lines(e2e: dict[str, Any]) -> list[str]:
     lines = []
     for recipe, impls in e2e["summary"].items():
         for impl, f in impls.items():
-            stages = "; ".join(f"{k.removesuffix('_epoch_seconds')} {v['median']:.2f} s/epoch"
-                               + (f" {f[k.replace('epoch_seconds', 'tokens_per_second')]['median']:,.0f} tok/s"
-                                  if k.replace("epoch_seconds", "tokens_per_second") in f else "")
-                               for k, v in f.items() if k.startswith("stage") and k.endswith("_epoch_seconds"))
+            stages = stage_text(f)
             ratio = f.get("ftengine_speedup_time_to_target", {}).get("median")
             lines.append(f"e2e {recipe}/{impl}: {stages}; total {f['total_seconds']['median']:.1f} s"
                          + (f"; ftengine {ratio:.2f}x faster to target" if ratio else ""))
