@@ -14,6 +14,7 @@ rebuilds the fine-tuned backbone (the head is ftengine's and lives in `model/mod
 from __future__ import annotations
 
 import json
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -125,6 +126,9 @@ def save_merged(base_dir: Path, adapter_dir: Path, out_dir: Path) -> Path:
     from transformers import AutoModel
 
     base = AutoModel.from_pretrained(str(base_dir), dtype=torch.float32)
-    merged = PeftModel.from_pretrained(base, str(adapter_dir)).merge_and_unload()
+    with warnings.catch_warnings():
+        # peft asks transformers' deprecated `is_gradient_checkpointing`: a library-to-library notice, not the user's
+        warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
+        merged = PeftModel.from_pretrained(base, str(adapter_dir)).merge_and_unload()
     merged.save_pretrained(str(out_dir))
     return out_dir
