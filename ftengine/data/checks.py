@@ -13,6 +13,7 @@ from typing import Any
 
 from ftengine.data.images import IMAGE_EXTENSIONS, class_folders, csv_table_rows, no_images
 from ftengine.data.tables import locate, parse_table, read_bytes
+from ftengine.data.targets import check_targets
 from ftengine.data.text import table_rows
 from ftengine.errors import DataError
 
@@ -26,7 +27,8 @@ def check_data_files(data: Any, spec_dir: Path | None) -> list[str]:
     """Problems with the data files of a spec's data section, one line each (empty: none found).
 
     Text and image-CSV files: exists and is a file, not binary, decodes, parses, has data rows, has the
-    text/label/path columns; the first :data:`HEAD_ROWS` rows pass training's row reader (labels, images). Image
+    text/label/path columns; the first :data:`HEAD_ROWS` rows pass training's row reader (labels, images) and
+    target checks (regression numbers, multilabel labels against `data.labels`). Image
     folders: exists and is a folder, has class subfolders, each with an image.
 
     Args:
@@ -60,10 +62,8 @@ def _check_table(data: Any, path: Path, where: str) -> None:
         return  # a header longer than the head: nothing more to check cheaply
     # The first rows through training's own row reader: its columns, labels and image paths, its messages.
     first = replace(table, rows=table.rows[:HEAD_ROWS], lines=table.lines[:HEAD_ROWS])
-    if data.kind == "text":
-        table_rows(data, first)
-    else:
-        csv_table_rows(data, first)
+    rows = table_rows(data, first) if data.kind == "text" else csv_table_rows(data, first)
+    check_targets(data, rows, training_file=where == "data.train")
 
 
 def _check_folder(root: Path, where: str) -> None:

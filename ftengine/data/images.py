@@ -15,11 +15,11 @@ from ftengine.data.assemble import balance_weights, make_splits
 from ftengine.data.bundle import DataBundle, counts
 from ftengine.data.sniff import excerpt
 from ftengine.data.splits import Rows
-from ftengine.data.targets import encode_rows, label_tensor, split_task
+from ftengine.data.targets import encode_rows, label_tensor, require_label_columns, row_label, split_task
 from ftengine.data.tables import Table, cell, locate, read_table, require_column
 from ftengine.data.transforms import build_transform, preprocessing, transform_identity
 from ftengine.errors import DataError, PlanError
-from ftengine.spec.data import AugmentSpec, DigitsDataSpec, ImageCsvDataSpec, ImageFolderDataSpec
+from ftengine.spec.data import DIGIT_TAGS, AugmentSpec, DigitsDataSpec, ImageCsvDataSpec, ImageFolderDataSpec
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".ppm", ".pgm")
 
@@ -162,15 +162,11 @@ def csv_table_rows(spec: ImageCsvDataSpec, table: Table, *, require_labels: bool
     """
     where, path = table.where, table.path
     require_column(table, spec.path_column, "data.path_column")
-    has_labels = require_labels or spec.label_column in table.columns
-    if has_labels:
-        require_column(table, spec.label_column, "data.label_column")
+    has_labels = require_label_columns(spec, table, require_labels=require_labels)
     items, labels = [], []
     for i in range(len(table.rows)):
         items.append(row_image(table, i, spec.path_column))
-        # Multilabel: an empty cell is an empty label set; regression: the training split drops rows without one.
-        labels.append(cell(table, i, spec.label_column, where, required=spec.task == "classification") or ""
-                      if has_labels else None)
+        labels.append(row_label(spec, table, i) if has_labels else None)
     files = _files_digest(items, path.parent)
     return Rows(items, labels, table.lines, path, where, lambda: table.digest + files())
 
@@ -211,11 +207,12 @@ def build_image_files(spec: ImageFolderDataSpec | ImageCsvDataSpec, backbone: An
         if (value := getattr(spec, name)) is not None:
             path = locate(value, spec_dir, f"data.{name}", want_dir=folder)
             given[name] = folder_rows(path, f"data.{name}") if folder else csv_rows(spec, path, f"data.{name}")
+    explicit = getattr(spec, "label_columns", None) or spec.labels  # image folders: no label_columns
     splits = make_splits(given["train"], given.get("validation"), given.get("test"), split=spec.split,
-                         limit=spec.limit, explicit=spec.labels, task=getattr(spec, "task", "classification"),
+                         limit=spec.limit, explicit=explicit, task=getattr(spec, "task", "classification"),
                          separator=getattr(spec, "label_separator", "|"), column=getattr(spec, "label_column", "label"))
     digests = {name: rows.digest for name, rows in given.items()}  # callables: hashed only when asked
-    extra = {"columns": [spec.path_column, spec.label_column]} if not folder else {}
+    extra = {"columns": [spec.path_column, *(spec.label_columns or [spec.label_column])]} if not folder else {}
     return _bundle(spec.kind, spec, backbone, splits, seed, None, dict(digests=digests, **extra))
 
 
@@ -230,10 +227,19 @@ def build_digits(spec: DigitsDataSpec, backbone: Any, spec_dir: Path | None, see
     digits = load_digits()
     images = torch.tensor(digits.images, dtype=torch.float32) / 16.0  # (1797, 8, 8) in [0, 1]
     n = len(images)
-    rows = Rows(list(range(n)), [str(int(t)) for t in digits.target], [0] * n, "sklearn.datasets.load_digits", "data")
-    splits = make_splits(rows, None, None, split=spec.split, limit=spec.limit, explicit=None)
+    rows = Rows(list(range(n)), [_digit_label(int(t), spec.task) for t in digits.target], [0] * n,
+                "sklearn.datasets.load_digits", "data")
+    splits = make_splits(rows, None, None, split=spec.split, limit=spec.limit, task=spec.task,
+                         explicit=list(DIGIT_TAGS) if spec.task == "multilabel" else None)
     digest = hashlib.sha256(digits.images.tobytes() + digits.target.tobytes()).hexdigest()
     return _bundle(spec.kind, spec, backbone, splits, seed, _Digits(images), {"digests": {"arrays": digest}})
+
+
+def _digit_label(digit: int, task: str) -> str:
+    """The digit itself, or (multilabel) its tags joined by ``|`` (a 1 has none: an empty set)."""
+    if task == "classification":
+        return str(digit)
+    return "|".join(tag for tag, members in DIGIT_TAGS.items() if digit in members)
 
 
 def load_images(spec: Any, backbone: Any, path: Path, labels: list[str], *, require_labels: bool,

@@ -18,6 +18,7 @@ from torch import Tensor
 
 from ftengine.data.sniff import excerpt, listing
 from ftengine.data.splits import Rows, sort_labels
+from ftengine.data.tables import Table, cell, require_column
 from ftengine.errors import DataError
 
 
@@ -84,6 +85,73 @@ def task_of(spec: Any) -> TaskInfo:
 def split_labels(value: str | None, separator: str) -> list[str]:
     """A multilabel cell's labels (stripped, empty ones dropped); None or an empty cell: no labels."""
     return [part.strip() for part in (value or "").split(separator) if part.strip()]
+
+
+FLAG_VALUES = {"0": False, "1": True, "0.0": False, "1.0": True, "false": False, "true": True}
+"""What a `label_columns` cell may hold (JSON booleans arrive as `true`/`false`)."""
+
+
+def require_label_columns(spec: Any, table: Table, *, require_labels: bool) -> bool:
+    """Whether ``table`` has the spec's label column(s); raises when they are missing and ``require_labels``."""
+    columns = getattr(spec, "label_columns", None)
+    if columns is None:
+        if require_labels or spec.label_column in table.columns:
+            require_column(table, spec.label_column, "data.label_column")
+            return True
+        return False
+    if require_labels or any(c in table.columns for c in columns):
+        for column in columns:
+            require_column(table, column, "data.label_columns")
+        return True
+    return False
+
+
+def row_label(spec: Any, table: Table, i: int) -> str:
+    """Row ``i``'s label cell as training reads it: the class, number or delimited label set.
+
+    With ``label_columns`` the set is the names of the columns holding 1, joined by ``label_separator``.
+
+    Raises:
+        DataError: an empty class cell, or a ``label_columns`` cell that is not 0 or 1.
+    """
+    columns = getattr(spec, "label_columns", None)
+    if columns is None:
+        # Multilabel: an empty cell is an empty label set; regression: the training split drops rows without one.
+        return cell(table, i, spec.label_column, table.where, required=spec.task == "classification") or ""
+    names = []
+    for column in columns:
+        value = (cell(table, i, column, table.where, required=False) or "").strip().lower()
+        if value not in FLAG_VALUES:
+            raise DataError(f"{table.where}: {table.path} line {table.lines[i]}, column '{excerpt(column)}': not 0 or "
+                            f"1 (got '{excerpt(value)}'); write 1 when the row has label '{excerpt(column)}', else 0")
+        if FLAG_VALUES[value]:
+            names.append(column)
+    return spec.label_separator.join(names)
+
+
+def check_targets(spec: Any, rows: Rows, *, training_file: bool) -> None:
+    """Training's target checks on some rows (``ftengine validate``'s first rows): numbers, known labels.
+
+    Args:
+        spec: the data section.
+        rows: rows of one file.
+        training_file: the rows are the training file's: there training leaves regression rows without a
+            value out (elsewhere they are an error), and multilabel labels are checked against ``data.labels``
+            with the message training gives for that file.
+
+    Raises:
+        DataError: the message training gives for the first bad row.
+    """
+    kind = getattr(spec, "task", "classification")
+    if kind == "regression":
+        kept = [i for i, v in enumerate(rows.labels) if (v or "").strip()] if training_file else range(len(rows.labels))
+        encode_numbers(rows.select(kept), spec.label_column)
+    elif kind == "multilabel" and (explicit := getattr(spec, "labels", None)) is not None:
+        # Without data.labels any label may be new (label_columns: row_label already checked the 0/1 cells).
+        if training_file:
+            multilabel_names(rows, explicit, spec.label_separator)
+        else:
+            encode_multilabel(rows, explicit, spec.label_separator)
 
 
 def multilabel_names(train: Rows, explicit: list[str] | None, separator: str) -> list[str]:

@@ -12,7 +12,7 @@ from torch.utils.data import Dataset
 from ftengine.data.assemble import balance_weights, make_splits
 from ftengine.data.bundle import DataBundle, counts
 from ftengine.data.splits import Rows
-from ftengine.data.targets import encode_rows, label_tensor, split_task
+from ftengine.data.targets import encode_rows, label_tensor, require_label_columns, row_label, split_task
 from ftengine.data.tables import Table, cell, locate, read_table, require_column
 from ftengine.errors import DataError, PlanError
 from ftengine.spec.data import TextDataSpec
@@ -98,17 +98,13 @@ def table_rows(spec: TextDataSpec, table: Table, *, require_labels: bool = True)
     require_column(table, spec.text_column, "data.text_column")
     if spec.text_pair_column is not None:
         require_column(table, spec.text_pair_column, "data.text_pair_column")
-    has_labels = require_labels or spec.label_column in table.columns
-    if has_labels:
-        require_column(table, spec.label_column, "data.label_column")
+    has_labels = require_label_columns(spec, table, require_labels=require_labels)
     items, labels = [], []
     for i in range(len(table.rows)):
         text = cell(table, i, spec.text_column, where, required=False) or ""
         pair = (cell(table, i, spec.text_pair_column, where, required=False) or "") if spec.text_pair_column else None
         items.append((text, pair))
-        # Multilabel: an empty cell is an empty label set; regression: the training split drops rows without one.
-        labels.append(cell(table, i, spec.label_column, where, required=spec.task == "classification") or ""
-                      if has_labels else None)
+        labels.append(row_label(spec, table, i) if has_labels else None)
     return Rows(items, labels, table.lines, table.path, where, table.digest)
 
 
@@ -210,7 +206,7 @@ def build_text(spec: TextDataSpec, backbone: Any, spec_dir: Path | None, seed: i
             given[name], blank_note = screen_blank(rows, spec.empty_text)
             notes += [blank_note] if blank_note else []
     splits = make_splits(given["train"], given.get("validation"), given.get("test"), split=spec.split,
-                         limit=spec.limit, explicit=spec.labels, task=spec.task, separator=spec.label_separator,
+                         limit=spec.limit, explicit=spec.label_columns or spec.labels, task=spec.task, separator=spec.label_separator,
                          column=spec.label_column)
     datasets, stats = _datasets(tokenizer, splits.rows, splits.ids, max_length)
     class_weights, sampler_weights = balance_weights(spec.balance, splits.ids["train"], len(splits.labels))
@@ -220,7 +216,7 @@ def build_text(spec: TextDataSpec, backbone: Any, spec_dir: Path | None, seed: i
     # Only `drop` changes the examples; keep/error leave the fingerprint (and old runs' caches) as they were.
     dropped = {"empty_text": "drop"} if spec.empty_text == "drop" else {}
     parts = dict(kind="text", digests={name: rows.digest for name, rows in given.items()},
-                 columns=[spec.text_column, spec.text_pair_column, spec.label_column], format=spec.format,
+                 columns=[spec.text_column, spec.text_pair_column, *(spec.label_columns or [spec.label_column])], format=spec.format,
                  encoding=spec.encoding, **splits.settings, **tokenizer_identity(tokenizer, max_length), **dropped)
     return DataBundle(kind="text", modality="text", train=datasets["train"], validation=datasets.get("validation"),
                       test=datasets.get("test"), labels=splits.labels, collate=_collate(tokenizer),

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from ftengine.spec import Spec
+from ftengine.spec.data import DIGIT_TAGS
 
 DIGITS_CLASSES = 10  # scikit-learn's digits: 0-9
 
@@ -46,8 +47,8 @@ def backbone_source(spec: Spec) -> str:
 def labels_count(spec: Spec) -> int | None:
     """Classes the data section states without reading any file (explicit labels, digits), else None."""
     if spec.data.kind == "sklearn_digits":
-        return DIGITS_CLASSES
-    labels = getattr(spec.data, "labels", None)
+        return DIGITS_CLASSES if spec.data.task == "classification" else len(DIGIT_TAGS)
+    labels = getattr(spec.data, "label_columns", None) or getattr(spec.data, "labels", None)
     return len(labels) if labels else None
 
 

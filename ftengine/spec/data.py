@@ -11,6 +11,10 @@ from ftengine.spec.base import MAX_PIXELS, MAX_ROWS, MAX_SEED, MAX_TOKENS, Stric
 Balance = Literal["none", "sampler", "loss_weights"]
 Task = Literal["classification", "multilabel", "regression"]
 
+DIGIT_TAGS: dict[str, frozenset[int]] = {"even": frozenset({0, 2, 4, 6, 8}), "five_or_more": frozenset(range(5, 10)),
+                                         "prime": frozenset({2, 3, 5, 7})}
+"""`sklearn_digits` with `task: multilabel`: each tag and the digits that carry it (a 1 carries none)."""
+
 
 class SplitSpec(StrictModel):
     """Seeded split of the training file for the splits not given as files."""
@@ -77,6 +81,9 @@ class _Targets(StrictModel):
     row; normalised by the training split's mean/std, loss `regression_loss`)."""
     label_separator: str = Field(default="|", min_length=1, max_length=8)
     """`multilabel`: what separates the labels of one row (`"sports|politics"`); an empty cell is no label."""
+    label_columns: list[str] | None = Field(default=None, min_length=1)
+    """`multilabel`: one 0/1 column per label instead of one delimited `label_column`; the label is the
+    column's name and the head's label order is this list's."""
     regression_loss: Literal["mse", "huber"] = "mse"
     """`regression`: mean squared error, or Huber (delta 1 standard deviation of the training targets)."""
 
@@ -87,7 +94,23 @@ class _Targets(StrictModel):
                              f"'{self.task}'); set balance: none")
         if self.task == "regression" and getattr(self, "labels", None) is not None:
             raise ValueError("a regression target has no class list (got labels); drop labels")
+        if self.label_columns is not None:
+            self._check_label_columns(self.label_columns)
         return self
+
+    def _check_label_columns(self, columns: list[str]) -> None:
+        if self.task != "multilabel":
+            raise ValueError(f"label_columns are the 0/1 columns of a multilabel task (got task '{self.task}'); "
+                             "set task: multilabel, or use label_column")
+        if getattr(self, "labels", None) is not None:
+            raise ValueError("label_columns already give the label order (got labels too); drop labels")
+        repeated = sorted({c for c in columns if columns.count(c) > 1})
+        if repeated:
+            raise ValueError(f"label_columns name a column twice (got {', '.join(repeated)}); list each once")
+        joined = [c for c in columns if self.label_separator in c or not c.strip()]
+        if joined:
+            raise ValueError(f"label_columns: a label name must be non-empty and free of label_separator "
+                             f"'{self.label_separator}' (got '{joined[0]}'); set another label_separator")
 
 
 class TextDataSpec(_FileSplits, _Targets):
@@ -101,7 +124,7 @@ class TextDataSpec(_FileSplits, _Targets):
     text_pair_column: str | None = None
     """Optional second text column (sentence pairs)."""
     label_column: str = "label"
-    """Column holding the label (class, `|`-joined labels, or number: see `task`)."""
+    """Column holding the label (class, `|`-joined labels, or number: see `task`; unused with `label_columns`)."""
     encoding: str = "utf-8"
     """File encoding, e.g. `latin-1`."""
     empty_text: Literal["keep", "drop", "error"] = "keep"
@@ -130,7 +153,7 @@ class ImageCsvDataSpec(_FileSplits, _Targets):
     path_column: str = "path"
     """Column holding image paths (relative to the CSV file)."""
     label_column: str = "label"
-    """Column holding the label (class, `|`-joined labels, or number: see `task`)."""
+    """Column holding the label (class, `|`-joined labels, or number: see `task`; unused with `label_columns`)."""
     encoding: str = "utf-8"
     """CSV encoding."""
     image_size: int | None = Field(default=None, gt=0, le=MAX_PIXELS)
@@ -143,6 +166,9 @@ class DigitsDataSpec(StrictModel):
     """scikit-learn's 1,797 real handwritten digits (8x8 grey), resized and given 3 channels."""
 
     kind: Literal["sklearn_digits"] = "sklearn_digits"
+    task: Literal["classification", "multilabel"] = "classification"
+    """`classification` (the digit, 10 classes) or `multilabel`: the tags of `DIGIT_TAGS` that the digit carries
+    (`even`, `five_or_more`, `prime`; a 4 is even, a 7 five_or_more and prime), sigmoid + BCE."""
     split: SplitSpec = Field(default_factory=lambda: SplitSpec(validation=0.2))
     """Seeded split into train / validation / test."""
     image_size: int = Field(default=32, gt=0, le=MAX_PIXELS)
@@ -153,6 +179,13 @@ class DigitsDataSpec(StrictModel):
     """Imbalanced classes: `sampler` or `loss_weights`."""
     augment: AugmentSpec = Field(default_factory=AugmentSpec)
     """Random training augmentation."""
+
+    @model_validator(mode="after")
+    def _balance_fits(self) -> "DigitsDataSpec":
+        if self.task != "classification" and self.balance != "none":
+            raise ValueError(f"balance applies to classification (got balance '{self.balance}' with task "
+                             f"'{self.task}'); set balance: none")
+        return self
 
 
 DataSpec = TextDataSpec | ImageFolderDataSpec | ImageCsvDataSpec | DigitsDataSpec
