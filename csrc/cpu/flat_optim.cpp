@@ -93,13 +93,17 @@ inline __attribute__((always_inline)) double sqnorm_loop(const G* __restrict g, 
   return acc;
 }
 
-template <typename P, typename G, typename S>
+// A: `std::nullptr_t` (no L2-SP) or `const float*` / `const bf16_t*` (the anchor slice).
+template <typename P, typename G, typename S, typename A>
 inline __attribute__((always_inline)) void adamw_loop(float* __restrict w, P low, const G* __restrict g,
-                                                      S* __restrict m, S* __restrict v, int64_t n, AdamWCoeffs c) {
+                                                      S* __restrict m, S* __restrict v, A anchor, int64_t n,
+                                                      AdamWCoeffs c) {
+  constexpr bool kAnchor = !std::is_same_v<A, std::nullptr_t>;
 #pragma omp simd
   for (int64_t i = 0; i < n; ++i) {
-    float wi = w[i], mi = to_float(m[i]), vi = to_float(v[i]);
-    adamw_element(wi, to_float(g[i]), mi, vi, c);
+    float wi = w[i], mi = to_float(m[i]), vi = to_float(v[i]), ai = 0.0f;
+    if constexpr (kAnchor) ai = to_float(anchor[i]);
+    adamw_element<kAnchor>(wi, to_float(g[i]), mi, vi, c, ai);
     w[i] = wi;
     m[i] = from_float<S>(mi);
     v[i] = from_float<S>(vi);
@@ -107,15 +111,17 @@ inline __attribute__((always_inline)) void adamw_loop(float* __restrict w, P low
   }
 }
 
-template <typename P, typename G, typename B>
+template <typename P, typename G, typename B, typename A>
 inline __attribute__((always_inline)) void sgd_loop(float* __restrict w, P low, const G* __restrict g, B buf,
-                                                    int64_t n, SgdCoeffs c) {
+                                                    A anchor, int64_t n, SgdCoeffs c) {
   constexpr bool kBuf = !std::is_same_v<B, std::nullptr_t>;
+  constexpr bool kAnchor = !std::is_same_v<A, std::nullptr_t>;
 #pragma omp simd
   for (int64_t i = 0; i < n; ++i) {
-    float wi = w[i], bi = 0.0f;
+    float wi = w[i], bi = 0.0f, ai = 0.0f;
     if constexpr (kBuf) bi = to_float(buf[i]);
-    sgd_element(wi, to_float(g[i]), bi, kBuf, c);
+    if constexpr (kAnchor) ai = to_float(anchor[i]);
+    sgd_element<kAnchor>(wi, to_float(g[i]), bi, kBuf, c, ai);
     w[i] = wi;
     if constexpr (kBuf) buf[i] = from_float<std::remove_pointer_t<B>>(bi);
     if constexpr (!std::is_same_v<P, std::nullptr_t>) low[i] = from_float<std::remove_pointer_t<P>>(wi);
@@ -128,22 +134,27 @@ FT_SQNORM(float)
 FT_SQNORM(bf16_t)
 FT_SQNORM(fp16_t)
 
-#define FT_ADAMW(P, G, S)                                                                                     \
-  FT_CLONES void adamw_kernel(float* w, P low, const G* g, S* m, S* v, int64_t n, const AdamWCoeffs& c) {       \
-    adamw_loop(w, low, g, m, v, n, c);                                                                        \
+#define FT_ADAMW(P, G, S, A)                                                                                   \
+  FT_CLONES void adamw_kernel(float* w, P low, const G* g, S* m, S* v, A a, int64_t n, const AdamWCoeffs& c) {  \
+    adamw_loop(w, low, g, m, v, a, n, c);                                                                     \
   }
-FT_ADAMW(std::nullptr_t, float, float)
-FT_ADAMW(std::nullptr_t, float, bf16_t)
-FT_ADAMW(bf16_t*, bf16_t, float)
-FT_ADAMW(bf16_t*, bf16_t, bf16_t)
-FT_ADAMW(fp16_t*, fp16_t, float)
-FT_ADAMW(fp16_t*, fp16_t, bf16_t)
+#define FT_ADAMW_ALL_ANCHORS(P, G, S) \
+  FT_ADAMW(P, G, S, std::nullptr_t) FT_ADAMW(P, G, S, const float*) FT_ADAMW(P, G, S, const bf16_t*)
+FT_ADAMW_ALL_ANCHORS(std::nullptr_t, float, float)
+FT_ADAMW_ALL_ANCHORS(std::nullptr_t, float, bf16_t)
+FT_ADAMW_ALL_ANCHORS(bf16_t*, bf16_t, float)
+FT_ADAMW_ALL_ANCHORS(bf16_t*, bf16_t, bf16_t)
+FT_ADAMW_ALL_ANCHORS(fp16_t*, fp16_t, float)
+FT_ADAMW_ALL_ANCHORS(fp16_t*, fp16_t, bf16_t)
 
-#define FT_SGD(P, G, B)                                                                                   \
-  FT_CLONES void sgd_kernel(float* w, P low, const G* g, B buf, int64_t n, const SgdCoeffs& c) {         \
-    sgd_loop(w, low, g, buf, n, c);                                                                   \
+#define FT_SGD(P, G, B, A)                                                                                \
+  FT_CLONES void sgd_kernel(float* w, P low, const G* g, B buf, A a, int64_t n, const SgdCoeffs& c) {    \
+    sgd_loop(w, low, g, buf, a, n, c);                                                                \
   }
-#define FT_SGD_ALL_BUFS(P, G) FT_SGD(P, G, std::nullptr_t) FT_SGD(P, G, float*) FT_SGD(P, G, bf16_t*)
+#define FT_SGD_ALL_ANCHORS(P, G, B) \
+  FT_SGD(P, G, B, std::nullptr_t) FT_SGD(P, G, B, const float*) FT_SGD(P, G, B, const bf16_t*)
+#define FT_SGD_ALL_BUFS(P, G) \
+  FT_SGD_ALL_ANCHORS(P, G, std::nullptr_t) FT_SGD_ALL_ANCHORS(P, G, float*) FT_SGD_ALL_ANCHORS(P, G, bf16_t*)
 FT_SGD_ALL_BUFS(std::nullptr_t, float)
 FT_SGD_ALL_BUFS(bf16_t*, bf16_t)
 FT_SGD_ALL_BUFS(fp16_t*, fp16_t)
@@ -160,6 +171,15 @@ bool begin_step(const char* op, const at::Tensor& segments, const at::Tensor& st
   int64_t* t = steps.data_ptr<int64_t>();
   for (int64_t g = 0; g < segments.size(0); ++g) t[g] += s[g * kSegCols + 2] != 0 ? 1 : 0;
   return true;
+}
+
+// Calls fn(anchor + offset) for an anchored row (alpha != 0) with the anchor's storage type, else fn(nullptr): a
+// row without L2-SP runs the plain loop and never reads its (possibly uninitialised) anchor slice.
+template <typename Fn>
+void with_anchor(const std::optional<at::Tensor>& anchor, bool anchored, int64_t offset, const Fn& fn) {
+  if (!anchored) return fn(nullptr);
+  if (anchor->scalar_type() == at::kBFloat16) return fn(static_cast<const bf16_t*>(ptr<bf16_t>(*anchor) + offset));
+  fn(static_cast<const float*>(ptr<float>(*anchor) + offset));
 }
 
 }  // namespace
@@ -185,16 +205,18 @@ at::Tensor flat_grad_sqnorm_cpu(const at::Tensor& grad, const at::Tensor& segmen
 void adamw_step_cpu(const at::Tensor& param, const at::Tensor& exp_avg, const at::Tensor& exp_avg_sq,
                     const std::optional<at::Tensor>& master, const at::Tensor& grad, const at::Tensor& segments,
                     const at::Tensor& hyper, const at::Tensor& steps, const std::optional<at::Tensor>& grad_sqnorm,
-                    double max_grad_norm, bool skip_nonfinite) {
+                    double max_grad_norm, bool skip_nonfinite, const std::optional<at::Tensor>& anchor) {
   const char* op = "ftengine::adamw_step";
-  check_adamw_args(op, param, exp_avg, exp_avg_sq, master, grad, segments, hyper, steps, grad_sqnorm);
+  check_adamw_args(op, param, exp_avg, exp_avg_sq, master, grad, segments, hyper, steps, grad_sqnorm, anchor);
+  const bool has_anchor = anchor.has_value() && anchor->defined();
+  const int64_t cols = kAdamWCols + (has_anchor ? 1 : 0);
   const auto pieces = trainable_pieces(op, segments, param.numel());
   float scale;
   if (!begin_step(op, segments, steps, grad_sqnorm, max_grad_norm, skip_nonfinite, &scale)) return;
   std::vector<AdamWCoeffs> coeffs(segments.size(0));
   for (const Piece& p : pieces)
-    coeffs[p.group] = adamw_coeffs(hyper.data_ptr<double>() + p.group * kAdamWCols, steps.data_ptr<int64_t>()[p.group],
-                                   scale, true);
+    coeffs[p.group] = adamw_coeffs(hyper.data_ptr<double>() + p.group * cols, steps.data_ptr<int64_t>()[p.group],
+                                   scale, true, has_anchor);
   float* w = ptr<float>(master.has_value() && master->defined() ? *master : param);
   dispatch_float_kind(param.scalar_type(), [&](auto gtag) {
     using G = std::remove_pointer_t<decltype(gtag)>;
@@ -206,10 +228,13 @@ void adamw_step_cpu(const at::Tensor& param, const at::Tensor& exp_avg, const at
         S* v = ptr<S>(exp_avg_sq);
         parallel_over_pieces(pieces, [&](int64_t, const Piece& p, int64_t lo, int64_t hi) {
           const int64_t o = p.offset + lo;
-          if constexpr (std::is_same_v<G, float>)
-            adamw_kernel(w + o, nullptr, g + o, m + o, v + o, hi - lo, coeffs[p.group]);
-          else
-            adamw_kernel(w + o, ptr<G>(param) + o, g + o, m + o, v + o, hi - lo, coeffs[p.group]);
+          const AdamWCoeffs& c = coeffs[p.group];
+          with_anchor(anchor, c.anchored, o, [&](auto a) {
+            if constexpr (std::is_same_v<G, float>)
+              adamw_kernel(w + o, nullptr, g + o, m + o, v + o, a, hi - lo, c);
+            else
+              adamw_kernel(w + o, ptr<G>(param) + o, g + o, m + o, v + o, a, hi - lo, c);
+          });
         });
       }
     });
@@ -219,17 +244,19 @@ void adamw_step_cpu(const at::Tensor& param, const at::Tensor& exp_avg, const at
 void sgd_step_cpu(const at::Tensor& param, const std::optional<at::Tensor>& momentum_buffer,
                   const std::optional<at::Tensor>& master, const at::Tensor& grad, const at::Tensor& segments,
                   const at::Tensor& hyper, const at::Tensor& steps, const std::optional<at::Tensor>& grad_sqnorm,
-                  double max_grad_norm, bool skip_nonfinite) {
+                  double max_grad_norm, bool skip_nonfinite, const std::optional<at::Tensor>& anchor) {
   const char* op = "ftengine::sgd_step";
-  check_sgd_args(op, param, momentum_buffer, master, grad, segments, hyper, steps, grad_sqnorm);
+  check_sgd_args(op, param, momentum_buffer, master, grad, segments, hyper, steps, grad_sqnorm, anchor);
   const bool has_buf = momentum_buffer.has_value() && momentum_buffer->defined();
+  const bool has_anchor = anchor.has_value() && anchor->defined();
+  const int64_t cols = kSgdCols + (has_anchor ? 1 : 0);
   const auto pieces = trainable_pieces(op, segments, param.numel());
   float scale;
   if (!begin_step(op, segments, steps, grad_sqnorm, max_grad_norm, skip_nonfinite, &scale)) return;
   std::vector<SgdCoeffs> coeffs(segments.size(0));
   for (const Piece& p : pieces)
-    coeffs[p.group] = sgd_coeffs(hyper.data_ptr<double>() + p.group * kSgdCols, steps.data_ptr<int64_t>()[p.group],
-                                 scale, true);
+    coeffs[p.group] = sgd_coeffs(hyper.data_ptr<double>() + p.group * cols, steps.data_ptr<int64_t>()[p.group],
+                                 scale, true, has_anchor);
   float* w = ptr<float>(master.has_value() && master->defined() ? *master : param);
   const auto buf_dtype = has_buf ? momentum_buffer->scalar_type() : at::kFloat;
   dispatch_float_kind(param.scalar_type(), [&](auto gtag) {
@@ -240,11 +267,14 @@ void sgd_step_cpu(const at::Tensor& param, const std::optional<at::Tensor>& mome
         const G* g = ptr<G>(grad);
         parallel_over_pieces(pieces, [&](int64_t, const Piece& p, int64_t lo, int64_t hi) {
           const int64_t o = p.offset + lo;
+          const SgdCoeffs& c = coeffs[p.group];
           auto run = [&](auto low) {
-            if (has_buf)
-              sgd_kernel(w + o, low, g + o, ptr<S>(*momentum_buffer) + o, hi - lo, coeffs[p.group]);
-            else
-              sgd_kernel(w + o, low, g + o, nullptr, hi - lo, coeffs[p.group]);
+            with_anchor(anchor, c.anchored, o, [&](auto a) {
+              if (has_buf)
+                sgd_kernel(w + o, low, g + o, ptr<S>(*momentum_buffer) + o, a, hi - lo, c);
+              else
+                sgd_kernel(w + o, low, g + o, nullptr, a, hi - lo, c);
+            });
           };
           if constexpr (std::is_same_v<G, float>)
             run(nullptr);

@@ -137,77 +137,106 @@ __global__ void sqnorm_final_kernel(const float* partial, int n, float* out) {
   if (threadIdx.x == 0) *out = static_cast<float>(sums[0]);
 }
 
-__device__ __forceinline__ void make_coeffs(AdamWCoeffs* c, const double* h, int64_t step, float s, bool active) {
-  *c = adamw_coeffs(h, step, s, active);
+__device__ __forceinline__ void make_coeffs(AdamWCoeffs* c, const double* h, int64_t step, float s, bool active,
+                                            bool has_anchor) {
+  *c = adamw_coeffs(h, step, s, active, has_anchor);
 }
-__device__ __forceinline__ void make_coeffs(SgdCoeffs* c, const double* h, int64_t step, float s, bool active) {
-  *c = sgd_coeffs(h, step, s, active);
+__device__ __forceinline__ void make_coeffs(SgdCoeffs* c, const double* h, int64_t step, float s, bool active,
+                                            bool has_anchor) {
+  *c = sgd_coeffs(h, step, s, active, has_anchor);
 }
 
-// One block: skip / clip decision, step counts, per-group coefficients for the update launch.
-template <typename Coeffs, int kCols>
-__global__ void prologue_kernel(const int64_t* seg, const double* hyper, int64_t* steps, int64_t groups,
-                                const float* sqnorm, double max_norm, bool skip_nonfinite, Coeffs* coeffs) {
+// One block: skip / clip decision, step counts, per-group coefficients for the update launch. `cols` is the hyper
+// table's width (the op's columns, + 1 for l2sp when an anchor is passed).
+template <typename Coeffs>
+__global__ void prologue_kernel(const int64_t* seg, const double* hyper, int cols, bool has_anchor, int64_t* steps,
+                                int64_t groups, const float* sqnorm, double max_norm, bool skip_nonfinite,
+                                Coeffs* coeffs) {
   float scale = 1.0f;
   const bool take = sqnorm == nullptr || grad_scale_from_sqnorm(*sqnorm, max_norm, skip_nonfinite, &scale);
   for (int64_t g = threadIdx.x; g < groups; g += blockDim.x) {
     const bool active = take && seg[g * kSegCols + 2] != 0;
     if (active) steps[g] += 1;
-    make_coeffs(&coeffs[g], hyper + g * kCols, steps[g], scale, active);
+    make_coeffs(&coeffs[g], hyper + g * cols, steps[g], scale, active, has_anchor);
   }
 }
 
-template <typename G, typename S, bool kLow>
+// One chunk of AdamW; kAnchor (L2-SP) also reads the anchor (A: float or bf16_t storage).
+template <bool kAnchor, typename G, typename S, typename A, bool kLow>
+__device__ __forceinline__ void adamw_chunk(float* w, G* low, const G* grad, S* m, S* v, const A* anchor,
+                                            int64_t first, int64_t count, bool vec, const AdamWCoeffs& c) {
+  if (vec) {
+    float wr[kVec], gr[kVec], mr[kVec], vr[kVec], ar[kVec] = {};
+    load8(w + first, wr); load8(grad + first, gr); load8(m + first, mr); load8(v + first, vr);
+    if constexpr (kAnchor) load8(anchor + first, ar);
+#pragma unroll
+    for (int j = 0; j < kVec; ++j) adamw_element<kAnchor>(wr[j], gr[j], mr[j], vr[j], c, ar[j]);
+    store8(w + first, wr); store8(m + first, mr); store8(v + first, vr);
+    if constexpr (kLow) store8(low + first, wr);
+    return;
+  }
+  for (int64_t i = first; i < first + count; ++i) {
+    float wi = w[i], mi = to_float(m[i]), vi = to_float(v[i]), ai = 0.0f;
+    if constexpr (kAnchor) ai = to_float(anchor[i]);
+    adamw_element<kAnchor>(wi, to_float(grad[i]), mi, vi, c, ai);
+    w[i] = wi; m[i] = from_float<S>(mi); v[i] = from_float<S>(vi);
+    if constexpr (kLow) low[i] = from_float<G>(wi);
+  }
+}
+
+// kAnchor: an anchor operand was passed (rows with alpha == 0 still take the plain path and never read it).
+template <typename G, typename S, bool kLow, typename A, bool kAnchor>
 __global__ void __launch_bounds__(kThreads) adamw_kernel(float* w, G* low, const G* grad, S* m, S* v,
-                                                         const int64_t* seg, int64_t groups, int64_t numel,
-                                                         bool vec_ok, const AdamWCoeffs* coeffs) {
+                                                         const A* anchor, const int64_t* seg, int64_t groups,
+                                                         int64_t numel, bool vec_ok, const AdamWCoeffs* coeffs) {
   for_each_chunk(seg, groups, numel, vec_ok, [&](int64_t g, int64_t first, int64_t count, bool vec) {
     const AdamWCoeffs c = coeffs[g];
     if (!c.active) return;
-    if (vec) {
-      float wr[kVec], gr[kVec], mr[kVec], vr[kVec];
-      load8(w + first, wr); load8(grad + first, gr); load8(m + first, mr); load8(v + first, vr);
-#pragma unroll
-      for (int j = 0; j < kVec; ++j) adamw_element(wr[j], gr[j], mr[j], vr[j], c);
-      store8(w + first, wr); store8(m + first, mr); store8(v + first, vr);
-      if constexpr (kLow) store8(low + first, wr);
-      return;
-    }
-    for (int64_t i = first; i < first + count; ++i) {
-      float wi = w[i], mi = to_float(m[i]), vi = to_float(v[i]);
-      adamw_element(wi, to_float(grad[i]), mi, vi, c);
-      w[i] = wi; m[i] = from_float<S>(mi); v[i] = from_float<S>(vi);
-      if constexpr (kLow) low[i] = from_float<G>(wi);
-    }
+    if (kAnchor && c.anchored)
+      adamw_chunk<true, G, S, A, kLow>(w, low, grad, m, v, anchor, first, count, vec, c);
+    else
+      adamw_chunk<false, G, S, A, kLow>(w, low, grad, m, v, anchor, first, count, vec, c);
   });
 }
 
-template <typename G, typename S, bool kLow, bool kBuf>
-__global__ void __launch_bounds__(kThreads) sgd_kernel(float* w, G* low, const G* grad, S* buf, const int64_t* seg,
-                                                       int64_t groups, int64_t numel, bool vec_ok,
-                                                       const SgdCoeffs* coeffs) {
+// One chunk of SGD; kAnchor as in adamw_chunk.
+template <bool kAnchor, typename G, typename S, typename A, bool kLow, bool kBuf>
+__device__ __forceinline__ void sgd_chunk(float* w, G* low, const G* grad, S* buf, const A* anchor, int64_t first,
+                                          int64_t count, bool vec, const SgdCoeffs& c) {
+  if (vec) {
+    float wr[kVec], gr[kVec], br[kVec] = {}, ar[kVec] = {};
+    load8(w + first, wr); load8(grad + first, gr);
+    if constexpr (kBuf) load8(buf + first, br);
+    if constexpr (kAnchor) load8(anchor + first, ar);
+#pragma unroll
+    for (int j = 0; j < kVec; ++j) sgd_element<kAnchor>(wr[j], gr[j], br[j], kBuf, c, ar[j]);
+    store8(w + first, wr);
+    if constexpr (kBuf) store8(buf + first, br);
+    if constexpr (kLow) store8(low + first, wr);
+    return;
+  }
+  for (int64_t i = first; i < first + count; ++i) {
+    float wi = w[i], bi = 0.0f, ai = 0.0f;
+    if constexpr (kBuf) bi = to_float(buf[i]);
+    if constexpr (kAnchor) ai = to_float(anchor[i]);
+    sgd_element<kAnchor>(wi, to_float(grad[i]), bi, kBuf, c, ai);
+    w[i] = wi;
+    if constexpr (kBuf) buf[i] = from_float<S>(bi);
+    if constexpr (kLow) low[i] = from_float<G>(wi);
+  }
+}
+
+template <typename G, typename S, bool kLow, bool kBuf, typename A, bool kAnchor>
+__global__ void __launch_bounds__(kThreads) sgd_kernel(float* w, G* low, const G* grad, S* buf, const A* anchor,
+                                                       const int64_t* seg, int64_t groups, int64_t numel,
+                                                       bool vec_ok, const SgdCoeffs* coeffs) {
   for_each_chunk(seg, groups, numel, vec_ok, [&](int64_t g, int64_t first, int64_t count, bool vec) {
     const SgdCoeffs c = coeffs[g];
     if (!c.active) return;
-    if (vec) {
-      float wr[kVec], gr[kVec], br[kVec] = {};
-      load8(w + first, wr); load8(grad + first, gr);
-      if constexpr (kBuf) load8(buf + first, br);
-#pragma unroll
-      for (int j = 0; j < kVec; ++j) sgd_element(wr[j], gr[j], br[j], kBuf, c);
-      store8(w + first, wr);
-      if constexpr (kBuf) store8(buf + first, br);
-      if constexpr (kLow) store8(low + first, wr);
-      return;
-    }
-    for (int64_t i = first; i < first + count; ++i) {
-      float wi = w[i], bi = 0.0f;
-      if constexpr (kBuf) bi = to_float(buf[i]);
-      sgd_element(wi, to_float(grad[i]), bi, kBuf, c);
-      w[i] = wi;
-      if constexpr (kBuf) buf[i] = from_float<S>(bi);
-      if constexpr (kLow) low[i] = from_float<G>(wi);
-    }
+    if (kAnchor && c.anchored)
+      sgd_chunk<true, G, S, A, kLow, kBuf>(w, low, grad, buf, anchor, first, count, vec, c);
+    else
+      sgd_chunk<false, G, S, A, kLow, kBuf>(w, low, grad, buf, anchor, first, count, vec, c);
   });
 }
 
@@ -223,6 +252,14 @@ int grid_for(Kernel kernel, int64_t numel) {
 }
 
 bool aligned32(const at::Tensor& t) { return reinterpret_cast<uintptr_t>(t.data_ptr()) % 32 == 0; }
+
+// Calls fn(anchor_ptr, std::bool_constant<has_anchor>) with the anchor's storage type (float* when absent: unread).
+template <typename Fn>
+void dispatch_anchor(const std::optional<at::Tensor>& anchor, const Fn& fn) {
+  if (!anchor.has_value() || !anchor->defined()) return fn(static_cast<const float*>(nullptr), std::false_type{});
+  if (anchor->scalar_type() == at::kBFloat16) return fn(static_cast<const bf16_t*>(ptr<bf16_t>(*anchor)), std::true_type{});
+  fn(static_cast<const float*>(ptr<float>(*anchor)), std::true_type{});
+}
 
 const float* sqnorm_ptr(const char* op, const std::optional<at::Tensor>& sq, double max_norm, bool skip_nonfinite) {
   return require_sqnorm(op, sq, max_norm, skip_nonfinite) ? sq->data_ptr<float>() : nullptr;
@@ -254,35 +291,39 @@ at::Tensor flat_grad_sqnorm_cuda(const at::Tensor& grad, const at::Tensor& segme
 void adamw_step_cuda(const at::Tensor& param, const at::Tensor& exp_avg, const at::Tensor& exp_avg_sq,
                      const std::optional<at::Tensor>& master, const at::Tensor& grad, const at::Tensor& segments,
                      const at::Tensor& hyper, const at::Tensor& steps, const std::optional<at::Tensor>& grad_sqnorm,
-                     double max_grad_norm, bool skip_nonfinite) {
+                     double max_grad_norm, bool skip_nonfinite, const std::optional<at::Tensor>& anchor) {
   const char* op = "ftengine::adamw_step";
   const int64_t groups =
-      check_adamw_args(op, param, exp_avg, exp_avg_sq, master, grad, segments, hyper, steps, grad_sqnorm);
+      check_adamw_args(op, param, exp_avg, exp_avg_sq, master, grad, segments, hyper, steps, grad_sqnorm, anchor);
+  const bool has_anchor = anchor.has_value() && anchor->defined();
   const float* sq = sqnorm_ptr(op, grad_sqnorm, max_grad_norm, skip_nonfinite);
   if (groups == 0) return;
   c10::cuda::CUDAGuard guard(param.device());
   auto stream = at::cuda::getCurrentCUDAStream();
   auto coeffs = at::empty({groups * static_cast<int64_t>(sizeof(AdamWCoeffs))}, param.options().dtype(at::kByte));
   auto* c = reinterpret_cast<AdamWCoeffs*>(coeffs.data_ptr());
-  prologue_kernel<AdamWCoeffs, kAdamWCols><<<1, kThreads, 0, stream>>>(
-      segments.data_ptr<int64_t>(), hyper.data_ptr<double>(), steps.data_ptr<int64_t>(), groups, sq, max_grad_norm,
-      skip_nonfinite, c);
+  prologue_kernel<AdamWCoeffs><<<1, kThreads, 0, stream>>>(
+      segments.data_ptr<int64_t>(), hyper.data_ptr<double>(), kAdamWCols + (has_anchor ? 1 : 0), has_anchor,
+      steps.data_ptr<int64_t>(), groups, sq, max_grad_norm, skip_nonfinite, c);
   C10_CUDA_KERNEL_LAUNCH_CHECK();
   if (param.numel() == 0) return;
   const at::Tensor& weights = master.has_value() && master->defined() ? *master : param;
   const bool vec_ok = aligned32(weights) && aligned32(param) && aligned32(grad) && aligned32(exp_avg) &&
-                      aligned32(exp_avg_sq);
+                      aligned32(exp_avg_sq) && (!has_anchor || aligned32(*anchor));
   dispatch_float_kind(param.scalar_type(), [&](auto gtag) {
     using G = std::remove_pointer_t<decltype(gtag)>;
     dispatch_float_kind(exp_avg.scalar_type(), [&](auto stag) {
       using S = std::remove_pointer_t<decltype(stag)>;
       if constexpr (!std::is_same_v<S, fp16_t>) {
         constexpr bool kLow = !std::is_same_v<G, float>;
-        auto kernel = adamw_kernel<G, S, kLow>;
-        kernel<<<grid_for(kernel, param.numel()), kThreads, 0, stream>>>(
-            ptr<float>(weights), ptr<G>(param), ptr<G>(grad), ptr<S>(exp_avg), ptr<S>(exp_avg_sq),
-            segments.data_ptr<int64_t>(), groups, param.numel(), vec_ok, c);
-        C10_CUDA_KERNEL_LAUNCH_CHECK();
+        dispatch_anchor(anchor, [&](auto a, auto anchored) {
+          using A = std::remove_const_t<std::remove_pointer_t<decltype(a)>>;
+          auto kernel = adamw_kernel<G, S, kLow, A, decltype(anchored)::value>;
+          kernel<<<grid_for(kernel, param.numel()), kThreads, 0, stream>>>(
+              ptr<float>(weights), ptr<G>(param), ptr<G>(grad), ptr<S>(exp_avg), ptr<S>(exp_avg_sq), a,
+              segments.data_ptr<int64_t>(), groups, param.numel(), vec_ok, c);
+          C10_CUDA_KERNEL_LAUNCH_CHECK();
+        });
       }
     });
   });
@@ -291,10 +332,11 @@ void adamw_step_cuda(const at::Tensor& param, const at::Tensor& exp_avg, const a
 void sgd_step_cuda(const at::Tensor& param, const std::optional<at::Tensor>& momentum_buffer,
                    const std::optional<at::Tensor>& master, const at::Tensor& grad, const at::Tensor& segments,
                    const at::Tensor& hyper, const at::Tensor& steps, const std::optional<at::Tensor>& grad_sqnorm,
-                   double max_grad_norm, bool skip_nonfinite) {
+                   double max_grad_norm, bool skip_nonfinite, const std::optional<at::Tensor>& anchor) {
   const char* op = "ftengine::sgd_step";
   const int64_t groups =
-      check_sgd_args(op, param, momentum_buffer, master, grad, segments, hyper, steps, grad_sqnorm);
+      check_sgd_args(op, param, momentum_buffer, master, grad, segments, hyper, steps, grad_sqnorm, anchor);
+  const bool has_anchor = anchor.has_value() && anchor->defined();
   const bool has_buf = momentum_buffer.has_value() && momentum_buffer->defined();
   const float* sq = sqnorm_ptr(op, grad_sqnorm, max_grad_norm, skip_nonfinite);
   if (groups == 0) return;
@@ -302,30 +344,34 @@ void sgd_step_cuda(const at::Tensor& param, const std::optional<at::Tensor>& mom
   auto stream = at::cuda::getCurrentCUDAStream();
   auto coeffs = at::empty({groups * static_cast<int64_t>(sizeof(SgdCoeffs))}, param.options().dtype(at::kByte));
   auto* c = reinterpret_cast<SgdCoeffs*>(coeffs.data_ptr());
-  prologue_kernel<SgdCoeffs, kSgdCols><<<1, kThreads, 0, stream>>>(
-      segments.data_ptr<int64_t>(), hyper.data_ptr<double>(), steps.data_ptr<int64_t>(), groups, sq, max_grad_norm,
-      skip_nonfinite, c);
+  prologue_kernel<SgdCoeffs><<<1, kThreads, 0, stream>>>(
+      segments.data_ptr<int64_t>(), hyper.data_ptr<double>(), kSgdCols + (has_anchor ? 1 : 0), has_anchor,
+      steps.data_ptr<int64_t>(), groups, sq, max_grad_norm, skip_nonfinite, c);
   C10_CUDA_KERNEL_LAUNCH_CHECK();
   if (param.numel() == 0) return;
   const at::Tensor& weights = master.has_value() && master->defined() ? *master : param;
   const bool vec_ok = aligned32(weights) && aligned32(param) && aligned32(grad) &&
-                      (!has_buf || aligned32(*momentum_buffer));
+                      (!has_buf || aligned32(*momentum_buffer)) && (!has_anchor || aligned32(*anchor));
   dispatch_float_kind(param.scalar_type(), [&](auto gtag) {
     using G = std::remove_pointer_t<decltype(gtag)>;
     dispatch_float_kind(has_buf ? momentum_buffer->scalar_type() : at::kFloat, [&](auto btag) {
       using S = std::remove_pointer_t<decltype(btag)>;
       if constexpr (!std::is_same_v<S, fp16_t>) {
         constexpr bool kLow = !std::is_same_v<G, float>;
-        auto launch = [&](auto kernel, S* buf) {
-          kernel<<<grid_for(kernel, param.numel()), kThreads, 0, stream>>>(
-              ptr<float>(weights), ptr<G>(param), ptr<G>(grad), buf, segments.data_ptr<int64_t>(), groups,
-              param.numel(), vec_ok, c);
-          C10_CUDA_KERNEL_LAUNCH_CHECK();
-        };
-        if (has_buf)
-          launch(sgd_kernel<G, S, kLow, true>, ptr<S>(*momentum_buffer));
-        else
-          launch(sgd_kernel<G, S, kLow, false>, nullptr);
+        dispatch_anchor(anchor, [&](auto a, auto anchored) {
+          using A = std::remove_const_t<std::remove_pointer_t<decltype(a)>>;
+          constexpr bool kAnchor = decltype(anchored)::value;
+          auto launch = [&](auto kernel, S* buf) {
+            kernel<<<grid_for(kernel, param.numel()), kThreads, 0, stream>>>(
+                ptr<float>(weights), ptr<G>(param), ptr<G>(grad), buf, a, segments.data_ptr<int64_t>(), groups,
+                param.numel(), vec_ok, c);
+            C10_CUDA_KERNEL_LAUNCH_CHECK();
+          };
+          if (has_buf)
+            launch(sgd_kernel<G, S, kLow, true, A, kAnchor>, ptr<S>(*momentum_buffer));
+          else
+            launch(sgd_kernel<G, S, kLow, false, A, kAnchor>, nullptr);
+        });
       }
     });
   });

@@ -29,7 +29,7 @@ def _gather_ragged_fake(data: torch.Tensor, offsets: torch.Tensor, lengths: torc
 
 # ---- flat per-group optimizer (semantics and table layouts: reference.py; native: csrc/cpu|cuda/flat_optim) ----
 _STEP_TAIL = "Tensor grad, Tensor segments, Tensor hyper, Tensor(e!) steps, Tensor? grad_sqnorm, " \
-             "float max_grad_norm, bool skip_nonfinite) -> ()"
+             "float max_grad_norm, bool skip_nonfinite, Tensor? anchor=None) -> ()"
 LIB.define("flat_grad_sqnorm(Tensor grad, Tensor segments) -> Tensor")
 LIB.define("adamw_step(Tensor(a!) param, Tensor(b!) exp_avg, Tensor(c!) exp_avg_sq, Tensor(d!)? master, " + _STEP_TAIL)
 LIB.define("sgd_step(Tensor(a!) param, Tensor(b!)? momentum_buffer, Tensor(d!)? master, " + _STEP_TAIL)

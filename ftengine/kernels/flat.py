@@ -63,7 +63,7 @@ class FlatLayout:
 
 
 def bytes_per_param(kind: str, param_dtype: torch.dtype, state_dtype: torch.dtype, *, grad_norm: bool,
-                    momentum: bool = True) -> int:
+                    momentum: bool = True, anchor_dtype: torch.dtype | None = None) -> int:
     """Bytes one optimizer step reads plus writes per trainable parameter (the table in optim_math.h).
 
     Args:
@@ -72,6 +72,7 @@ def bytes_per_param(kind: str, param_dtype: torch.dtype, state_dtype: torch.dtyp
         state_dtype: dtype of the moments / momentum buffer.
         grad_norm: whether the global grad norm pass (clipping / non-finite skip) reads the grads once more.
         momentum: SGD only: whether a momentum buffer is kept.
+        anchor_dtype: L2-SP anchor (starting weights) read on anchored rows: fp32 +4 B, bf16 +2 B (None: off).
     """
     p = torch.empty((), dtype=param_dtype).element_size()
     s = torch.empty((), dtype=state_dtype).element_size()
@@ -83,7 +84,8 @@ def bytes_per_param(kind: str, param_dtype: torch.dtype, state_dtype: torch.dtyp
         total = weights + p + (2 * s if momentum else 0)
     else:
         raise ValueError(f"bytes_per_param: kind must be 'adamw' or 'sgd' (got {kind!r})")
-    return total + (p if grad_norm else 0)
+    anchor = torch.empty((), dtype=anchor_dtype).element_size() if anchor_dtype is not None else 0
+    return total + (p if grad_norm else 0) + anchor
 
 
 class FlatBucket:

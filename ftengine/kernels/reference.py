@@ -50,6 +50,16 @@ def gather_ragged(data: torch.Tensor, offsets: torch.Tensor, lengths: torch.Tens
 # starts its bias correction at t = 1; a parameter without a grad this step is not touched). Math in fp32; 16-bit
 # params are updated through fp32 `master` weights and re-rounded; bf16 moments are read to fp32 and rounded back to
 # nearest-even after the update.
+#
+# L2-SP (Li et al. 2018, "Explicit inductive bias for transfer learning"): with the optional flat `anchor` operand
+# (the starting weights, fp32 or bf16, read to fp32), `hyper` gains one last column `l2sp` (alpha), and a row with
+# alpha != 0 is also pulled toward its anchor:
+#   AdamW (decoupled, like its weight decay):  w = w * (1 - lr * wd) - lr * alpha * (w - anchor) + adam update
+#   SGD (coupled, through momentum, like its weight decay):  d = s * g + wd * w + alpha * (w - anchor)
+# (w - anchor) is taken from the weights before this step's decay. Both decays apply when both are set; the runtime
+# gives anchored groups wd = 0 (Li et al.: alpha toward the start for pretrained weights, plain decay for new ones).
+# A row with alpha == 0 never reads its anchor slice (it may be uninitialised) and is updated exactly as without
+# an anchor.
 
 
 def flat_grad_sqnorm(grad: torch.Tensor, segments: torch.Tensor) -> torch.Tensor:
@@ -62,8 +72,17 @@ def flat_grad_sqnorm(grad: torch.Tensor, segments: torch.Tensor) -> torch.Tensor
 
 
 def _check_flat(op: str, param: torch.Tensor, grad: torch.Tensor, master: torch.Tensor | None,
-                states: dict[str, torch.Tensor | None]) -> None:
+                states: dict[str, torch.Tensor | None], anchor: torch.Tensor | None = None,
+                hyper: torch.Tensor | None = None, columns: int = 0) -> None:
     """The native kernels' argument checks, with the same messages (RuntimeError, as TORCH_CHECK raises)."""
+    if anchor is not None:
+        if anchor.dtype not in (torch.float32, torch.bfloat16):
+            raise RuntimeError(f"{op}: anchor must be float32 or bfloat16 (got {_c10_name(anchor.dtype)})")
+        states = {**states, "anchor": anchor}
+    if hyper is not None and hyper.dim() == 2 and hyper.shape[1] != columns + (anchor is not None):
+        raise RuntimeError(f"{op}: hyper must have {columns + (anchor is not None)} columns "
+                           f"({'with' if anchor is not None else 'without'} an anchor: the l2sp column comes with "
+                           f"it) (got {hyper.shape[1]})")
     if grad.dtype != param.dtype:
         raise RuntimeError(f"{op}: grad dtype {_c10_name(grad.dtype)} differs from param dtype {_c10_name(param.dtype)}")
     if (param.dtype != torch.float32) != (master is not None):
@@ -119,6 +138,13 @@ def _group_updates(param: torch.Tensor, master: torch.Tensor | None, grad: torch
         yield rows[group], sl, step, weights[sl].float(), grad[sl].float() * scale
 
 
+def _drift(anchor: torch.Tensor | None, row: list[float], columns: int, sl: slice,
+           w: torch.Tensor) -> tuple[float, torch.Tensor | None]:
+    """(alpha, w - anchor) of an anchored row with alpha != 0, else (0.0, None): the anchor slice is not read."""
+    alpha = row[columns] if anchor is not None else 0.0
+    return (alpha, w - anchor[sl].float()) if alpha != 0 else (0.0, None)
+
+
 def _store(param: torch.Tensor, master: torch.Tensor | None, sl: slice, w: torch.Tensor) -> None:
     """Write updated fp32 weights back: into the master copy and the 16-bit params, or into the params."""
     (master if master is not None else param)[sl].copy_(w)
@@ -128,16 +154,23 @@ def _store(param: torch.Tensor, master: torch.Tensor | None, sl: slice, w: torch
 
 def adamw_step(param: torch.Tensor, exp_avg: torch.Tensor, exp_avg_sq: torch.Tensor, master: torch.Tensor | None,
                grad: torch.Tensor, segments: torch.Tensor, hyper: torch.Tensor, steps: torch.Tensor,
-               grad_sqnorm: torch.Tensor | None, max_grad_norm: float, skip_nonfinite: bool) -> None:
+               grad_sqnorm: torch.Tensor | None, max_grad_norm: float, skip_nonfinite: bool,
+               anchor: torch.Tensor | None = None) -> None:
     """AdamW over the trainable rows, in torch.optim.AdamW's (single-tensor) operation order.
 
-    ``hyper`` columns: lr, weight_decay, beta1, beta2, eps.
+    ``hyper`` columns: lr, weight_decay, beta1, beta2, eps (+ l2sp when ``anchor`` is given: decoupled decay
+    toward the anchor, see the L2-SP note above).
     """
-    _check_flat("ftengine::adamw_step", param, grad, master, {"exp_avg": exp_avg, "exp_avg_sq": exp_avg_sq})
-    for (lr, wd, beta1, beta2, eps), sl, step, w, g in _group_updates(param, master, grad, segments, hyper, steps,
-                                                                      grad_sqnorm, max_grad_norm, skip_nonfinite):
+    _check_flat("ftengine::adamw_step", param, grad, master, {"exp_avg": exp_avg, "exp_avg_sq": exp_avg_sq},
+                anchor, hyper, 5)
+    for row, sl, step, w, g in _group_updates(param, master, grad, segments, hyper, steps, grad_sqnorm,
+                                              max_grad_norm, skip_nonfinite):
+        lr, wd, beta1, beta2, eps = row[:5]
+        alpha, drift = _drift(anchor, row, 5, sl, w)
         m, v = exp_avg[sl].float(), exp_avg_sq[sl].float()
         w.mul_(1 - lr * wd)
+        if drift is not None:
+            w.add_(drift, alpha=-(lr * alpha))
         m.lerp_(g, 1 - beta1)
         v.mul_(beta2).addcmul_(g, g, value=1 - beta2)
         step_size = lr / (1 - beta1**step)
@@ -150,16 +183,22 @@ def adamw_step(param: torch.Tensor, exp_avg: torch.Tensor, exp_avg_sq: torch.Ten
 
 def sgd_step(param: torch.Tensor, momentum_buffer: torch.Tensor | None, master: torch.Tensor | None,
              grad: torch.Tensor, segments: torch.Tensor, hyper: torch.Tensor, steps: torch.Tensor,
-             grad_sqnorm: torch.Tensor | None, max_grad_norm: float, skip_nonfinite: bool) -> None:
+             grad_sqnorm: torch.Tensor | None, max_grad_norm: float, skip_nonfinite: bool,
+             anchor: torch.Tensor | None = None) -> None:
     """SGD over the trainable rows in torch.optim.SGD's order (coupled weight decay, dampening 0).
 
-    ``hyper`` columns: lr, weight_decay, momentum, nesterov (0/1). Without ``momentum_buffer`` it is plain SGD.
+    ``hyper`` columns: lr, weight_decay, momentum, nesterov (0/1) (+ l2sp when ``anchor`` is given: coupled decay
+    toward the anchor, see the L2-SP note above). Without ``momentum_buffer`` it is plain SGD.
     """
-    _check_flat("ftengine::sgd_step", param, grad, master, {"momentum_buffer": momentum_buffer})
-    for (lr, wd, momentum, nesterov), sl, step, w, d in _group_updates(param, master, grad, segments, hyper, steps,
-                                                                       grad_sqnorm, max_grad_norm, skip_nonfinite):
+    _check_flat("ftengine::sgd_step", param, grad, master, {"momentum_buffer": momentum_buffer}, anchor, hyper, 4)
+    for row, sl, step, w, d in _group_updates(param, master, grad, segments, hyper, steps, grad_sqnorm,
+                                              max_grad_norm, skip_nonfinite):
+        lr, wd, momentum, nesterov = row[:4]
+        alpha, drift = _drift(anchor, row, 4, sl, w)
         if wd != 0:
             d = d.add(w, alpha=wd)
+        if drift is not None:
+            d = d.add(drift, alpha=alpha)
         if momentum_buffer is not None and momentum != 0:
             buf = d.clone() if step == 1 else momentum_buffer[sl].float().mul_(momentum).add_(d)
             momentum_buffer[sl].copy_(buf)

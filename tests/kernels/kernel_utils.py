@@ -23,11 +23,12 @@ def clone(case: dict) -> dict:
 
 def flat_step(case: dict, kind: str, mod: ModuleType, clip: float = 1.0, skip: bool = True) -> None:
     """One optimizer step on a case's flat buffers, in place: the grad norm, then ``adamw_step`` (``kind`` "adamw")
-    or ``sgd_step`` (any other kind) of ``mod`` (``ftengine.kernels.ops`` or ``ftengine.kernels.reference``)."""
+    or ``sgd_step`` (any other kind) of ``mod`` (``ftengine.kernels.ops`` or ``ftengine.kernels.reference``).
+    A case with an ``anchor`` passes it (L2-SP; its ``hyper`` then has the l2sp column)."""
     sq = mod.flat_grad_sqnorm(case["grad"], case["segments"])
     if kind == "adamw":
         mod.adamw_step(case["param"], case["exp_avg"], case["exp_avg_sq"], case["master"], case["grad"],
-                       case["segments"], case["hyper"], case["steps"], sq, clip, skip)
+                       case["segments"], case["hyper"], case["steps"], sq, clip, skip, case.get("anchor"))
     else:
         mod.sgd_step(case["param"], case["momentum_buffer"], case["master"], case["grad"], case["segments"],
-                     case["hyper"], case["steps"], sq, clip, skip)
+                     case["hyper"], case["steps"], sq, clip, skip, case.get("anchor"))

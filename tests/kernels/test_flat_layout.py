@@ -11,6 +11,8 @@ def test_bytes_per_param_matches_the_documented_table() -> None:
     f32, bf16 = torch.float32, torch.bfloat16
     assert bytes_per_param("adamw", f32, f32, grad_norm=False) == 28
     assert bytes_per_param("adamw", f32, bf16, grad_norm=False) == 20
+    assert bytes_per_param("adamw", f32, f32, grad_norm=False, anchor_dtype=f32) == 32  # L2-SP: + 4 B anchor
+    assert bytes_per_param("adamw", f32, f32, grad_norm=False, anchor_dtype=bf16) == 30
     assert bytes_per_param("adamw", bf16, f32, grad_norm=False) == 28
     assert bytes_per_param("adamw", bf16, bf16, grad_norm=True) == 22
     assert bytes_per_param("sgd", f32, f32, grad_norm=False) == 20

@@ -70,17 +70,36 @@ inline void check_sqnorm(const char* op, const std::optional<at::Tensor>& sq, co
               " ", sq->sizes(), " on ", sq->device(), ")");
 }
 
+// The optional L2-SP anchor: a flat fp32 or bf16 buffer of param's length.
+inline bool check_anchor(const char* op, const std::optional<at::Tensor>& anchor, const at::Tensor& param) {
+  if (!anchor.has_value() || !anchor->defined()) return false;
+  check_flat(op, *anchor, "anchor", param);
+  TORCH_CHECK(anchor->scalar_type() == at::kFloat || anchor->scalar_type() == at::kBFloat16, op,
+              ": anchor must be float32 or bfloat16 (got ", anchor->scalar_type(), ")");
+  return true;
+}
+
+// hyper's column count: the op's own, plus the l2sp column when an anchor is passed.
+inline void check_hyper_cols(const char* op, const at::Tensor& hyper, int64_t cols, bool has_anchor) {
+  TORCH_CHECK(hyper.dim() != 2 || hyper.size(1) == cols + (has_anchor ? 1 : 0), op, ": hyper must have ",
+              cols + (has_anchor ? 1 : 0), " columns (", has_anchor ? "with" : "without",
+              " an anchor: the l2sp column comes with it) (got ", hyper.size(1), ")");
+}
+
 // Every argument check of ftengine::adamw_step; returns the number of groups G.
 inline int64_t check_adamw_args(const char* op, const at::Tensor& param, const at::Tensor& exp_avg,
                                 const at::Tensor& exp_avg_sq, const std::optional<at::Tensor>& master,
                                 const at::Tensor& grad, const at::Tensor& segments, const at::Tensor& hyper,
-                                const at::Tensor& steps, const std::optional<at::Tensor>& grad_sqnorm) {
+                                const at::Tensor& steps, const std::optional<at::Tensor>& grad_sqnorm,
+                                const std::optional<at::Tensor>& anchor) {
   check_param(op, param, grad, master);
   check_state(op, exp_avg, "exp_avg", param);
   check_state(op, exp_avg_sq, "exp_avg_sq", param);
   TORCH_CHECK(exp_avg.scalar_type() == exp_avg_sq.scalar_type(), op, ": exp_avg (", exp_avg.scalar_type(),
               ") and exp_avg_sq (", exp_avg_sq.scalar_type(), ") must share a dtype");
-  const int64_t groups = check_tables(op, param, segments, hyper, steps, kAdamWCols);
+  const bool has_anchor = check_anchor(op, anchor, param);
+  check_hyper_cols(op, hyper, kAdamWCols, has_anchor);
+  const int64_t groups = check_tables(op, param, segments, hyper, steps, kAdamWCols + (has_anchor ? 1 : 0));
   check_sqnorm(op, grad_sqnorm, param);
   return groups;
 }
@@ -89,11 +108,14 @@ inline int64_t check_adamw_args(const char* op, const at::Tensor& param, const a
 inline int64_t check_sgd_args(const char* op, const at::Tensor& param, const std::optional<at::Tensor>& momentum_buffer,
                               const std::optional<at::Tensor>& master, const at::Tensor& grad,
                               const at::Tensor& segments, const at::Tensor& hyper, const at::Tensor& steps,
-                              const std::optional<at::Tensor>& grad_sqnorm) {
+                              const std::optional<at::Tensor>& grad_sqnorm,
+                              const std::optional<at::Tensor>& anchor) {
   check_param(op, param, grad, master);
   if (momentum_buffer.has_value() && momentum_buffer->defined())
     check_state(op, *momentum_buffer, "momentum_buffer", param);
-  const int64_t groups = check_tables(op, param, segments, hyper, steps, kSgdCols);
+  const bool has_anchor = check_anchor(op, anchor, param);
+  check_hyper_cols(op, hyper, kSgdCols, has_anchor);
+  const int64_t groups = check_tables(op, param, segments, hyper, steps, kSgdCols + (has_anchor ? 1 : 0));
   check_sqnorm(op, grad_sqnorm, param);
   return groups;
 }

@@ -10,6 +10,10 @@
 //   AdamW       w *= 1 - lr*wd;  m = lerp(m, s*g, 1-b1);  v = b2*v + (1-b2)*(s*g)^2
 //               w += -(lr / (1 - b1^t)) * m / (sqrt(v) / sqrt(1 - b2^t) + eps)      t = the row's own step count
 //   SGD         d = s*g + wd*w;  buf = (t == 1 ? d : mu*buf + d);  d = nesterov ? d + mu*buf : buf;  w += -lr*d
+// L2-SP (optional flat `anchor` operand = starting weights, fp32 or bf16; hyper gains a last column alpha; a row
+// with alpha == 0 never reads its anchor and runs the plain loop above):
+//   AdamW       drift = w - anchor (before decay);  w *= 1 - lr*wd;  w += -(lr*alpha) * drift;  then as above
+//   SGD         d = s*g + wd*w + alpha*(w - anchor);  then as above
 // All math is fp32 in registers; per-row scalars are formed in double (as torch forms them from Python floats).
 //
 // Bytes moved per parameter per step (read + write; rows not trainable move nothing):
@@ -19,6 +23,7 @@
 //   AdamW bf16 param + fp32 master, bf16 mom .. read 4+2+2+2 10 + write 4+2+2+2 10 = 20 B
 //   SGD momentum fp32 ......................... read w,g,buf 12 + write w,buf 8 = 20 B (bf16 buffer: 16 B)
 //   global grad norm (clipping / non-finite skip) adds one more read of the grads: +4 B (fp32) / +2 B (bf16)
+//   L2-SP adds one read of the anchor on anchored rows: +4 B (fp32 anchor) / +2 B (bf16 anchor)
 // (ftengine.kernels.flat.bytes_per_param computes the same table for the benchmarks.)
 #pragma once
 
@@ -41,6 +46,7 @@ namespace ftengine {
 constexpr int kSegCols = 3;    // segments int64 [G, 3]: offset, length, trainable (0/1: update this row)
 constexpr int kAdamWCols = 5;  // hyper float64 [G, 5]: lr, weight_decay, beta1, beta2, eps
 constexpr int kSgdCols = 4;    // hyper float64 [G, 4]: lr, weight_decay, momentum, nesterov (0/1)
+// With an anchor (L2-SP) both hyper tables have one more, last column: l2sp (alpha).
 
 // Storage tags for 16-bit floats (raw bits; conversions below work on host and device).
 struct alignas(2) bf16_t { uint16_t bits; };
@@ -119,11 +125,15 @@ struct AdamWCoeffs {
                         // fewer division per element: divisions bound the CPU kernel's in-cache speed)
   float eps;
   float grad_scale;     // clip coefficient
+  float neg_l2sp;       // -lr * alpha (decoupled L2-SP decay toward the anchor)
   int active;           // row trainable and step not skipped
+  int anchored;         // alpha != 0: read the anchor
 };
 
-FT_HD AdamWCoeffs adamw_coeffs(const double* h, int64_t step, float grad_scale, bool active) {
+// `has_anchor`: the hyper row has the l2sp column (an anchor operand was passed).
+FT_HD AdamWCoeffs adamw_coeffs(const double* h, int64_t step, float grad_scale, bool active, bool has_anchor) {
   const double lr = h[0], wd = h[1], beta1 = h[2], beta2 = h[3], eps = h[4];
+  const double alpha = has_anchor ? h[kAdamWCols] : 0.0;
   const double t = static_cast<double>(step > 0 ? step : 1);
   AdamWCoeffs c;
   c.wd_factor = static_cast<float>(1.0 - lr * wd);
@@ -134,14 +144,20 @@ FT_HD AdamWCoeffs adamw_coeffs(const double* h, int64_t step, float grad_scale, 
   c.inv_bc2_sqrt = static_cast<float>(1.0 / sqrt(1.0 - pow(beta2, t)));
   c.eps = static_cast<float>(eps);
   c.grad_scale = grad_scale;
+  c.neg_l2sp = static_cast<float>(-(lr * alpha));
   c.active = active ? 1 : 0;
+  c.anchored = alpha != 0.0;
   return c;
 }
 
 // One element of AdamW in torch.optim.AdamW's operation order (single-tensor path; see inv_bc2_sqrt).
-FT_HD void adamw_element(float& w, float g, float& m, float& v, const AdamWCoeffs& c) {
+// kAnchor: also decay toward `a` (L2-SP); without it the anchor argument is unused and the math is unchanged.
+template <bool kAnchor = false>
+FT_HD void adamw_element(float& w, float g, float& m, float& v, const AdamWCoeffs& c, float a = 0.0f) {
   g *= c.grad_scale;
+  const float drift = w - a;
   w *= c.wd_factor;
+  if constexpr (kAnchor) w = w + c.neg_l2sp * drift;
   // torch lerp: weight < 0.5 ? start + weight * (end - start) : end - (end - start) * (1 - weight)
   m = c.lerp_weight < 0.5f ? m + c.lerp_weight * (g - m) : g - (g - m) * (1.0f - c.lerp_weight);
   v = v * c.beta2 + c.one_minus_beta2 * g * g;
@@ -150,12 +166,15 @@ FT_HD void adamw_element(float& w, float g, float& m, float& v, const AdamWCoeff
 }
 
 struct SgdCoeffs {
-  float neg_lr, weight_decay, momentum, grad_scale;
-  int nesterov, first_step, active;
+  float neg_lr, weight_decay, momentum, grad_scale, l2sp;
+  int nesterov, first_step, active, anchored;
 };
 
-FT_HD SgdCoeffs sgd_coeffs(const double* h, int64_t step, float grad_scale, bool active) {
+FT_HD SgdCoeffs sgd_coeffs(const double* h, int64_t step, float grad_scale, bool active, bool has_anchor) {
   SgdCoeffs c;
+  const double alpha = has_anchor ? h[kSgdCols] : 0.0;
+  c.l2sp = static_cast<float>(alpha);
+  c.anchored = alpha != 0.0;
   c.neg_lr = static_cast<float>(-h[0]);
   c.weight_decay = static_cast<float>(h[1]);
   c.momentum = static_cast<float>(h[2]);
@@ -167,9 +186,12 @@ FT_HD SgdCoeffs sgd_coeffs(const double* h, int64_t step, float grad_scale, bool
 }
 
 // One element of SGD in torch.optim.SGD's order (coupled L2 weight decay, dampening 0); has_buf = momentum on.
-FT_HD void sgd_element(float& w, float g, float& buf, bool has_buf, const SgdCoeffs& c) {
+// kAnchor: also the L2-SP term alpha * (w - a), coupled like the weight decay.
+template <bool kAnchor = false>
+FT_HD void sgd_element(float& w, float g, float& buf, bool has_buf, const SgdCoeffs& c, float a = 0.0f) {
   float d = g * c.grad_scale;
   if (c.weight_decay != 0.0f) d = d + c.weight_decay * w;
+  if constexpr (kAnchor) d = d + c.l2sp * (w - a);
   if (has_buf && c.momentum != 0.0f) {
     buf = c.first_step ? d : buf * c.momentum + d;
     d = c.nesterov ? d + c.momentum * buf : buf;
