@@ -101,11 +101,14 @@ class FlatBucket:
         group_params: per optimizer group, this bucket's parameters of it (possibly none).
         state_names: the flat state buffers to allocate ("exp_avg", "exp_avg_sq" or "momentum_buffer").
         state_dtype: their dtype (fp32 or bf16).
-        hyper_columns: number of per-group hyper-parameter columns.
+        hyper_columns: number of per-group hyper-parameter columns (the l2sp column included when anchored).
+        anchor_dtype: dtype of the L2-SP anchor buffer (fp32 or bf16), None for no anchor. Like the moments, a
+            group's slice is written when the group first trains (its weights are still the starting ones then),
+            so the groups that never train never get their anchor pages touched.
     """
 
     def __init__(self, group_params: list[list[torch.nn.Parameter]], state_names: tuple[str, ...],
-                 state_dtype: torch.dtype, hyper_columns: int) -> None:
+                 state_dtype: torch.dtype, hyper_columns: int, anchor_dtype: torch.dtype | None = None) -> None:
         first = next(p for params in group_params for p in params)
         self.device, self.dtype = first.device, first.dtype
         self.group_params = group_params
@@ -129,6 +132,8 @@ class FlatBucket:
         # slices are never written, so on a fresh allocation their pages are never touched (feature extraction on
         # MiniLM: 2 x 91 MB of fp32 moments that never become resident).
         self.state = {name: torch.empty(n, dtype=state_dtype, device=self.device) for name in state_names}
+        # (n,) starting weights for L2-SP: 4 B (fp32) or 2 B (bf16) per parameter of the groups that ever train
+        self.anchor = torch.empty(n, dtype=anchor_dtype, device=self.device) if anchor_dtype is not None else None
         self._state_ready: set[int] = set()
         rows = len(self.slots)
         self._row_groups = [g for _, _, g in self.layout.rows]
@@ -163,12 +168,16 @@ class FlatBucket:
             self._hyper_rows = [list(r) for r in hyper_rows]
 
     def prepare_state(self, trainable: list[int]) -> None:
-        """Zero the moments of every trainable group that has none yet (torch.optim's zero initial state)."""
+        """Zero the moments of every trainable group that has none yet (torch.optim's zero initial state) and
+        take its L2-SP anchor: its weights before its first update are the starting weights."""
         for g, flag in enumerate(trainable):
             if flag and g not in self._state_ready:
                 offset, length = self.layout.segments[g]
                 for buf in self.state.values():
                     buf[offset:offset + length].zero_()
+                if self.anchor is not None:
+                    weights = self.master if self.master is not None else self.param
+                    self.anchor[offset:offset + length].copy_(weights[offset:offset + length])
                 self._state_ready.add(g)
 
     def mark_state_ready(self) -> None:

@@ -8,6 +8,11 @@ groups are neither read nor written, and flipping a flag reallocates nothing. As
 parameter keeps its own step count: a group unfrozen later starts its bias correction at 1, exactly like a
 torch.optim group added at that point.
 
+L2-SP (Li et al. 2018): with ``anchor_dtype`` set, a group's ``l2sp`` (alpha, default 0) pulls its weights toward
+their values when the group first trained (the starting, pretrained weights), in the same launch: AdamW
+``w = w*(1 - lr*wd) - lr*alpha*(w - w0)`` (decoupled, before the Adam update), SGD ``d = g + wd*w + alpha*(w - w0)``
+(coupled). The anchors are kept in ``anchor_dtype`` (bf16 halves their bytes) and saved in ``state_dict``.
+
     opt = FlatOptimizer([dict(params=..., name="encoder.layer.0", lr=2e-5, weight_decay=0.01, trainable=False),
                          dict(params=..., name="head", lr=1e-3, weight_decay=0.01, trainable=True)],
                         max_grad_norm=1.0)
@@ -53,28 +58,33 @@ class FlatOptimizer(torch.optim.Optimizer):
         skip_nonfinite: skip (and report) a step whose grad norm is inf/nan.
         state_dtype: "fp32" or "bf16" moments (bf16: 8 fewer bytes moved per parameter and step).
         backend: "auto" (native kernel where available), "native" (require it) or "reference" (pure PyTorch).
+        anchor_dtype: "fp32" or "bf16" L2-SP anchors, None for no L2-SP (groups' ``l2sp`` must then be 0).
     """
 
     def __init__(self, param_groups: Iterable[dict[str, Any]], *, kind: str = "adamw", lr: float = 1e-3,
                  weight_decay: float = 0.0, betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8,
                  momentum: float = 0.9, nesterov: bool = False, max_grad_norm: float | None = None,
-                 skip_nonfinite: bool = True, state_dtype: str = "fp32", backend: str = "auto") -> None:
+                 skip_nonfinite: bool = True, state_dtype: str = "fp32", backend: str = "auto",
+                 anchor_dtype: str | None = None) -> None:
         _check_choice("kind", kind, ("adamw", "sgd"))
+        if anchor_dtype is not None:
+            _check_choice("anchor_dtype", anchor_dtype, tuple(_STATE_DTYPES))
         _check_choice("state_dtype", state_dtype, tuple(_STATE_DTYPES))
         _check_choice("backend", backend, ("auto", "native", "reference"))
         if max_grad_norm is not None and not max_grad_norm > 0:
             raise ValueError(f"FlatOptimizer: max_grad_norm must be > 0 or None (got {max_grad_norm})")
         defaults = dict(lr=lr, weight_decay=weight_decay, trainable=True, betas=tuple(betas), eps=eps,
-                        momentum=momentum, nesterov=nesterov)
+                        momentum=momentum, nesterov=nesterov, l2sp=0.0)
         self.kind, self.backend = kind, backend
         self.max_grad_norm, self.skip_nonfinite = max_grad_norm, skip_nonfinite
         self.state_dtype = _STATE_DTYPES[state_dtype]
+        self.anchor_dtype = _STATE_DTYPES[anchor_dtype] if anchor_dtype is not None else None
         self._building = True
         super().__init__(list(param_groups), defaults)
         self._building = False
         for i, group in enumerate(self.param_groups):
             group.setdefault("name", f"group{i}")
-            _check_group(i, group, kind)
+            _check_group(i, group, kind, self.anchor_dtype is not None)
         self._buckets = self._build_buckets()
         self._clean_frozen: set[tuple[int, int]] = set()  # (bucket id, group index) frozen with zeroed grads
         if backend == "native":
@@ -100,8 +110,9 @@ class FlatOptimizer(torch.optim.Optimizer):
                              "to one device first (or use one optimizer per device)")
         momentum = self.kind == "sgd" and any(g["momentum"] != 0 for g in self.param_groups)
         names = _STATE_NAMES[self.kind] if (self.kind == "adamw" or momentum) else ()
+        columns = len(HYPER_COLUMNS[self.kind]) + (self.anchor_dtype is not None)  # + l2sp with an anchor
         return [FlatBucket([[p for p in g["params"] if (p.device, p.dtype) == key] for g in self.param_groups],
-                           names, self.state_dtype, len(HYPER_COLUMNS[self.kind])) for key in keys]
+                           names, self.state_dtype, columns, self.anchor_dtype) for key in keys]
 
     def _require_native(self) -> None:
         device = self._buckets[0].device if self._buckets else torch.device("cpu")
@@ -114,10 +125,11 @@ class FlatOptimizer(torch.optim.Optimizer):
     # ---- the step -----------------------------------------------------------------------------------------------
 
     def _hyper_row(self, group: dict[str, Any]) -> list[float]:
+        extra = [float(group["l2sp"])] if self.anchor_dtype is not None else []
         if self.kind == "adamw":
             beta1, beta2 = group["betas"]
-            return [group["lr"], group["weight_decay"], beta1, beta2, group["eps"]]
-        return [group["lr"], group["weight_decay"], group["momentum"], float(bool(group["nesterov"]))]
+            return [group["lr"], group["weight_decay"], beta1, beta2, group["eps"], *extra]
+        return [group["lr"], group["weight_decay"], group["momentum"], float(bool(group["nesterov"])), *extra]
 
     @torch.no_grad()
     def step(self, closure: Callable[[], Any] | None = None) -> dict[str, Any]:  # type: ignore[override]
@@ -150,11 +162,11 @@ class FlatOptimizer(torch.optim.Optimizer):
             if self.kind == "adamw":
                 step_op = reference.adamw_step if use_ref else ops.adamw_step
                 step_op(b.param, b.state["exp_avg"], b.state["exp_avg_sq"], b.master, b.grad, b.segments, b.hyper,
-                        b.steps, sqnorm, clip, skip)
+                        b.steps, sqnorm, clip, skip, b.anchor)
             else:
                 step_op = reference.sgd_step if use_ref else ops.sgd_step
                 step_op(b.param, b.state.get("momentum_buffer"), b.master, b.grad, b.segments, b.hyper, b.steps,
-                        sqnorm, clip, skip)
+                        sqnorm, clip, skip, b.anchor)
         norm = math.sqrt(float(sqnorm)) if sqnorm is not None else math.nan
         out: dict[str, Any] = dict(grad_norm=norm, skipped=skip and not math.isfinite(norm))
         if closure is not None:
@@ -239,6 +251,8 @@ class FlatOptimizer(torch.optim.Optimizer):
                 entry.update({name: flat[o:o + p.numel()].view_as(p).clone() for name, flat in b.state.items()})
                 if b.master is not None:
                     entry["master"] = b.master[o:o + p.numel()].view_as(p).clone()
+                if b.anchor is not None:
+                    entry["anchor"] = b.anchor[o:o + p.numel()].view_as(p).clone()
                 state[pid] = entry
         return {"state": state, "param_groups": groups}
 
@@ -271,6 +285,9 @@ class FlatOptimizer(torch.optim.Optimizer):
                 if b.master is not None:
                     src = entry.get("master", b.param[o:o + p.numel()])
                     b.master[o:o + p.numel()].copy_(src.reshape(-1))
+                if b.anchor is not None:  # a parameter that never stepped still has its starting weights
+                    src = entry.get("anchor", (b.master if b.master is not None else b.param)[o:o + p.numel()])
+                    b.anchor[o:o + p.numel()].copy_(src.reshape(-1))
             mine.update({k: v for k, v in saved.items() if k != "params"})
         for b in self._buckets:
             b.steps.copy_(torch.tensor(steps[id(b)], dtype=torch.int64))
@@ -282,8 +299,11 @@ def _check_choice(name: str, value: str, choices: tuple[str, ...]) -> None:
         raise ValueError(f"FlatOptimizer: {name} must be one of {', '.join(map(repr, choices))} (got {value!r})")
 
 
-def _check_group(index: int, group: dict[str, Any], kind: str) -> None:
+def _check_group(index: int, group: dict[str, Any], kind: str, anchored: bool) -> None:
     where = f"FlatOptimizer: param_groups[{index}] ({group['name']!r})"
+    if not group["l2sp"] >= 0 or (group["l2sp"] and not anchored):
+        raise ValueError(f"{where}: l2sp must be >= 0, and > 0 only with anchor_dtype set (got {group['l2sp']}); "
+                         "pass anchor_dtype='fp32' or 'bf16' to keep starting weights")
     if not group["lr"] >= 0:
         raise ValueError(f"{where}: lr must be >= 0 (got {group['lr']})")
     if not group["weight_decay"] >= 0:
