@@ -149,10 +149,12 @@ def build(case: Case, impl: str, device: str, shrink: int | None = None, seed: i
     lrs = [1e-4 * (0.9 ** (len(params) - i)) for i in range(len(params))]
     if impl.startswith("ftengine"):
         state = "bf16" if impl.endswith("bf16m") else "fp32"
-        groups = [dict(params=ps, name=f"g{i}", lr=lr, weight_decay=0.01, trainable=t)
+        l2sp = "l2sp" in impl  # every group anchored (the most work L2-SP adds), weight decay kept as well
+        groups = [dict(params=ps, name=f"g{i}", lr=lr, weight_decay=0.01, trainable=t, l2sp=0.01 if l2sp else 0.0)
                   for i, (ps, lr, t) in enumerate(zip(params, lrs, trainable))]
         backend = "reference" if impl.startswith("ftengine-reference") else "auto"
-        opt = FlatOptimizer(groups, max_grad_norm=None, skip_nonfinite=False, state_dtype=state, backend=backend)
+        opt = FlatOptimizer(groups, max_grad_norm=None, skip_nonfinite=False, state_dtype=state, backend=backend,
+                            anchor_dtype="fp32" if l2sp else None)
     else:
         groups = [dict(params=ps, lr=lr, weight_decay=0.01) for ps, lr, t in zip(params, lrs, trainable) if t]
         flags = {"torch-forloop": dict(foreach=False), "torch-foreach": dict(foreach=True),
@@ -167,7 +169,8 @@ def impl_bytes(case: Case, impl: str) -> int:
     pdt = PRECISIONS[case.precision]
     if impl.startswith("ftengine"):
         state = torch.bfloat16 if impl.endswith("bf16m") else torch.float32
-        return bytes_per_param("adamw", pdt, state, grad_norm=False)
+        return bytes_per_param("adamw", pdt, state, grad_norm=False,
+                               anchor_dtype=torch.float32 if "l2sp" in impl else None)
     p = torch.empty((), dtype=pdt).element_size()
     return 7 * p  # read p, g, m, v; write p, m, v (all in the parameter dtype)
 
@@ -179,7 +182,8 @@ def validate(case: Case, impl: str, device: str, steps: int = 2, shrink: int = 4
     low = PRECISIONS[case.precision] != torch.float32 or bf16m
     if impl.startswith("torch") and low:
         return "not compared (torch keeps bf16 state without fp32 master weights: different numerics)"
-    ref = build(case, "ftengine-reference" + ("-bf16m" if bf16m else ""), device, shrink=shrink)
+    ref = build(case, "ftengine-reference" + ("-l2sp" if "l2sp" in impl else "") + ("-bf16m" if bf16m else ""),
+                device, shrink=shrink)
     got = build(case, impl, device, shrink=shrink)
     for _ in range(steps):
         ref.step()
@@ -216,7 +220,7 @@ def _copier(nbytes: int, device: str) -> Callable[[], None]:
 
 
 # Timed together, round-robin (their ratios are the targets); the slow torch variants run one after another.
-INTERLEAVED = ("ftengine", "ftengine-bf16m", "torch-fused")
+INTERLEAVED = ("ftengine", "ftengine-bf16m", "ftengine-l2sp", "torch-fused")
 
 
 def run_case(case: Case, impls: tuple[str, ...], device: str, reps: int, log: Callable[[str], None],

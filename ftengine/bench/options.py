@@ -15,8 +15,9 @@ from ftengine.bench.e2e_recipes import RECIPES
 SUITES = ("optimizer", "cache", "e2e")
 """The suites in the order `ftengine bench all` runs them."""
 
-OPTIMIZER_IMPLS = ("ftengine", "ftengine-bf16m", "torch-forloop", "torch-foreach", "torch-fused")
-"""Optimizer implementations: FlatOptimizer with fp32 / bf16 moments, torch.optim.AdamW for-loop / foreach / fused."""
+OPTIMIZER_IMPLS = ("ftengine", "ftengine-bf16m", "ftengine-l2sp", "torch-forloop", "torch-foreach", "torch-fused")
+"""Optimizer implementations: FlatOptimizer with fp32 / bf16 moments, FlatOptimizer with L2-SP (fp32 anchor, every
+group anchored), torch.optim.AdamW for-loop / foreach / fused."""
 
 OPTIMIZER_MODELS = ("minilm-l6", "bert-base", "llama-1b", "resnet50")
 """Parameter shapes the optimizer suite knows (MiniLM-L6 22.7M, BERT-base 110M, a 1.1B Llama, ResNet-50 25.6M)."""

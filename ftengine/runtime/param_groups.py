@@ -11,6 +11,8 @@ from typing import Any
 
 from torch import nn
 
+from ftengine.planner.adapters import ADAPTER_PREFIX
+
 DECAY, NO_DECAY = "decay", "no_decay"
 
 
@@ -30,11 +32,19 @@ def is_no_decay(param_name: str, no_decay: Sequence[str]) -> bool:
     return any(s.lower() in lower for s in no_decay)
 
 
-def build_param_groups(model: nn.Module, graph: Any, no_decay: Sequence[str]) -> list[dict[str, Any]]:
+def has_pretrained_value(layer_group: str) -> bool:
+    """Whether a layer group starts from pretrained weights (the head and LoRA adapters are new)."""
+    return layer_group != "head" and not layer_group.startswith(ADAPTER_PREFIX)
+
+
+def build_param_groups(model: nn.Module, graph: Any, no_decay: Sequence[str],
+                       l2sp: float = 0.0) -> list[dict[str, Any]]:
     """Every parameter of `model` in exactly one group, in plan order (input to output, head last).
 
     Groups are built for the first stage's settings; `apply_stage_settings` updates them later. A layer group
-    with no parameters of one kind gets no (empty) optimizer group for it.
+    with no parameters of one kind gets no (empty) optimizer group for it. With `l2sp` (alpha > 0), the decay
+    groups of pretrained layer groups decay toward their starting weights with it instead of toward zero
+    (weight_decay 0 there: Li et al.'s alpha / beta split); the head and adapters keep plain weight decay.
     """
     buckets: dict[str, list[nn.Parameter]] = {}
     for name, param in model.named_parameters():
@@ -47,8 +57,10 @@ def build_param_groups(model: nn.Module, graph: Any, no_decay: Sequence[str]) ->
         for kind in (DECAY, NO_DECAY):
             params = buckets.pop(group_name(info.name, kind), [])
             if params:
-                groups.append({"params": params, "name": group_name(info.name, kind), "lr": plan.lr, "weight_decay": plan.weight_decay if kind == DECAY else 0.0,
-                                   "trainable": plan.trainable})
+                anchored = l2sp if kind == DECAY and has_pretrained_value(info.name) else 0.0
+                decay = plan.weight_decay if kind == DECAY and not anchored else 0.0
+                groups.append({"params": params, "name": group_name(info.name, kind), "lr": plan.lr,
+                               "weight_decay": decay, "trainable": plan.trainable, "l2sp": anchored})
     return groups
 
 
@@ -62,7 +74,7 @@ def apply_stage_settings(optimizer: Any, stage: Any) -> dict[str, float]:
     for group in optimizer.param_groups:
         plan = stage.group(layer_group_of(group))
         group["trainable"] = plan.trainable
-        if not group["name"].endswith(NO_DECAY):
+        if not group["name"].endswith(NO_DECAY) and not group.get("l2sp"):  # L2-SP replaces zero-decay there
             group["weight_decay"] = plan.weight_decay
         base[group["name"]] = plan.lr
     return base

@@ -97,9 +97,11 @@ def make_optimizer(model: FineTuneModel, graph: ExecutionGraph, opt: OptimizerSp
     """The fused FlatOptimizer over per-(layer group, decay) parameter groups, every parameter from step 0."""
     from ftengine.runtime.optimizer import FlatOptimizer
 
-    return FlatOptimizer(build_param_groups(model, graph, opt.no_decay), kind=opt.kind, betas=opt.betas, eps=opt.eps,
-                         momentum=opt.momentum, nesterov=opt.nesterov, max_grad_norm=opt.max_grad_norm,
-                         skip_nonfinite=opt.skip_nonfinite, state_dtype=opt.state_dtype, backend=opt.backend)
+    strength, anchor_dtype = (opt.l2sp.strength, opt.l2sp.dtype) if opt.l2sp is not None else (0.0, None)
+    return FlatOptimizer(build_param_groups(model, graph, opt.no_decay, strength), kind=opt.kind, betas=opt.betas,
+                         eps=opt.eps, momentum=opt.momentum, nesterov=opt.nesterov, max_grad_norm=opt.max_grad_norm,
+                         skip_nonfinite=opt.skip_nonfinite, state_dtype=opt.state_dtype, backend=opt.backend,
+                         anchor_dtype=anchor_dtype)
 
 
 def run_spec(spec: Spec | None, spec_path: str | Path, *, resume: bool | str | Path = False, quiet: bool = False,

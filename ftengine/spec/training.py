@@ -9,6 +9,17 @@ from pydantic import Field, field_validator, model_validator
 from ftengine.spec.base import MAX_ACCUM, MAX_BATCH, MAX_EPOCHS, MAX_MB, MAX_SEED, MAX_STEPS, MAX_THREADS, MAX_WORKERS, StrictModel
 
 
+class L2SPSpec(StrictModel):
+    """L2-SP (Li et al. 2018): decay the backbone toward its starting (pretrained) weights instead of toward zero."""
+
+    strength: float = Field(gt=0.0)
+    """alpha: AdamW `w -= lr * alpha * (w - w0)` each step (decoupled), SGD adds `alpha * (w - w0)` to the gradient.
+    One strength for every backbone group that decays (not the `no_decay` parameters); those groups get it in
+    place of `weight_decay`. The head (and LoRA adapters) have no pretrained value and keep plain `weight_decay`."""
+    dtype: Literal["fp32", "bf16"] = "fp32"
+    """Element type of the stored starting weights (bf16 halves their bytes: 2 B per trained parameter)."""
+
+
 class OptimizerSpec(StrictModel):
     """The optimizer (one fused update for all layer groups)."""
 
@@ -38,6 +49,8 @@ class OptimizerSpec(StrictModel):
     """Element type of the optimizer moments (bf16 halves their bytes)."""
     backend: Literal["auto", "native", "reference"] = "auto"
     """Kernel backend: auto picks native when the extension loaded."""
+    l2sp: L2SPSpec | None = None
+    """Decay toward the pretrained weights (e.g. `{strength: 0.01}`), fused into the optimizer step; null: off."""
 
     @model_validator(mode="after")
     def _betas_range(self) -> "OptimizerSpec":
