@@ -16,6 +16,8 @@ from ftengine.data.sniff import listing
 from ftengine.data.targets import TaskInfo
 
 SPLITS = ("train", "validation", "test")
+EMPTY_BATCH: dict[str, Any] = {"empty": True}
+"""A data-parallel rank's share of a batch with fewer examples than ranks: nothing to run (see ``make_loader``)."""
 
 
 @dataclass
@@ -87,7 +89,7 @@ class DataBundle:
 
     def make_loader(self, split: str, batch_size: int, shuffle: bool = False, seed: int | None = None, *,
                     epoch: int = 0, skip_batches: int = 0, num_workers: int = 0, drop_last: bool = False,
-                    pin_memory: bool = False) -> DataLoader:
+                    pin_memory: bool = False, shard: tuple[int, int] = (0, 1)) -> DataLoader:
         """A DataLoader over ``split`` whose order depends only on ``(seed, epoch)``.
 
         Training (``shuffle=True``) uses the class-balanced sampling weights when the spec asks for them and
@@ -107,6 +109,8 @@ class DataBundle:
             num_workers: DataLoader worker processes.
             drop_last: drop a final short batch.
             pin_memory: pin batches for faster host-to-GPU copies.
+            shard: ``(rank, world_size)``: this rank's share of every batch (see ``EpochBatchSampler``); an
+                empty share is the batch ``EMPTY_BATCH``.
         """
         dataset = self.split(split)
         if dataset is None:
@@ -115,10 +119,12 @@ class DataBundle:
         weights = self.train_sampler_weights if shuffle and split == "train" else None
         generator = torch.Generator()
         sampler = EpochBatchSampler(len(dataset), batch_size, shuffle=shuffle, seed=self.seed if seed is None else seed,
-                                    lengths=lengths, weights=weights, drop_last=drop_last, generator=generator)
+                                    lengths=lengths, weights=weights, drop_last=drop_last, generator=generator,
+                                    shard=shard)
         sampler.set_epoch(epoch)
         sampler.skip(skip_batches)
-        return DataLoader(dataset, batch_sampler=sampler, collate_fn=self.collate, num_workers=num_workers,
+        collate = self.collate if shard[1] == 1 else _ShareCollate(self.collate)
+        return DataLoader(dataset, batch_sampler=sampler, collate_fn=collate, num_workers=num_workers,
                           pin_memory=pin_memory, generator=generator, persistent_workers=False)
 
     def describe(self) -> str:
@@ -144,3 +150,13 @@ def counts(label_ids: Sequence[int], labels: Sequence[str]) -> dict[str, int]:
     known = torch.as_tensor([i for i in label_ids if i >= 0], dtype=torch.long)  # -1: unlabelled
     tally = torch.bincount(known, minlength=len(labels))
     return {name: int(n) for name, n in zip(labels, tally.tolist(), strict=False)}
+
+
+class _ShareCollate:
+    """A rank's collate: an empty share of a batch becomes ``EMPTY_BATCH`` (picklable for DataLoader workers)."""
+
+    def __init__(self, collate: Callable[[list[Any]], dict[str, Any]]) -> None:
+        self.collate = collate
+
+    def __call__(self, items: list[Any]) -> dict[str, Any]:
+        return self.collate(items) if items else EMPTY_BATCH

@@ -45,12 +45,16 @@ class EpochBatchSampler(Sampler[list[int]]):
         drop_last: drop a final short batch.
         bucket_batches: batches per length bucket, at most.
         generator: also re-seeded by ``set_epoch`` (pass the DataLoader's, so worker seeds follow the epoch).
+        shard: ``(rank, world_size)`` of a data-parallel run: every batch is the global batch's examples
+            ``rank::world_size`` (the batch order, sizes and resume points stay those of one process; a share can
+            be empty when a short last batch has fewer examples than ranks). ``global_sizes`` gives the whole
+            batches' sizes.
     """
 
     def __init__(self, size: int, batch_size: int, *, shuffle: bool, seed: int = 0,
                  lengths: Sequence[int] | None = None, weights: torch.Tensor | None = None,
                  drop_last: bool = False, bucket_batches: int = BUCKET_BATCHES,
-                 generator: torch.Generator | None = None) -> None:
+                 generator: torch.Generator | None = None, shard: tuple[int, int] = (0, 1)) -> None:
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1 (got {batch_size})")
         if weights is not None and len(weights) != size:
@@ -59,6 +63,10 @@ class EpochBatchSampler(Sampler[list[int]]):
         self.lengths = torch.as_tensor(list(lengths), dtype=torch.long) if lengths is not None else None
         self.weights, self.drop_last, self.bucket_batches = weights, drop_last, bucket_batches
         self.generator = generator
+        rank, world = shard
+        if not 0 <= rank < world:
+            raise ValueError(f"shard must be (rank, world_size) with 0 <= rank < world_size (got {shard})")
+        self.shard = (rank, world)
         self.epoch, self.start = 0, 0
         self.set_epoch(0)
 
@@ -105,7 +113,13 @@ class EpochBatchSampler(Sampler[list[int]]):
         return batches
 
     def __iter__(self) -> Iterator[list[int]]:
-        yield from self.batches()[self.start:]
+        rank, world = self.shard
+        for batch in self.batches()[self.start:]:
+            yield batch[rank::world] if world > 1 else batch
+
+    def global_sizes(self) -> list[int]:
+        """Examples in each whole (all ranks') batch this iterator yields, in order."""
+        return [len(b) for b in self.batches()[self.start:]]
 
     def __len__(self) -> int:
         return max(0, self._num_batches() - self.start)

@@ -15,6 +15,8 @@ from ftengine.data.targets import TaskInfo
 from ftengine.runtime.metrics import classification_metrics, multilabel_metrics, regression_metrics
 
 
+Gather = Callable[[tuple[Tensor, Tensor, Tensor, float]], tuple[Tensor, Tensor, Tensor, float]]
+
 HEADLINE = {"classification": ("loss", "accuracy", "macro_f1"), "multilabel": ("loss", "micro_f1", "macro_f1"),
             "regression": ("loss", "rmse", "mae", "pearson", "spearman")}
 """The metrics each task logs per epoch (as `val_<name>`) and reports (as `test_<name>`)."""
@@ -70,7 +72,8 @@ def metric_names(task: str, prefix: str = "val_") -> list[str]:
 
 @torch.no_grad()
 def evaluate(logits_of: Callable[[dict[str, Any]], Tensor], batches: Iterable[dict[str, Any]], names: list[str],
-             *, should_stop: Callable[[], bool] = lambda: False, task: TaskInfo | None = None) -> Evaluation | None:
+             *, should_stop: Callable[[], bool] = lambda: False, task: TaskInfo | None = None,
+             gather: Gather | None = None) -> Evaluation | None:
     """Run `logits_of` over every batch (model in eval mode is the caller's job) and score it.
 
     Args:
@@ -79,6 +82,8 @@ def evaluate(logits_of: Callable[[dict[str, Any]], Tensor], batches: Iterable[di
         names: class / label names (C of them; regression: the target column).
         should_stop: polled between batches; when it turns true the pass is abandoned (returns None).
         task: the task (loss, outputs, threshold, normalisation); None: classification.
+        gather: a data-parallel rank's shard -> every rank's (outputs, labels, index, loss sum), joined; the
+            metrics are then those of the whole split, the same on every rank.
     """
     task = task or TaskInfo()
     outputs, labels, index, loss_sum = [], [], [], 0.0
@@ -92,9 +97,18 @@ def evaluate(logits_of: Callable[[dict[str, Any]], Tensor], batches: Iterable[di
         outputs.append(task.outputs(logits).cpu())
         labels.append(batch["labels"].cpu())
         index.append(batch["index"].cpu())
-    if not outputs:
+    if gather is not None:
+        width = len(names) if task.kind != "regression" else 0  # an empty shard still has the outputs' shape
+        empty = (torch.zeros(0, width) if width else torch.zeros(0), torch.zeros(0, dtype=torch.long),
+                 torch.zeros(0, dtype=torch.long))
+        parts = tuple(torch.cat(x) if x else e for x, e in zip((outputs, labels, index), empty))
+        p, y, i, loss_sum = gather((*parts, loss_sum))
+        if not len(i):
+            return None
+    elif not outputs:
         return None
-    p, y, i = torch.cat(outputs), torch.cat(labels), torch.cat(index)
+    else:
+        p, y, i = torch.cat(outputs), torch.cat(labels), torch.cat(index)
     order = torch.argsort(i)  # eval batches come longest-first; report in the split's own order
     p, y, i = p[order], y[order], i[order]
     if task.kind == "multilabel":

@@ -1,6 +1,8 @@
-"""Ctrl-C during training: finish the current optimizer step, checkpoint, exit with status 130.
+"""Ctrl-C (or SIGTERM) during training: finish the current optimizer step, checkpoint, exit with status 130.
 
-A second Ctrl-C raises KeyboardInterrupt at once (no checkpoint), for when the step itself hangs.
+A second Ctrl-C raises KeyboardInterrupt at once (no checkpoint), for when the step itself hangs. SIGTERM is
+what schedulers send before preempting a job, and what torchrun sends the other ranks when one fails: it is
+treated like the first Ctrl-C.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ class Interrupted(RunError):
 
 
 class StopRequest:
-    """A SIGINT handler that only sets `requested` (the loop polls it between steps), installed while in `with`.
+    """A SIGINT/SIGTERM handler that only sets `requested` (the loop polls it between steps), installed in `with`.
 
     Args:
         notify: called on the first Ctrl-C (e.g. to print "stopping after this step").
@@ -29,24 +31,23 @@ class StopRequest:
     def __init__(self, notify: Callable[[], None] = lambda: None) -> None:
         self.requested = False
         self._notify = notify
-        self._previous: Any = None
-        self._installed = False
+        self._previous: dict[int, Any] = {}
 
     def _handler(self, signum: int, frame: Any) -> None:
-        if self.requested:
+        if self.requested and signum == signal.SIGINT:  # a launcher's SIGTERM after Ctrl-C must not abort the save
             raise KeyboardInterrupt
         self.requested = True
         self._notify()
 
     def __enter__(self) -> StopRequest:  # noqa: PYI034 (typing.Self needs Python 3.11; we support 3.10)
-        try:
-            self._previous = signal.signal(signal.SIGINT, self._handler)
-            self._installed = True
-        except ValueError:  # not the main thread: leave Ctrl-C alone
-            pass
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            try:
+                self._previous[sig] = signal.signal(sig, self._handler)
+            except ValueError:  # not the main thread: leave the signals alone
+                break
         return self
 
     def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
-        if self._installed:
-            signal.signal(signal.SIGINT, self._previous)
-            self._installed = False
+        for sig, previous in self._previous.items():
+            signal.signal(sig, previous)
+        self._previous = {}

@@ -17,11 +17,14 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
+from ftengine.data.bundle import EMPTY_BATCH
 from ftengine.errors import RunError
 from ftengine.planner.graph import ExecutionGraph, StagePlan
 from ftengine.runtime.checkpoint import BEST, LAST, DeltaState, load_checkpoint, save_checkpoint
 from ftengine.runtime.evaluate import Evaluation, autocast_context, evaluate, metric_names
+from ftengine.runtime.distributed import World
 from ftengine.runtime.freeze import apply_freeze, set_train_modes
+from ftengine.runtime.grad_sync import GradSync
 from ftengine.runtime.interrupts import Interrupted, StopRequest
 from ftengine.runtime.model import FineTuneModel, inputs_of, to_device
 from ftengine.runtime.run_dir import MetricsLog
@@ -94,6 +97,7 @@ class Trainer:
     log: MetricsLog
     weights: DeltaState  # what checkpoints store of the model
     scaler: torch.amp.GradScaler | None = None  # fp16 only
+    world: World = field(default_factory=World.solo)  # a data-parallel run's ranks (rank 0 writes the run directory)
     pos: Position = field(default_factory=Position)
     best_stage: int | None = None  # stage whose weights checkpoints/best holds
     _stop: StopRequest = field(default_factory=StopRequest)
@@ -102,6 +106,12 @@ class Trainer:
     _epoch_seconds: float = 0.0
     _epoch_seen: int = 0
     _nonfinite_steps: int = 0  # consecutive optimizer steps with a NaN/inf loss or gradient (never checkpointed)
+    _stopping: bool = False  # every rank agreed to stop after this step (Ctrl-C or SIGTERM on any of them)
+    _sync: GradSync = field(init=False)
+    stage_checksums: list[dict[str, Any]] = field(default_factory=list)  # data-parallel: per stage, every rank's
+
+    def __post_init__(self) -> None:
+        self._sync = GradSync(self.world, self.optimizer)
 
     def resume_from(self, state: dict[str, Any]) -> None:
         """Continue from a checkpoint: its optimizer, tracker, position and loss scaler.
@@ -134,6 +144,8 @@ class Trainer:
                 if self.pos.epoch == 0 and self.pos.batches_done == 0:
                     self.tracker.start_stage()
                 self._apply_stage(stage)
+                if self.world.distributed and self.pos.epoch == 0 and self.pos.batches_done == 0:
+                    self._check_replicas(stage)
                 hit_max_steps = self._train_epoch(stage)
                 val = self._validate(stage)
                 verdict = self.tracker.update(self._watched(val), self.pos.epochs_done + 1, stage) if val \
@@ -142,8 +154,9 @@ class Trainer:
                 if verdict.improved and (self.settings.save_best or self.settings.restore_best) \
                         and not self._nonfinite_steps:  # no NaN state over the best weights
                     self.best_stage = self.pos.stage
-                    save_checkpoint(self.run_dir, BEST, {**self.weights.state(), "stage": self.pos.stage,
-                                                             "metrics": self._last_row})
+                    if self.world.main:
+                        save_checkpoint(self.run_dir, BEST, {**self.weights.state(), "stage": self.pos.stage,
+                                                                 "metrics": self._last_row})
                 self.pos.next_epoch(stage.epochs, end_stage=verdict.end_stage, stop=verdict.stop_run or hit_max_steps,
                                     last_stage=self.pos.stage == len(stages) - 1)
                 self._save_last()
@@ -163,33 +176,49 @@ class Trainer:
 
     def _apply_stage(self, stage: StagePlan) -> None:
         apply_freeze(self.model, self.graph, stage)
-        if self.weights.mark_trainable():
+        if self.weights.mark_trainable() and self.world.main:
             self._widen_best()
         self._base_lrs = apply_stage_settings(self.optimizer, stage)
+
+    def _check_replicas(self, stage: StagePlan) -> None:
+        """Data-parallel: every rank's parameters are equal as a stage starts (checked, recorded, else an error)."""
+        sums = self.world.check_same_model(self.model, f"the start of stage {stage.index} ({stage.name})")
+        self.stage_checksums.append(dict(stage=stage.index, step=self.pos.global_step, checksums=sums,
+                                         trainable_bytes=self._sync.trainable_bytes()))
 
     def _train_epoch(self, stage: StagePlan) -> bool:
         """Train the rest of this epoch; True when `training.max_steps` was reached."""
         pos, accum = self.pos, self.settings.grad_accum_steps
         loader = self._train_loader()
+        sizes, start = loader.global_sizes, pos.batches_done  # examples of each whole batch (every rank's share)
         total = pos.batches_done + len(loader)
         set_train_modes(self.model, self.graph, stage)
         started, seen = time.perf_counter(), 0
         # Summed on the device (no host sync per step), folded into pos.loss_sum every log_every steps.
         running = torch.as_tensor(float(pos.running_loss), dtype=torch.float32, device=self.device)
+        step_loss = torch.zeros((), dtype=torch.float32, device=self.device)  # this step's summed loss, this rank
         finite = torch.ones((), dtype=torch.bool, device=self.device)  # every loss of this step so far was finite
         bar = self.console.bar(loader, total=total, initial=pos.batches_done, desc=f"{stage.name} e{pos.epoch + 1}")
         for i, batch in enumerate(bar, start=pos.batches_done):
             first = i - i % accum
             in_step = min(first + accum, total) - first  # micro-batches in this optimizer step (last may be short)
-            loss = self._loss(batch, stage)
-            self._backward(loss / in_step)
-            n = int(batch["labels"].shape[0])
-            running += loss.detach() * n
-            finite &= torch.isfinite(loss.detach())
-            pos.examples, seen = pos.examples + n, seen + n
+            whole = sizes[i - start]
+            if batch is not EMPTY_BATCH:  # a data-parallel rank's share of a short last batch can be empty
+                n = int(batch["labels"].shape[0])
+                loss, scaled = self._loss(batch, stage, whole)
+                self._backward(scaled / in_step)
+                step_loss += loss.detach() * n
+                finite &= torch.isfinite(loss.detach())
+            elif self._weighted_loss():
+                self._batch_weight(torch.zeros((), device=self.device))  # the other ranks' collective
+            pos.examples, seen = pos.examples + whole, seen + whole
             if i + 1 < first + in_step:
                 continue
-            self._step(stage, finite)
+            agreed = self._sync.step(stop=self._stop.requested, finite=finite, loss_sum=step_loss)
+            running += agreed.loss_sum
+            self._stopping = agreed.stop
+            self._step(stage, agreed.finite)
+            step_loss.zero_()
             finite.fill_(True)
             pos.batches_done = i + 1
             every = self.settings.checkpoint_every_steps
@@ -200,7 +229,7 @@ class Trainer:
             pos.running_loss = running  # a checkpoint keeps the unfolded part as it is
             if every and pos.global_step % every == 0 and pos.batches_done < total:
                 self._save_last()
-            if self._stop.requested:
+            if self._stopping:
                 self._save_last()
                 raise self._interrupted()
             if self._max_steps_reached():
@@ -263,11 +292,26 @@ class Trainer:
         with autocast_context(self.device, self.amp_dtype):
             return self.model.forward_from(start, state, frozen_prefix=stage.frozen_prefix)
 
-    def _loss(self, batch: dict[str, Any], stage: StagePlan) -> torch.Tensor:
+    def _loss(self, batch: dict[str, Any], stage: StagePlan, whole: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """(mean loss over this batch, the loss to backward): the same tensor in one process; on a data-parallel
+        rank its share of the whole batch's mean, so that the ranks' summed gradients are the whole batch's."""
         logits = self.logits(batch, "train", stage).float()
-        weights = self.data.class_weights if self.settings.balance == "loss_weights" else None
-        weights = weights.to(self.device) if weights is not None else None
-        return self.data.task.compute_loss(logits, batch["labels"].to(self.device), weight=weights)
+        targets = batch["labels"].to(self.device)
+        weights = self.data.class_weights.to(self.device) if self._weighted_loss() else None
+        loss = self.data.task.compute_loss(logits, targets, weight=weights)
+        n = int(targets.shape[0])
+        if n == whole and not self.world.distributed:
+            return loss, loss
+        if weights is None:
+            return loss, (loss * (n / whole) if n != whole else loss)
+        mine = weights[targets].sum()  # a weighted mean divides by the whole batch's weight, not this share's
+        return loss, loss * (mine / self._batch_weight(mine.detach().clone()))
+
+    def _weighted_loss(self) -> bool:
+        return self.settings.balance == "loss_weights" and self.data.class_weights is not None
+
+    def _batch_weight(self, mine: torch.Tensor) -> torch.Tensor:
+        return self.world.all_reduce_(mine, what="summing the batch's loss weights")
 
     def evaluate_split(self, split: str, stage: StagePlan, *, interruptible: bool = False) -> Evaluation | None:
         """Evaluate `split` with the current weights (None when the split is absent)."""
@@ -275,17 +319,30 @@ class Trainer:
         if dataset is None or len(dataset) == 0:
             return None
         self.model.eval()
+        world = self.world
+        if world.distributed:  # BatchNorm statistics that trained differ per rank: evaluate with rank 0's, as DDP does
+            world.broadcast_model(self.model, buffers_only=True)
         loader = self.data.make_loader(split, self.settings.eval_batch_size, shuffle=False, seed=self.settings.seed,
-                                       num_workers=self.settings.num_workers, pin_memory=self.device.type == "cuda")
+                                       num_workers=self.settings.num_workers, pin_memory=self.device.type == "cuda",
+                                       shard=(world.rank, world.size))
         with torch.random.fork_rng(devices=[]):  # creating a DataLoader iterator draws from the global RNG
-            batches = iter(loader)
-        stop = (lambda: self._stop.requested) if interruptible else (lambda: False)
+            batches = (b for b in iter(loader) if b is not EMPTY_BATCH)
+        # Ranks must not abandon the pass at different batches: a data-parallel run checks Ctrl-C after it.
+        stop = (lambda: self._stop.requested) if interruptible and not world.distributed else (lambda: False)
+        gather = self._gather_outputs if world.distributed else None
         return evaluate(lambda b: self.logits(b, split, stage), batches, self.data.labels, should_stop=stop,
-                        task=self.data.task)
+                        task=self.data.task, gather=gather)
+
+    def _gather_outputs(self, parts: tuple[torch.Tensor, torch.Tensor, torch.Tensor, float]
+                        ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, float]:
+        """Every rank's (outputs, labels, index, loss sum) of its shard of a split, joined (all ranks get all)."""
+        shards = self.world.gather_objects(parts, what="gathering evaluation outputs")
+        outputs, labels, index = (torch.cat([s[k] for s in shards]) for k in range(3))
+        return outputs, labels, index, sum(s[3] for s in shards)
 
     def _validate(self, stage: StagePlan) -> Evaluation | None:
         val = self.evaluate_split("validation", stage, interruptible=True)
-        if val is None and self._stop.requested:
+        if val is None and self._stop.requested:  # one process only (a data-parallel pass is never abandoned)
             self._save_last()  # training part of the epoch is done; a resume validates first
             raise self._interrupted()
         return val
@@ -295,10 +352,11 @@ class Trainer:
 
         Its batch order is a pure function of (seed, epoch), so a resumed run sees the batches an unbroken run saw.
         """
+        world = self.world
         loader = self.data.make_loader("train", self.settings.batch_size, shuffle=True,
                                        seed=self.settings.seed, epoch=self.pos.epochs_done,
                                        skip_batches=self.pos.batches_done, num_workers=self.settings.num_workers,
-                                       pin_memory=self.device.type == "cuda")
+                                       pin_memory=self.device.type == "cuda", shard=(world.rank, world.size))
         with torch.random.fork_rng(devices=[]):  # creating a DataLoader iterator draws from the global RNG
             return _Primed(loader)
 
@@ -322,11 +380,15 @@ class Trainer:
         self.console.line(format_epoch(row))
 
     def checkpoint_state(self) -> dict[str, Any]:
-        """Everything a resumed run restores (see `resume_from`)."""
+        """Everything a resumed run restores (see `resume_from`); every rank calls it (the RNG states of all)."""
         progress = {**asdict(self.pos), "running_loss": float(self.pos.running_loss)}
+        rngs = self.world.gather_objects(capture_rng(), what="collecting random states for a checkpoint")
+        if not self.world.main:
+            return {}
         return {**self.weights.state(), "optimizer": self.optimizer.state_dict(), "progress": progress,
-                    "tracker": self.tracker.state_dict(), "rng": capture_rng(), "metrics_rows": self.log.rows,
-                    "best_stage": self.best_stage, "scaler": self.scaler.state_dict() if self.scaler is not None else None}
+                "tracker": self.tracker.state_dict(), "rng": rngs[0], "metrics_rows": self.log.rows,
+                "best_stage": self.best_stage, "scaler": self.scaler.state_dict() if self.scaler is not None else None,
+                **({"world_size": self.world.size, "rank_rng": rngs} if self.world.distributed else {})}
 
     def _widen_best(self) -> None:
         """Groups unfrozen just now: the best checkpoint takes their still-pretrained weights along (see DeltaState)."""
@@ -339,7 +401,9 @@ class Trainer:
     def _save_last(self) -> None:
         # Not mid-streak of non-finite steps: the checkpoint there stays the last good state (see _diverged).
         if self.settings.save_last and not self._nonfinite_steps:
-            save_checkpoint(self.run_dir, LAST, self.checkpoint_state())
+            state = self.checkpoint_state()
+            if self.world.main:
+                save_checkpoint(self.run_dir, LAST, state)
 
     def _interrupted(self) -> Interrupted:
         where = f"stage {self.pos.stage} epoch {self.pos.epoch + 1} step {self.pos.global_step}"
@@ -348,15 +412,20 @@ class Trainer:
         if self._nonfinite_steps:
             return Interrupted(f"ftengine: interrupted at {where} after non-finite steps; the checkpoint saved before "
                                f"them is kept in {self.run_dir}")
+        more = f" --nproc {self.world.size}" if self.world.distributed else ""
         return Interrupted(f"ftengine: interrupted; checkpoint saved in {self.run_dir} at {where}; continue with: "
-                           f"ftengine run --resume {self.run_dir}")
+                           f"ftengine run --resume {self.run_dir}{more}")
 
 
 class _Primed:
-    """A DataLoader whose iterator is created up front (so creating it cannot disturb the RNG mid-epoch)."""
+    """A DataLoader whose iterator is created up front (so creating it cannot disturb the RNG mid-epoch).
+
+    ``global_sizes``: examples in each whole batch it yields (over every rank's share).
+    """
 
     def __init__(self, loader: Any) -> None:
         self._len = len(loader)
+        self.global_sizes = loader.batch_sampler.global_sizes()
         self._it = iter(loader)
 
     def __len__(self) -> int:

@@ -15,11 +15,12 @@ class Console:
 
     Args:
         quiet: no bars and no per-epoch lines (errors and the final summary still print).
+        silent: print nothing at all (a data-parallel rank other than 0: rank 0 speaks for the run).
     """
 
-    def __init__(self, quiet: bool = False) -> None:
-        self.quiet = quiet
-        self.bars = not quiet and sys.stderr.isatty()
+    def __init__(self, quiet: bool = False, *, silent: bool = False) -> None:
+        self.quiet, self.silent = quiet or silent, silent
+        self.bars = not self.quiet and sys.stderr.isatty()
         self._epoch_bar: Any = None
 
     def bar(self, iterable: Iterable[T], *, total: int | None = None, desc: str = "", initial: int = 0,
@@ -51,7 +52,10 @@ class Console:
             self.always(text)
 
     def always(self, text: str) -> None:
-        """A message printed even with --quiet (final results)."""
+        """A message printed even with --quiet (final results); never by a silent console (data-parallel ranks but
+        rank 0)."""
+        if self.silent:
+            return
         if self.bars:
             from tqdm.auto import tqdm
 

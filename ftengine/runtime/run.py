@@ -23,6 +23,7 @@ from ftengine.runtime.adapters import attach_adapters
 from ftengine.runtime.wise_ft import snapshot
 from ftengine.runtime.checkpoint import BEST, DeltaState, load_checkpoint, resume_point
 from ftengine.runtime.device import autocast_dtype, grad_scaler, pick_device, set_threads
+from ftengine.runtime.distributed import World
 from ftengine.runtime.evaluate import metric_names
 from ftengine.runtime.lock import locked_run_dir
 from ftengine.runtime.interrupts import Interrupted
@@ -41,7 +42,7 @@ from ftengine.runtime.run_dir import (
 from ftengine.runtime.param_groups import build_param_groups
 from ftengine.runtime.progress import Console
 from ftengine.runtime.schedule import Schedule
-from ftengine.runtime.seeding import restore_rng, seed_everything
+from ftengine.runtime.seeding import derived_seed, restore_rng, seed_everything
 from ftengine.runtime.settings import TrainSettings
 from ftengine.runtime.tracker import Tracker
 from ftengine.spec import Spec
@@ -127,17 +128,50 @@ def run_spec(spec: Spec | None, spec_path: str | Path, *, resume: bool | str | P
 
         spec = load_spec(spec_path, list(overrides))
     started = time.perf_counter()
-    console = Console(quiet)
+    world = World.from_env()  # started by torchrun: one of several data-parallel processes
+    console = Console(quiet, silent=not world.main)
     run_dir = Path(resume) if isinstance(resume, (str, Path)) else run_dir_of(spec, spec_path)
-    with locked_run_dir(run_dir, "ftengine run --resume" if resume else "ftengine run"):  # one writer per folder
-        return _run_locked(spec, spec_path, run_dir, resume, console, started)
+    device = world.device_for(pick_device(spec.training.device))
+    if world.distributed:
+        check_world(spec, world)
+        world.start(device)
+    try:  # rank 0 writes the folder for every rank (one writer per folder)
+        lock = locked_run_dir(run_dir, "ftengine run --resume" if resume else "ftengine run") if world.main \
+            else contextlib.nullcontext()
+        with lock:
+            return _run_locked(spec, spec_path, run_dir, resume, console, started, world, device)
+    finally:
+        world.close()
+
+
+def check_world(spec: Spec, world: World) -> None:
+    """A data-parallel run splits each global batch evenly over the ranks.
+
+    Raises:
+        SpecError: `training.batch_size` is not a multiple of the world size.
+    """
+    size = spec.training.batch_size
+    if size % world.size:
+        from ftengine.errors import SpecError
+
+        raise SpecError(f"training.batch_size: {size} examples per batch do not split over {world.size} processes "
+                        f"(the batch size is the global batch, shared by every process); use a multiple of "
+                        f"{world.size}, e.g. {max(world.size, size - size % world.size)}, or start "
+                        f"{_divisors(size)} processes")
+
+
+def _divisors(n: int) -> str:
+    options = [str(d) for d in range(2, min(n, 64) + 1) if n % d == 0][:6]
+    return " or ".join(options) if options else "1 process"
 
 
 def _run_locked(spec: Spec, spec_path: Path, run_dir: Path, resume: bool | str | Path, console: Console,
-                started: float) -> RunResult:
+                started: float, world: World, device: torch.device) -> RunResult:
     """`run_spec` once it holds the run directory's lock: data, model and plan; cache; optimizer; trainer; fit;
-    outputs (each built once, from what came before it)."""
-    resuming = claim_run_dir(run_dir, resume=bool(resume), overwrite=spec.output.overwrite)
+    outputs (each built once, from what came before it). A data-parallel rank other than 0 reads the folder,
+    never writes it."""
+    resuming = world.decide(lambda: claim_run_dir(run_dir, resume=bool(resume), overwrite=spec.output.overwrite),
+                            "claiming the run directory")
     info = read_run_info(run_dir)
     if resume and not resuming:
         console.line(f"--resume: no checkpoint in {run_dir}; starting from the beginning")
@@ -146,7 +180,6 @@ def _run_locked(spec: Spec, spec_path: Path, run_dir: Path, resume: bool | str |
         return RunResult(run_dir, info.get("final", {}))
     settings = TrainSettings.from_spec(spec)
     set_threads(spec.training.threads)
-    device = pick_device(spec.training.device)
     amp = autocast_dtype(spec.training.precision, device)
     built = build(spec, spec_path.parent, device)
     model, data, graph = built.model, built.data, built.graph
@@ -157,30 +190,36 @@ def _run_locked(spec: Spec, spec_path: Path, run_dir: Path, resume: bool | str |
     # WiSE-FT mixes with the pretrained weights: copy the ones that will train before a resume overwrites them.
     pretrained = snapshot(model, graph) if spec.output.wise_ft else None
     if state is None:  # the spec, data and model all loaded: only now replace what was in the folder
-        info = start_run_dir(run_dir, spec, spec_path, graph, data, device)
+        info = world.decide(lambda: start_run_dir(run_dir, spec, spec_path, graph, data, device, world),
+                            "preparing the run directory")
     else:
         check_same_run(run_dir, graph, data, info)
         weights.restore(state, f"--resume: {checkpoint}")  # before the cache fills from them
         info = {**{k: v for k, v in info.items() if k != "error"}, "status": "running"}  # it may have failed before
-        write_json(run_dir / "run.json", info)
+        if world.main:
+            write_json(run_dir / "run.json", info)
         console.line(f"resuming {run_dir} at stage {state['progress']['stage']} epoch "
                      f"{state['progress']['epoch'] + 1}, step {state['progress']['global_step']}")
-    with failure_recorded(run_dir, info):  # from here on, a run that fails says so in run.json
+    world.broadcast_model(model)  # every replica starts from rank 0's weights (checked at each stage start)
+    with failure_recorded(run_dir, info, write=world.main):  # from here on, a run that fails says so in run.json
         data_lines = data.describe() if hasattr(data, "describe") else ""
         console.line(f"run directory: {run_dir}\n{data_lines}\n{describe(graph)}")
+        if world.distributed:
+            console.line(f"data parallel: {world.describe()}; global batch {settings.batch_size} = "
+                         f"{settings.batch_size // world.size} per process")
         cache = open_cache(graph, model, data, device, run_dir, console,
                            stage=state["progress"]["stage"] if state else 0, batch_size=settings.eval_batch_size,
-                           model_label=backbone_source(spec))
+                           model_label=backbone_source(spec), world=world)
         trainer = Trainer(
             settings=settings, graph=graph, model=model, optimizer=make_optimizer(model, graph, spec.optimizer),
             schedule=Schedule(spec.schedule, stage_steps(graph, data, settings)),
             tracker=Tracker.from_spec(spec.training.early_stopping), data=data, cache=cache, device=device,
             amp_dtype=amp, run_dir=run_dir, console=console,
-            log=MetricsLog(run_dir / "metrics.jsonl", keep=state["metrics_rows"] if state else 0),
-            scaler=grad_scaler(amp, device), weights=weights)
+            log=MetricsLog(run_dir / "metrics.jsonl", keep=state["metrics_rows"] if state else 0, write=world.main),
+            scaler=grad_scaler(amp, device), weights=weights, world=world)
         if state is not None:
             trainer.resume_from(state)
-            restore_rng(state["rng"])  # last: everything above may draw random numbers
+        seed_ranks(state, world, spec.training.seed, console)  # last: everything above may draw random numbers
         train_started = time.perf_counter()
         trainer.fit()
         metrics = finish(trainer, spec, pretrained=pretrained)
@@ -189,18 +228,48 @@ def _run_locked(spec: Spec, spec_path: Path, run_dir: Path, resume: bool | str |
         metrics.update(load_seconds=round(load_seconds, 2),
                        train_seconds=round(time.perf_counter() - train_started, 2),
                        total_seconds=round(time.perf_counter() - started, 2))
-        write_json(run_dir / "run.json", {**info, "status": "finished", "final": metrics})
+        if world.main:
+            write_json(run_dir / "run.json", {**info, "status": "finished", "final": metrics})
+            if world.distributed:
+                write_json(run_dir / "distributed.json", distributed_record(trainer, world))
         console.always(summary_line(metrics, run_dir))
         return RunResult(run_dir, metrics)
 
 
+def seed_ranks(state: dict[str, Any] | None, world: World, seed: int, console: Console) -> None:
+    """The random state training starts from: the checkpoint's (each rank its own), or, on a fresh run, the
+    one-process state on rank 0 and a stream derived from (seed, rank) on the others (dropout differs per rank)."""
+    saved = state.get("rank_rng") if state is not None else None
+    if saved is not None and len(saved) == world.size:
+        restore_rng(saved[world.rank])
+        return
+    if state is not None and world.rank == 0:
+        restore_rng(state["rng"])
+    if not world.distributed or world.rank == 0:
+        if state is not None and int(state.get("world_size", 1)) != world.size:
+            console.line(f"resuming a {state.get('world_size', 1)}-process run with {world.size}: the global batch, "
+                         "its order and the optimizer state carry over; each rank's dropout draws start afresh")
+        return
+    step = int(state["progress"]["global_step"]) if state is not None else 0
+    seed_everything(derived_seed(seed, world.rank, step))
+
+
+def distributed_record(trainer: Trainer, world: World) -> dict[str, Any]:
+    """distributed.json: who ran, and what the ranks exchanged (bytes per purpose, from rank 0's counters)."""
+    return {"world_size": world.size, "backend": world.backend, "stages": trainer.stage_checksums,
+            "bytes_sent": dict(world.sent), "optimizer_steps": trainer.pos.global_step}
+
+
 @contextlib.contextmanager
-def failure_recorded(run_dir: Path, info: dict[str, Any]) -> Iterator[None]:
+def failure_recorded(run_dir: Path, info: dict[str, Any], *, write: bool = True) -> Iterator[None]:
     """Rewrite `run.json` (`info`) with status "failed" and the `error` when the body raises (Ctrl-C:
-    "interrupted"), so that it never says "running" for a run that stopped; the exception goes on."""
+    "interrupted"), so that it never says "running" for a run that stopped; the exception goes on. `write` off:
+    a data-parallel rank other than 0 leaves the file to rank 0."""
     try:
         yield
     except (Exception, KeyboardInterrupt) as exc:
+        if not write:
+            raise
         status = "interrupted" if isinstance(exc, (Interrupted, KeyboardInterrupt)) else "failed"
         text = str(exc).strip().splitlines()
         reason = text[0] if isinstance(exc, FtengineError) and text else f"{type(exc).__name__}: {' '.join(text)}"
@@ -209,12 +278,14 @@ def failure_recorded(run_dir: Path, info: dict[str, Any]) -> Iterator[None]:
 
 
 def start_run_dir(run_dir: Path, spec: Spec, spec_path: Path, graph: ExecutionGraph, data: DataBundle,
-                  device: torch.device) -> dict[str, Any]:
+                  device: torch.device, world: World | None = None) -> dict[str, Any]:
     """Empty the run directory and write what a fresh run starts with; returns its `run.json` content."""
     start_fresh(run_dir)
     write_spec_files(run_dir, spec, graph, data.labels)
     info = {"status": "running", "spec_path": str(spec_path.resolve()), "ftengine": __version__,
-            "device": str(device), "data_fingerprint": data.fingerprint()}
+            "device": str(device), "data_fingerprint": data.fingerprint(),
+            **({"world_size": world.size, "backend": world.backend} if world is not None and world.distributed
+               else {})}
     write_json(run_dir / "run.json", info)
     return info
 
@@ -244,19 +315,22 @@ def check_same_run(run_dir: Path, graph: ExecutionGraph, data: DataBundle, info:
 
 
 def open_cache(graph: ExecutionGraph, model: FineTuneModel, data: DataBundle, device: torch.device, run_dir: Path,
-               console: Console, *, stage: int, batch_size: int, model_label: str) -> ActivationCache | None:
+               console: Console, *, stage: int, batch_size: int, model_label: str,
+               world: World | None = None) -> ActivationCache | None:
     """The activation cache for the stages from `stage` on, filled or loaded (None when no stage can use one).
 
     Args:
         batch_size: fill batch size (the evaluation batch size: no activations are kept for backward).
         model_label: what `ftengine cache ls` shows as the entries' model.
+        world: a data-parallel run's ranks: the fill is split over each node's ranks.
     """
     if stage >= len(graph.stages) or not graph.cache_boundaries():
         return None
     from ftengine.runtime.cache import ActivationCache
 
     cache = ActivationCache.create(graph, model.backbone, data, device=device, run_dir=run_dir,
-                                   description={"spec": run_dir.name, "model": model_label})
+                                   description={"spec": run_dir.name, "model": model_label},
+                                   **({"world": world} if world is not None and world.distributed else {}))
     if cache is None:
         return None
     model.backbone.eval()  # the fill runs the frozen prefix as training will: dropout off, BatchNorm fixed
@@ -273,14 +347,16 @@ def open_cache(graph: ExecutionGraph, model: FineTuneModel, data: DataBundle, de
 def finish(trainer: Trainer, spec: Spec, *, pretrained: dict[str, torch.Tensor] | None = None) -> dict[str, Any]:
     """Restore the best weights, WiSE-FT sweep (with `pretrained`, see `runtime.wise_ft`), test them, save the model
     (described by `spec`'s backbone and head; LoRA adapters also in peft's format), report and plots; returns the
-    final metrics."""
+    final metrics. Every data-parallel rank evaluates its shard; rank 0 writes."""
     # Here, not at the top: safetensors and matplotlib load only when a run gets this far (fast start-up and --help).
     from ftengine.runtime.adapters import ADAPTER_DIR, MERGED_DIR, save_adapter, save_merged
     from ftengine.runtime.export import HF_DIR, save_final_model
     from ftengine.runtime.wise_ft import format_sweep, sweep
     from ftengine.runtime.report import plot_history, write_report
 
-    settings, graph, run_dir = trainer.settings, trainer.graph, trainer.run_dir
+    settings, graph, run_dir, world = trainer.settings, trainer.graph, trainer.run_dir, trainer.world
+    world.barrier("finishing the run")  # rank 0's last checkpoint and metrics rows are on disk for every rank
+    writes = world.main
     rows = MetricsLog.read(run_dir / "metrics.jsonl")
     weights_stage = min(trainer.pos.stage, len(graph.stages) - 1)
     final_row = rows[-1] if rows else {}
@@ -293,7 +369,7 @@ def finish(trainer: Trainer, spec: Spec, *, pretrained: dict[str, torch.Tensor] 
     ensemble = None
     if pretrained is not None and spec.output.wise_ft:
         ensemble = sweep(trainer, pretrained, spec.output.wise_ft, graph.stages[weights_stage])
-        if ensemble is not None:
+        if ensemble is not None and writes:
             write_json(run_dir / "wise_ft.json", {"best": ensemble.best, "seconds": ensemble.seconds,
                                                   "rows": ensemble.rows})
             trainer.console.line(format_sweep(ensemble, settings.early_stopping_metric))
@@ -313,6 +389,9 @@ def finish(trainer: Trainer, spec: Spec, *, pretrained: dict[str, torch.Tensor] 
         extra.update(wise_ft_alpha=ensemble.best, wise_ft=ensemble.rows)
     if test is not None:
         metrics.update(test.metrics("test_"))
+    if not writes:
+        return metrics
+    if test is not None:
         write_report(run_dir, test.report, split="test", plots=settings.plots, extra=extra)
     folder = save_final_model(run_dir, trainer.model, spec, trainer.data.labels, task=task)
     if spec.adapters is not None:

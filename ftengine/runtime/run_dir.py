@@ -112,11 +112,12 @@ def write_spec_files(run_dir: Path, spec: Any, graph: Any, labels: Sequence[str]
 class MetricsLog:
     """metrics.jsonl: one JSON object per epoch, appended and flushed as each epoch ends."""
 
-    def __init__(self, path: Path, keep: int | None = None) -> None:
-        """Open `path`; with `keep`, drop rows past the first `keep` (written after the checkpoint resumed from)."""
-        self.path = path
+    def __init__(self, path: Path, keep: int | None = None, *, write: bool = True) -> None:
+        """Open `path`; with `keep`, drop rows past the first `keep` (written after the checkpoint resumed from).
+        With `write` off (a data-parallel rank other than 0) rows are counted, never written."""
+        self.path, self.write = path, write
         rows = self.read(path)
-        if keep is not None and len(rows) > keep:
+        if keep is not None and len(rows) > keep and write:
             rows = rows[:keep]
             atomic_write(path, lambda f: f.write("".join(dumps(r) + "\n" for r in rows).encode()))
         self.rows = len(rows)
@@ -136,6 +137,7 @@ class MetricsLog:
 
     def append(self, row: dict[str, Any]) -> None:
         """Add one row (NaN/inf values as null: `train_loss` of an epoch that trained on nothing, a diverged loss)."""
-        with open(self.path, "a") as f:
-            f.write(dumps(row) + "\n")
+        if self.write:
+            with open(self.path, "a") as f:
+                f.write(dumps(row) + "\n")
         self.rows += 1
