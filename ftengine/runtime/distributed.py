@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -147,7 +148,7 @@ class World:
         except RuntimeError as exc:  # DistBackendError, DistNetworkError, gloo/NCCL timeouts
             if isinstance(exc, RunError):
                 raise
-            first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:300]
+            first = _first_sentence(str(exc)) or type(exc).__name__
             peers = f"rank {1 - self.rank}" if self.size == 2 else "another rank"
             raise PeerLost(f"distributed: rank {self.rank} of {self.size}: {what} failed ({first}); {peers} has "
                            f"died, hung for over {self.timeout:.0f}s or was stopped; the run directory keeps the last "
@@ -248,3 +249,10 @@ class World:
         if kind == "error":
             raise value
         return value
+
+
+def _first_sentence(text: str) -> str:
+    """The gist of a backend error: its first line, without the source-location prefix and the advice after it."""
+    line = (text.strip().splitlines() or [""])[0]
+    line = re.sub(r"^\[[^\]]*\.(cc|cpp|h):\d+\]\s*", "", line)
+    return line.split(". ")[0].rstrip(".")[:200]
