@@ -10,6 +10,11 @@ Life of a cache in a run::
 
 Entries persist under the cache directory keyed by what they depend on (see ``keys``); a second run of the
 same spec finds them complete and fills nothing.
+
+In a data-parallel run (``create(..., world=World)``) every rank calls ``create`` and ``prepare`` (both make
+collectives): the ranks of a node agree on what is missing, each fills 1/L of the fill batches into a part,
+local rank 0 merges the parts into the entry (``shards``), and every rank loads it. Each example's frozen
+forward runs once per node; every node fills its own copy.
 """
 
 from __future__ import annotations
@@ -31,9 +36,11 @@ from ftengine.planner.graph import CachePlan, ExecutionGraph
 from ftengine.runtime.cache.fill import run_fill
 from ftengine.runtime.cache.keys import CacheKey, cache_root, prefix_fingerprints
 from ftengine.runtime.cache.layout import DTYPES, EntryWriter, check_entry, read_manifest, remove_stale
-from ftengine.runtime.cache.loaders import fill_batches
+from ftengine.runtime.cache.loaders import fill_batches, fill_plan
+from ftengine.runtime.cache.shards import exchange, merge_parts, node_missing, node_root
 from ftengine.runtime.cache.store import ActivationStore
-from ftengine.runtime.cache.tiers import plan_tiers, stale_boundaries
+from ftengine.runtime.cache.tiers import plan_tiers, shared_tier, stale_boundaries
+from ftengine.runtime.distributed import World
 from ftengine.runtime.progress import warn
 
 SPLITS = ("train", "validation", "test")
@@ -43,8 +50,10 @@ class ActivationCache:
     """Cached activations of one run's frozen prefixes, per (split, boundary). Build with :meth:`create`."""
 
     def __init__(self, graph: ExecutionGraph, backbone: nn.Module, data: Any, *, device: torch.device,
-                 root: Path, temporary: bool, compute_dtype: torch.dtype, description: dict[str, str]) -> None:
+                 root: Path, temporary: bool, compute_dtype: torch.dtype, description: dict[str, str],
+                 world: World | None = None) -> None:
         self.settings: CachePlan = graph.cache
+        self.world = world or World.solo()
         self.graph, self.backbone, self.data = graph, backbone, data
         self.device, self.root, self.temporary = device, root, temporary
         self.compute_dtype, self.description = compute_dtype, description
@@ -60,7 +69,7 @@ class ActivationCache:
     @classmethod
     def create(cls, graph: ExecutionGraph, backbone: nn.Module, data: Any, *, device: torch.device | str,
                run_dir: str | Path | None = None, compute_dtype: torch.dtype = torch.float32,
-               description: dict[str, str] | None = None) -> ActivationCache | None:
+               description: dict[str, str] | None = None, world: World | None = None) -> ActivationCache | None:
         """A cache for this run, or None when no stage may cache or ``cache.enabled`` is off.
 
         Args:
@@ -73,6 +82,8 @@ class ActivationCache:
                 until :meth:`close` (so a resumed run after a crash reuses them).
             compute_dtype: element type of looked-up batches (fp32 on CPU).
             description: ``spec``/``model`` labels shown by ``ftengine cache ls``.
+            world: a data-parallel run's ranks (None: one process). Every rank must call ``create`` (and then
+                ``prepare``): a node's ranks agree on one cache folder, their node's local rank 0's.
         """
         settings = graph.cache
         if settings.enabled == "off" or not any(s.cache.allowed for s in graph.stages):
@@ -83,12 +94,15 @@ class ActivationCache:
             root, temporary = Path(run_dir) / "activation-cache", False
         else:
             root, temporary = Path(tempfile.mkdtemp(prefix="ftengine-cache-")), True
+        world = world or World.solo()
+        if world.distributed:
+            root, temporary = node_root(world, root, temporary)
         info = getattr(backbone, "info", {}) or {}
         labels = {"spec": Path(run_dir).name if run_dir else "", "model": str(info.get("source") or info.get("arch")
                   or type(backbone).__name__)}
         labels.update(description or {})
         return cls(graph, backbone, data, device=torch.device(device), root=root, temporary=temporary,
-                   compute_dtype=compute_dtype, description=labels)
+                   compute_dtype=compute_dtype, description=labels, world=world)
 
     # --- filling ---------------------------------------------------------------------------------------------
 
@@ -133,48 +147,70 @@ class ActivationCache:
         prefixes = prefix_fingerprints(self.backbone, wanted)
         self._timing["fingerprint_seconds"] += time.perf_counter() - started
         remove_stale(self.root)
-        paths: dict[tuple[str, int], Path] = {}
+        jobs: list[tuple[str, Any, dict[int, CacheKey]]] = []
         for split in splits:
             dataset = getattr(self.data, split, None)
-            if dataset is None or len(dataset) == 0:
-                continue
-            keys = {b: self._key(split, b, prefixes[b]) for b in wanted}
-            paths.update({(split, b): self.root / k.entry_id for b, k in keys.items()})
-            self._prepare_split(split, dataset, keys, batch_size, quiet)
-        self._load(paths)
+            if dataset is not None and len(dataset) > 0:
+                jobs.append((split, dataset, {b: self._key(split, b, prefixes[b]) for b in wanted}))
+        missing = {split: self._missing(split, keys) for split, _, keys in jobs}
+        anyone = any(missing.values())
+        if self.world.distributed:  # every rank of a node fills the same set, or the parts would not fit
+            ids = {(split, b): k.entry_id for split, _, keys in jobs for b, k in keys.items()}
+            missing, anyone = node_missing(self.world, missing, ids)
+        for split, _, keys in jobs:
+            for b, k in keys.items():
+                if b not in missing[split]:
+                    self._events["warm"].append(dict(split=split, boundary=b, id=k.entry_id))
+        if self.world.distributed and anyone:
+            self._fill_shared(jobs, missing, batch_size, quiet)
+        elif anyone:
+            for split, dataset, keys in jobs:
+                if missing[split]:
+                    self._fill_split(split, dataset, keys, missing[split], batch_size, quiet)
+        self._load({(split, b): self.root / k.entry_id for split, _, keys in jobs for b, k in keys.items()})
 
-    def _prepare_split(self, split: str, dataset: Any, keys: dict[int, CacheKey], batch_size: int,
-                       quiet: bool) -> None:
-        warm: list[int] = []
+    def _missing(self, split: str, keys: dict[int, CacheKey]) -> list[int]:
+        """Boundaries of ``split`` with no complete entry (a damaged one is removed and counts as missing)."""
+        missing: list[int] = []
         for b, key in keys.items():
             path = self.root / key.entry_id
             # Checksums too: an entry this run did not fill may have been damaged on disk since (once per open).
             problem = check_entry(path, full=True) if path.exists() else "absent"
             if problem is None:
-                warm.append(b)
-                self._events["warm"].append(dict(split=split, boundary=b, id=key.entry_id))
-            elif problem != "absent":
+                continue
+            missing.append(b)
+            if problem != "absent":
                 self._events["rebuilt"].append(dict(split=split, boundary=b, id=key.entry_id, reason=problem))
                 warn(f"activation cache entry {key.entry_id[:12]} ({split}, boundary {b}): {problem}; "
                       "removed, filling it again")
                 shutil.rmtree(path, ignore_errors=True)
-        missing = [b for b in keys if b not in warm]
-        if not missing:
-            return
+        return missing
+
+    def _fill_split(self, split: str, dataset: Any, keys: dict[int, CacheKey], missing: list[int], batch_size: int,
+                    quiet: bool) -> dict[tuple[str, int], str]:
+        """One forward pass over this rank's share of ``split``, writing every missing boundary.
+
+        Returns:
+            (split, boundary) -> the sealed part's folder, when this node's ranks share the fill (else the entries
+            are published and nothing is returned).
+        """
         # Resume the forward from the highest lossless warm boundary below everything missing.
-        below = [b for b in warm if b < min(missing)] if self.settings.dtype == "fp32" else []
+        below = [b for b in keys if b not in missing and b < min(missing)] if self.settings.dtype == "fp32" else []
         start = max(below, default=0)
         start_store = (ActivationStore.open(self.root / keys[start].entry_id, tier="disk", device=self.device,
                                             compute_dtype=torch.float32) if start else None)
-        writers = {b: EntryWriter(self.root, keys[b], len(dataset), self._summary(split, b, len(dataset)))
+        share = (self.world.local_rank, self.world.local_size)
+        part = dict(node=self.world.node, rank=share[0], of=share[1]) if share[1] > 1 else None
+        plan = fill_plan(self.data, split, batch_size, share)
+        writers = {b: EntryWriter(self.root, keys[b], len(dataset), self._summary(split, b, len(dataset)), part=part)
                    for b in missing}
         started = time.perf_counter()
         try:
-            with _progress(len(dataset), f"caching {split} activations", quiet) as bar:
-                seen = run_fill(self.backbone, fill_batches(self.data, split, batch_size), writers, device=self.device,
-                                store_dtype=self.store_dtype, start=start, start_store=start_store, progress=bar)
-            for writer in writers.values():
-                writer.commit()
+            with _progress(sum(map(len, plan)), f"caching {split} activations", quiet) as bar:
+                seen = run_fill(self.backbone, fill_batches(self.data, split, batch_size, plan), writers,
+                                device=self.device, store_dtype=self.store_dtype, start=start,
+                                start_store=start_store, progress=bar)
+            sealed = {(split, b): str(writer.commit()) for b, writer in writers.items()}
         except BaseException:
             for writer in writers.values():
                 writer.abort()
@@ -182,19 +218,52 @@ class ActivationCache:
         self._timing["fill_seconds"] += time.perf_counter() - started
         for b in missing:
             self._passes[split][b] += 1
-            self._events["filled"].append(dict(split=split, boundary=b, id=keys[b].entry_id, start=start,
-                                               examples=seen))
+            # examples: this rank's own count (its share of the split when the node's ranks share the fill).
+            event = dict(split=split, boundary=b, id=keys[b].entry_id, start=start, examples=seen)
+            self._events["filled"].append(event if part is None else dict(event, share=f"{share[0]}/{share[1]}"))
+        return sealed if part is not None else {}
+
+    def _fill_shared(self, jobs: list[tuple[str, Any, dict[int, CacheKey]]], missing: dict[str, list[int]],
+                     batch_size: int, quiet: bool) -> None:
+        """Data-parallel fill: this rank's share of every missing entry, then local rank 0 merges each entry's
+        parts and publishes it. A failure on any rank is raised on every rank (none waits for the others)."""
+        world, parts, failure = self.world, {}, None
+        try:
+            for split, dataset, keys in jobs:
+                if missing[split]:
+                    parts.update(self._fill_split(split, dataset, keys, missing[split], batch_size, quiet))
+        except Exception as exc:  # told to the other ranks below, then raised here
+            failure = exc
+        try:
+            everyone = exchange(world, parts, failure, "filling the activation cache")
+        except BaseException:
+            for folder in parts.values():
+                shutil.rmtree(folder, ignore_errors=True)
+            raise
+        started, failure = time.perf_counter(), None
+        if world.local_rank == 0 and parts:
+            node = sorted((e["local_rank"], e["payload"]) for e in everyone if e["node"] == world.node)
+            try:
+                for (split, b), _ in sorted(parts.items()):
+                    merged = merge_parts([Path(folders[(split, b)]) for _, folders in node], self.root)
+                    self._events["merged"].append(dict(split=split, boundary=b, id=merged.name, parts=len(node)))
+            except Exception as exc:
+                failure = exc
+        self._timing["fill_seconds"] += time.perf_counter() - started
+        exchange(world, {}, failure, "merging the activation cache's parts")
 
     def _load(self, paths: dict[tuple[str, int], Path]) -> None:
         started = time.perf_counter()
         sizes = {k: int((read_manifest(p) or {}).get("bytes", 0)) for k, p in paths.items()}
         uses = {b: sum(s.epochs for s in self.graph.stages if s.cache.allowed and s.cache.boundary == b)
                 for _, b in paths}
+        tier, shared_note = shared_tier(self.settings.tier, self.device, self.world.local_size)
         # Entries loaded by an earlier prepare() keep their share of the memory budget.
         held = sum(st.nbytes for k, st in self._stores.items() if st.tier != "disk" and k not in paths)
-        tiers = plan_tiers(sizes, uses, self.settings.tier, max(0, self.settings.budget_mb * 2**20 - held), self.device)
+        tiers = plan_tiers(sizes, uses, tier, max(0, self.settings.budget_mb * 2**20 - held), self.device)
         for k, path in paths.items():
             tier, note = tiers[k]
+            note = note or shared_note
             try:
                 self._stores[k] = ActivationStore.open(path, tier=tier, device=self.device,
                                                        compute_dtype=self.compute_dtype)
@@ -261,7 +330,7 @@ class ActivationCache:
     def close(self) -> None:
         """Release loaded entries; delete them too unless they persist across runs."""
         self._stores.clear()
-        if not self.settings.persist:
+        if not self.settings.persist and self.world.local_rank == 0:  # the node's other ranks share this folder
             shutil.rmtree(self.root, ignore_errors=True)
         if self._finalizer is not None:
             self._finalizer()

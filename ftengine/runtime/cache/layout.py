@@ -11,7 +11,10 @@ An entry is a directory ``<root>/<entry_id>/`` holding:
   written last.
 
 A fill writes into ``.partial-<entry_id>-<host>-<pid>-<nonce>/`` and publishes with one atomic directory
-rename after every file is flushed and the manifest written. A crash leaves only a ``.partial-*`` folder
+rename after every file is flushed and the manifest written. In a data-parallel run each local rank fills a
+*part* (the examples of its share of the fill batches) and seals it in place, in a staging folder named
+``.partial-<entry_id>.part<r>of<L>-<host>-<pid>-<nonce>/``; ``shards.merge_parts`` joins a node's parts
+into the entry and publishes it the same way. A crash leaves only a ``.partial-*`` folder
 (ignored, removed once its process is gone); an entry whose files do not match its manifest (truncated,
 edited, corrupted on disk) is treated as missing and rebuilt. Sizes are checked on every open; the checksums
 when a run opens an entry it did not fill itself (``check_entry(full=True)``) and by ``cache ls --verify``.
@@ -71,16 +74,59 @@ class _FieldFile:
                     file=self.path.name, bytes=self.bytes, **self.sums.finish())
 
 
-class EntryWriter:
-    """Streams one entry to a staging directory, then publishes it atomically with :meth:`commit`."""
+def staging_dir(root: Path, entry_id: str, tag: str = "") -> Path:
+    """Create a fresh staging folder for entry ``entry_id`` (``tag``: ``.part<r>of<L>`` for a part, no dashes).
 
-    def __init__(self, root: Path, key: CacheKey, num_examples: int, summary: dict[str, Any]) -> None:
-        self.root, self.key, self.summary = root, key, summary
+    The name carries the host and process id, so ``remove_stale`` can tell a crashed fill's folder from a live one.
+    """
+    root.mkdir(parents=True, exist_ok=True)
+    nonce = uuid.uuid4().hex[:8]
+    staging = root / f"{PARTIAL_PREFIX}{entry_id}{tag}-{socket.gethostname()}-{os.getpid()}-{nonce}"
+    staging.mkdir()
+    return staging
+
+
+def write_manifest(staging: Path, manifest: dict[str, Any]) -> None:
+    """Write ``manifest.json`` (last: an entry without one is an unfinished fill) through a renamed temp file."""
+    tmp = staging / (MANIFEST + ".tmp")
+    tmp.write_text(json.dumps(manifest, indent=1))
+    os.replace(tmp, staging / MANIFEST)
+
+
+def publish(staging: Path, final: Path) -> Path:
+    """Rename a sealed staging folder to its entry name (atomic: readers see no entry or a complete one).
+
+    A complete entry already there (a concurrent run, or another node on a shared filesystem, published the
+    same key first) wins and ``staging`` is deleted; an invalid leftover is replaced. Returns ``final``.
+    """
+    if final.exists():
+        if check_entry(final, full=False) is None:
+            shutil.rmtree(staging, ignore_errors=True)
+            return final
+        shutil.rmtree(final, ignore_errors=True)
+    try:
+        os.rename(staging, final)
+    except OSError:  # another process renamed its copy between the check and ours
+        if check_entry(final, full=False) is not None:
+            raise
+        shutil.rmtree(staging, ignore_errors=True)
+    return final
+
+
+class EntryWriter:
+    """Streams one entry to a staging directory, then publishes it atomically with :meth:`commit`.
+
+    With ``part`` (``{"node", "rank", "of"}``: local rank ``rank`` of ``of`` on ``node``) it writes the part of
+    the entry that one rank's share of the fill covers: the index still spans every example id of the split
+    (slot -1: not in this part), and :meth:`commit` seals it in its staging folder for ``shards.merge_parts``.
+    """
+
+    def __init__(self, root: Path, key: CacheKey, num_examples: int, summary: dict[str, Any], *,
+                 part: dict[str, int] | None = None) -> None:
+        self.root, self.key, self.summary, self.part = root, key, summary, part
         self.num_examples = num_examples
-        root.mkdir(parents=True, exist_ok=True)
-        nonce = uuid.uuid4().hex[:8]
-        self.staging = root / f"{PARTIAL_PREFIX}{key.entry_id}-{socket.gethostname()}-{os.getpid()}-{nonce}"
-        self.staging.mkdir()
+        tag = f".part{part['rank']}of{part['of']}" if part is not None else ""
+        self.staging = staging_dir(root, key.entry_id, tag)
         self.fields: dict[str, _FieldFile] = {}
         self.offsets = np.full(num_examples, -1, dtype=np.int64)
         self.lengths = np.zeros(num_examples, dtype=np.int64)
@@ -130,9 +176,10 @@ class EntryWriter:
             self._field(name, "fixed", rows).write(rows)
 
     def commit(self) -> Path:
-        """Flush, write the manifest last and publish the entry; returns its final directory."""
+        """Flush, write the manifest last and publish the entry; returns its final directory (a part: its sealed
+        staging folder, published later by ``shards.merge_parts``)."""
         missing = np.flatnonzero(self.slots < 0)
-        if missing.size:
+        if missing.size and self.part is None:
             raise RunError(f"cache fill ({self.key.split}): {missing.size} of {self.num_examples} examples never "
                            f"arrived (first ids: {missing[:5].tolist()}); the fill loader must not drop examples")
         index = np.concatenate([np.maximum(self.offsets, 0), self.lengths, self.slots]).astype("<i8")
@@ -147,17 +194,12 @@ class EntryWriter:
             index=dict(file=INDEX_FILE, bytes=index.nbytes, **index_sums.finish()),
             bytes=sum(f["bytes"] for f in fields.values()) + index.nbytes,
         )
-        tmp = self.staging / (MANIFEST + ".tmp")
-        tmp.write_text(json.dumps(manifest, indent=1))
-        os.replace(tmp, self.staging / MANIFEST)
-        final = self.root / self.key.entry_id
-        if final.exists():  # a concurrent run published the same key first, or an invalid leftover
-            if check_entry(final, full=False) is None:
-                shutil.rmtree(self.staging, ignore_errors=True)
-                return final
-            shutil.rmtree(final, ignore_errors=True)
-        os.rename(self.staging, final)  # atomic: readers see no entry or a complete one
-        return final
+        if self.part is not None:
+            manifest["part"] = dict(self.part, examples=self._next_slot)
+        write_manifest(self.staging, manifest)
+        if self.part is not None:
+            return self.staging
+        return publish(self.staging, self.root / self.key.entry_id)
 
     def abort(self) -> None:
         """Close and delete the staging directory (after an error)."""

@@ -1,4 +1,8 @@
-"""Batches for the fill pass: every example of a split exactly once, similar lengths together."""
+"""Batches for the fill pass: every example of a split exactly once, similar lengths together.
+
+A data-parallel run splits them over a node's ranks: ``share=(r, L)`` keeps fill batch ``j`` when
+``j % L == r``, so each rank's share has every L-th length class and the shares take about as long.
+"""
 
 from __future__ import annotations
 
@@ -22,17 +26,26 @@ def split_lengths(data: Any, split: str, size: int) -> Sequence[int] | None:
     return [int(n) for n in lengths]
 
 
-def fill_batches(data: Any, split: str, batch_size: int) -> Iterator[dict[str, Any]]:
-    """Collated batches covering ``split`` once, in length order when lengths are known.
-
-    Sorting by length only makes the one-off fill pad less (less wasted compute); which example lands in which
-    batch does not matter, because rows are stored per example id (``batch["index"]``).
-    """
+def fill_plan(data: Any, split: str, batch_size: int, share: tuple[int, int] = (0, 1)) -> list[list[int]]:
+    """The example ids of each fill batch of ``split`` in this share (``(rank, ranks)``), in fill order."""
     dataset = getattr(data, split)
     lengths = split_lengths(data, split, len(dataset))
     order = list(range(len(dataset)))
     if lengths is not None:
         order.sort(key=lambda i: lengths[i])
     batches = [order[i:i + batch_size] for i in range(0, len(order), batch_size)]
-    loader = DataLoader(dataset, batch_sampler=batches, collate_fn=data.collate, num_workers=0)
+    rank, ranks = share
+    return batches[rank::ranks]
+
+
+def fill_batches(data: Any, split: str, batch_size: int,
+                 plan: list[list[int]] | None = None) -> Iterator[dict[str, Any]]:
+    """Collated batches covering ``split`` once (or the batches of ``plan``, see :func:`fill_plan`), in length
+    order when lengths are known.
+
+    Sorting by length only makes the one-off fill pad less (less wasted compute); which example lands in which
+    batch does not matter, because rows are stored per example id (``batch["index"]``).
+    """
+    batches = fill_plan(data, split, batch_size) if plan is None else plan
+    loader = DataLoader(getattr(data, split), batch_sampler=batches, collate_fn=data.collate, num_workers=0)
     yield from loader

@@ -66,6 +66,19 @@ def plan_tiers(sizes: Mapping[tuple[str, int], int], uses: Mapping[int, int], ti
     return out
 
 
+def shared_tier(tier: str, device: torch.device, local_ranks: int) -> tuple[str, str]:
+    """The tier to plan with when ``local_ranks`` processes of one node read the same entries, and why.
+
+    On a CPU run, ``auto`` becomes ``disk``: every rank maps the same files, so the node holds one copy in the
+    page cache instead of one host-memory copy per rank. An accelerator keeps its choice (each rank's device
+    tier is its own GPU's memory); an explicit ``host`` is honoured.
+    """
+    if local_ranks > 1 and device.type == "cpu" and tier == "auto":
+        return "disk", (f"{local_ranks} processes on this node share it memory-mapped (one copy in the page cache, "
+                        f"not {local_ranks} in host memory)")
+    return tier, ""
+
+
 def stale_boundaries(graph: Any, boundaries: Sequence[int], from_stage: int = 0) -> dict[int, str]:
     """Boundaries not to fill now, with the reason: their prefix is trained by a stage that runs before a later
     stage reads them (the activations would go stale: that stage runs its prefix live instead), or only stages
