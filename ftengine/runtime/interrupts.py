@@ -8,11 +8,16 @@ treated like the first Ctrl-C.
 from __future__ import annotations
 
 import signal
+import time
 from collections.abc import Callable
 from types import TracebackType
 from typing import Any
 
 from ftengine.errors import RunError
+
+
+REPEAT_WINDOW = 2.0
+"""Seconds after the first Ctrl-C during which another SIGINT counts as the same one (see StopRequest)."""
 
 
 class Interrupted(RunError):
@@ -32,12 +37,17 @@ class StopRequest:
         self.requested = False
         self._notify = notify
         self._previous: dict[int, Any] = {}
+        self._first = 0.0
 
     def _handler(self, signum: int, frame: Any) -> None:
-        if self.requested and signum == signal.SIGINT:  # a launcher's SIGTERM after Ctrl-C must not abort the save
+        # A launcher passes the Ctrl-C it got on to its workers (SIGINT, then SIGTERM) just as the terminal's own
+        # reaches them: a repeat within REPEAT_WINDOW seconds is the same request, not a second Ctrl-C.
+        now = time.monotonic()
+        if self.requested and signum == signal.SIGINT and now - self._first > REPEAT_WINDOW:
             raise KeyboardInterrupt
-        self.requested = True
-        self._notify()
+        if not self.requested:
+            self.requested, self._first = True, now
+            self._notify()
 
     def __enter__(self) -> StopRequest:  # noqa: PYI034 (typing.Self needs Python 3.11; we support 3.10)
         for sig in (signal.SIGINT, signal.SIGTERM):

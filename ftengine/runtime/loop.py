@@ -406,6 +406,8 @@ class Trainer:
                 save_checkpoint(self.run_dir, LAST, state)
 
     def _interrupted(self) -> Interrupted:
+        if not self.world.main:
+            return Interrupted([])  # rank 0 says it for the run
         where = f"stage {self.pos.stage} epoch {self.pos.epoch + 1} step {self.pos.global_step}"
         if not self.settings.save_last:
             return Interrupted(f"ftengine: interrupted at {where}; no checkpoint saved (output.save_last is off)")
