@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 from importlib import metadata
 from typing import Any
@@ -71,6 +72,20 @@ def _kernels() -> dict[str, Any]:
     return backend_info()
 
 
+def _distributed() -> dict[str, Any]:
+    """The data-parallel world torchrun describes (world size 1 outside it) and the backend a run would use."""
+    import torch
+    import torch.distributed as dist
+
+    from ftengine.runtime.distributed import BACKEND_ENV, World
+
+    world = World.from_env()
+    backend = os.environ.get(BACKEND_ENV) or ("nccl" if torch.cuda.is_available() else "gloo")
+    return {"world_size": world.size, "rank": world.rank, "local_rank": world.local_rank, "node": world.node,
+            "backend": backend, "available": {"gloo": dist.is_available() and dist.is_gloo_available(),
+                                              "nccl": dist.is_available() and dist.is_nccl_available()}}
+
+
 def collect() -> dict[str, Any]:
     """Everything `info` reports, as a dict."""
     from ftengine import __version__
@@ -83,6 +98,7 @@ def collect() -> dict[str, Any]:
         "packages": {name: _version(name) for name in _PACKAGES},
         "devices": _devices(),
         "kernels": _kernels(),
+        "distributed": _distributed(),
         "assets": {pkg: package_root(pkg) is not None for pkg in _ASSETS},
     }
 
@@ -104,6 +120,11 @@ def render(info: dict[str, Any]) -> str:
     lines += ["", f"kernels      {k['active']}" + (f" ({k['reason']})" if k.get("reason") else "")]
     for key, value in (k.get("build") or {}).items():
         lines.append(f"  {key}: {value}")
+    d = info["distributed"]
+    where = (f"{d['world_size']} processes, this is rank {d['rank']} (local rank {d['local_rank']}, node {d['node']})"
+             if d["world_size"] > 1 else "1 process (start data-parallel runs with --nproc N or torchrun)")
+    have = ", ".join(name for name, ok in d["available"].items() if ok) or "none"
+    lines += ["", f"distributed  {where}; backend {d['backend']} (available: {have})"]
     lines += ["", "example assets:"]
     lines += [f"  {'yes' if ok else 'no ':<4} {_ASSETS[pkg]}" for pkg, ok in info["assets"].items()]
     return "\n".join(lines)

@@ -114,6 +114,13 @@ def test_info_reports_versions_devices_and_kernels(cli, monkeypatch: pytest.Monk
     assert data["kernels"]["active"] in ("native-cuda", "native-cpu", "reference")
     text = cli("info").out
     assert text.startswith("ftengine     ") and "\nkernels      " in text
+    assert data["distributed"]["world_size"] == 1 and "\ndistributed  1 process" in text
+    # under torchrun it shows the world this process is part of, and the backend a run would use
+    for key, value in dict(RANK="1", WORLD_SIZE="2", LOCAL_RANK="1", LOCAL_WORLD_SIZE="2").items():
+        monkeypatch.setenv(key, value)
+    dist = json.loads(cli("info", "--json").out)["distributed"]
+    assert (dist["world_size"], dist["rank"], dist["backend"]) == (2, 1, "nccl" if torch.cuda.is_available() else "gloo")
+    assert "distributed  2 processes, this is rank 1" in cli("info").out
     # without the kernels package, info still works and says so
     monkeypatch.setitem(sys.modules, "ftengine.kernels", None)
     assert "kernels      unavailable (ftengine.kernels is not part of this build)" in cli("info").out
