@@ -26,6 +26,10 @@ CACHE_SCENARIOS = tuple(CACHE_SCENARIO_FREEZE)
 E2E_IMPLS = ("ftengine", "plain", "hf")
 """ftengine's run_spec, a plain PyTorch loop, a Hugging Face Trainer run."""
 
+DDP_VARIANTS = ("ftengine", "ddp-lr0", "ddp-rewrap")
+"""ftengine's GradSync, DistributedDataParallel with frozen groups at lr 0, DDP(find_unused_parameters=True)
+re-wrapped at every stage change."""
+
 
 def add_optimizer_arguments(parser: argparse.ArgumentParser) -> None:
     """Options of `ftengine bench optimizer` and bench/optimizer.py."""
@@ -85,7 +89,24 @@ def add_e2e_arguments(parser: argparse.ArgumentParser) -> None:
     add_model_arguments(parser)
 
 
-ADD_ARGUMENTS = {"optimizer": add_optimizer_arguments, "cache": add_cache_arguments, "e2e": add_e2e_arguments}
+def add_ddp_arguments(parser: argparse.ArgumentParser) -> None:
+    """Options of `ftengine bench ddp`."""
+    parser.add_argument("--nproc", type=int, default=2, help="ranks (processes, one intra-op thread each)")
+    parser.add_argument("--variants", default=",".join(DDP_VARIANTS),
+                        help=f"comma-separated, from {', '.join(DDP_VARIANTS)}")
+    parser.add_argument("--steps", type=int, default=None,
+                        help="steps per stage and variant, warm-up included (default 12; --quick 4)")
+    parser.add_argument("--warmup", type=int, default=None, help="untimed first steps per stage (default 2; --quick 1)")
+    parser.add_argument("--batch-size", type=int, default=None,
+                        help="global batch, split over the ranks (default 32; --quick 8)")
+    parser.add_argument("--max-length", type=int, default=None, help="tokens per example (default 64; --quick 16)")
+    parser.add_argument("--quick", action="store_true",
+                        help="a tiny random 4-layer BERT and a few steps (a smoke test, seconds)")
+    add_model_arguments(parser)
+
+
+ADD_ARGUMENTS = {"optimizer": add_optimizer_arguments, "cache": add_cache_arguments, "e2e": add_e2e_arguments,
+                 "ddp": add_ddp_arguments}
 
 
 def add_all_arguments(parser: argparse.ArgumentParser) -> None:

@@ -1,4 +1,4 @@
-"""`ftengine bench optimizer | cache | e2e | all`: the benchmarks; a table, a JSON result file and a PNG chart each.
+"""`ftengine bench optimizer | cache | e2e | ddp | all`: the benchmarks; a table, a JSON result file and a PNG chart each.
 
 Only the wiring lives here; the suites are `ftengine.bench`. At parse time this imports the torch-free
 `ftengine.bench.options` alone, so `ftengine --help` stays fast; the suites load when the subcommand runs.
@@ -19,6 +19,7 @@ examples:
   ftengine bench optimizer --device cuda --out results.json
   ftengine bench cache --scenarios bottom4_frozen
   ftengine bench e2e --recipes feature_extraction --train 600 --validation 300
+  ftengine bench ddp                                    # 2 CPU ranks: ftengine vs DDP through unfreezing
   ftengine bench all --threads 2                        # optimizer --quick, cache, e2e; bench/results/*.json + .png
   ftengine bench all --device cuda --out-dir runs/bench  # optimizer and cache on the GPU (e2e on the CPU)
 
@@ -27,6 +28,11 @@ for-loop / foreach / fused on BERT-base and ResNet-50 parameter shapes split int
 0% or 50% frozen. Each implementation is first checked against the PyTorch reference. Reported: ms/step,
 effective GB/s (bytes moved per parameter x trainable parameters / time) and the ratio to a plain copy of the
 same bytes timed in the same run.
+
+`ddp` spawns 2 CPU ranks (gloo, 1 thread each) and trains head only -> top layer -> top 3 layers three ways:
+ftengine's own gradient all-reduce, DistributedDataParallel with frozen groups at lr 0, and DDP re-wrapped at each
+stage. Reported per stage: median ms/step and gradient bytes all-reduced per step, and whether the replicas stayed
+equal.
 
 Every suite prints its lines as it goes (a progress bar on stderr when it is a terminal), then a table of medians,
 and writes <suite>-<device>-<time>.json (device, CPU/GPU model, versions, threads, git commit, settings, every
@@ -39,15 +45,16 @@ suites in sequence with their defaults (the optimizer's --quick selection) and t
 HELP = {"optimizer": "fused per-group optimizer vs torch.optim.AdamW",
         "cache": "epoch time uncached vs cached",
         "e2e": "ftengine vs a plain PyTorch loop vs HF Trainer, same recipe and seed",
+        "ddp": "data-parallel step time and gradient bytes: ftengine vs DistributedDataParallel",
         "all": "optimizer (--quick), cache and e2e in sequence, each with its defaults"}
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    """Add the `bench` command with its `optimizer`, `cache`, `e2e` and `all` subcommands."""
+    """Add the `bench` command with its `optimizer`, `cache`, `e2e`, `ddp` and `all` subcommands."""
     parser = subparsers.add_parser("bench", help="benchmark the fused optimizer, the activation cache, whole runs",
                                    description="Benchmarks; results are printed and written as JSON with a PNG chart.",
                                    epilog=EPILOG, formatter_class=formatter())
-    sub = parser.add_subparsers(dest="bench_command", metavar="{optimizer,cache,e2e,all}", required=True)
+    sub = parser.add_subparsers(dest="bench_command", metavar="{optimizer,cache,e2e,ddp,all}", required=True)
     for kind, add_arguments in ADD_ARGUMENTS.items():
         suite = sub.add_parser(kind, help=HELP[kind], epilog=EPILOG, formatter_class=formatter())
         add_arguments(suite)
