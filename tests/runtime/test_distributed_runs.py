@@ -53,7 +53,6 @@ def dist_spec(tmp_path_factory, no_dropout_bert: Path, tweets_csv: Path) -> Path
         "optimizer": {"lr": 1e-3, "head_lr": 1e-2},
         "schedule": {"kind": "cosine", "warmup_ratio": 0.1},
         "training": {"batch_size": 8, "threads": 1, "seed": 5},
-        "cache": {"enabled": "off"},
         "output": {"dir": str(folder / "runs"), "checkpoint_every_steps": 4, "plots": False},
     }
     path = folder / "dist.yaml"
