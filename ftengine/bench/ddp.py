@@ -47,6 +47,8 @@ class Setup:
     variants: list[str]
     seed: int
     out: str  # rank 0 writes its JSON here
+    fill_examples: int = 0  # tweets for the cache-fill measurement (0: skip it)
+    fill_dir: str = ""  # the ranks' cache folder (cold)
 
 
 def stages_for(layers: int) -> list[list[str]]:
@@ -126,7 +128,12 @@ def run_ddp_bench(args: Any, log: Callable[[str], None] = echo) -> dict[str, Any
         setup = Setup(source=source, stages=stages_for(int(config["num_hidden_layers"])), batch_size=batch,
                       max_length=length, vocab=int(config["vocab_size"]), steps=steps,
                       warmup=warmup, nproc=args.nproc, variants=args.variants.split(","), seed=0,
-                      out=str(Path(tmp) / "rank0.json"))
+                      out=str(Path(tmp) / "rank0.json"), fill_dir=str(Path(tmp) / "fill-ranks"),
+                      fill_examples=args.fill_examples if args.fill_examples is not None else (64 if quick else 1024))
+        singles = []
+        if setup.fill_examples:  # 1 process x N threads, before and after the ranks' fill (drift hits both sides)
+            bar.start(f"fill, 1 process x {args.nproc} threads")
+            singles.append(_single_fill(setup, Path(tmp) / "fill-single-1"))
         port = free_port()
         bar.start(f"{args.nproc} ranks")
         # One intra-op thread per rank from the start (the spawned interpreters read these when torch loads).
@@ -139,15 +146,49 @@ def run_ddp_bench(args: Any, log: Callable[[str], None] = echo) -> dict[str, Any
             for k, v in saved.items():
                 os.environ.pop(k) if v is None else os.environ.__setitem__(k, v)
         ranks = json.loads(Path(setup.out).read_text())
+        if setup.fill_examples:
+            singles.append(_single_fill(setup, Path(tmp) / "fill-single-2"))
         bar.done()
     result["settings"] = dict(asdict(setup), source=args.model_dir or ("tiny random BERT" if quick else source),
                               out=None, quick=quick, random_init=bool(getattr(args, "random_init", False)))
     result["world"] = dict(size=args.nproc, backend="gloo", launcher="torch.multiprocessing.spawn",
                            master_addr="127.0.0.1", intra_op_threads_per_rank=1, interop_threads_per_rank=1)
     result.update(summarize(ranks, setup))
+    if setup.fill_examples:
+        result["fill"] = summarize_fill([r["fill"] for r in ranks["ranks"]], singles)
+        result["targets"].update(fill_targets(result["fill"]))
     for line in lines(result):
         log(line)
     return result
+
+
+def _single_fill(setup: Setup, cache_dir: Path) -> dict[str, Any]:
+    from ftengine.bench.ddp_fill import fill_spec, single_fill
+
+    spec = fill_spec(setup.source, setup.fill_examples, setup.max_length, setup.stages, str(cache_dir))
+    return single_fill(spec, threads=setup.nproc)
+
+
+def summarize_fill(ranks: list[dict[str, Any]], singles: list[dict[str, Any]]) -> dict[str, Any]:
+    """N ranks x 1 thread vs 1 process x N threads (the mean of the fills before and after the ranks')."""
+    single = statistics.mean(s["seconds"] for s in singles)
+    parallel = max(r["seconds"] for r in ranks)
+    return dict(examples=ranks[0]["train_examples"], ranks=len(ranks), boundaries=ranks[0]["boundaries"],
+                tier=ranks[0]["tier"], bytes=ranks[0]["bytes"], parallel_seconds=parallel, single_seconds=single,
+                single_seconds_each=[s["seconds"] for s in singles], ratio=round(parallel / single, 3),
+                examples_per_rank=[r["examples_computed"] for r in ranks],
+                single_examples_computed=[s["examples_computed"] for s in singles],
+                filled_per_rank=[r["filled"] for r in ranks])
+
+
+def fill_targets(fill: dict[str, Any]) -> dict[str, Any]:
+    """Each rank computed its 1/N share (within one fill batch, every example once) and the time ratio."""
+    from ftengine.bench.ddp_fill import FILL_BATCH
+
+    counts, n, share = fill["examples_per_rank"], fill["examples"], fill["examples"] / fill["ranks"]
+    return {"fill_each_rank_computes_1_over_n": sum(counts) == n and all(abs(c - share) <= FILL_BATCH
+                                                                          for c in counts),
+            "fill_n_ranks_le_1.1x_one_process": fill["ratio"] <= 1.1}
 
 
 def _config(source: str) -> dict[str, Any]:

@@ -33,11 +33,15 @@ def table(result: dict[str, Any]) -> str:
 
 
 def plot(result: dict[str, Any], out: Path) -> None:
-    """Two panels: median step ms per stage and variant (whiskers min-max), gradient MiB per step (log scale)."""
+    """Median step ms per stage and variant (whiskers min-max), gradient MiB per step (log scale), and the cache
+    fill's seconds, N ranks vs one process, when it ran."""
     plt = pyplot()
     variants = result["variants"]
     stages = [s["name"] for s in next(iter(variants.values()))["stages"]]
-    fig, (ax_t, ax_b) = plt.subplots(1, 2, figsize=(10, 4))
+    fill = result.get("fill")
+    fig, axes = plt.subplots(1, 3 if fill else 2, figsize=(13 if fill else 10, 4),
+                             width_ratios=[3, 3, 1.4] if fill else [1, 1])
+    ax_t, ax_b = axes[0], axes[1]
     width = 0.8 / len(variants)
     for k, (name, v) in enumerate(variants.items()):
         xs = [i + (k - (len(variants) - 1) / 2) * width for i in range(len(stages))]
@@ -51,7 +55,14 @@ def plot(result: dict[str, Any], out: Path) -> None:
     for ax in (ax_t, ax_b):
         ax.set_xticks(range(len(stages)), stages)
         ax.grid(axis="y", alpha=0.3)
-        ax.legend(fontsize=8)
+    ax_t.legend(fontsize=8)  # one legend: the same colours in both panels
+    if fill:
+        ax = axes[2]
+        labels = [f"{fill['ranks']} ranks\nx 1 thread", f"1 process\nx {fill['ranks']} threads"]
+        ax.bar([0, 1], [fill["parallel_seconds"], fill["single_seconds"]], 0.6, color=["tab:blue", "tab:gray"])
+        ax.set_xticks([0, 1], labels, fontsize=8)
+        ax.set(ylabel="seconds", title=f"cache fill, {fill['examples']} examples\n(ratio {fill['ratio']:.2f})")
+        ax.grid(axis="y", alpha=0.3)
     env, settings, world = result["environment"], result["settings"], result["world"]
     save_chart(fig, out, (
         f"{settings['source']}, global batch {settings['batch_size']} x {settings['max_length']} tokens, "

@@ -19,6 +19,7 @@ import torch.distributed as dist
 from ftengine.backbones import build_backbone
 from ftengine.bench.cache_data import bench_spec_dict
 from ftengine.bench.ddp import NUM_CLASSES, Setup
+from ftengine.bench.ddp_fill import fill_spec, timed_fill
 from ftengine.bench.ddp_variants import Variant, build_variant, checksum
 from ftengine.heads import build_head
 from ftengine.planner import plan
@@ -87,17 +88,23 @@ def rank_main(rank: int, setup: Setup) -> None:
         variants = {name: build(name, spec, world) for name in setup.variants}
         first = next(iter(variants.values()))
         batches = make_batches(setup, rank)
+        params = list(first.model.parameters())
+        sizes = (sum(p.numel() for p in params), sum(p.numel() * p.element_size() for p in params))
+        del params
         records: dict[str, Any] = {name: {"stages": []} for name in variants}
         for index in range(len(first.graph.stages)):
             for name, variant in variants.items():  # turns within a stage: machine drift hits every variant
                 records[name]["stages"].append(time_stage(variant, variant.graph.stages[index], batches, setup))
         for name, variant in variants.items():
             records[name]["checksum"] = checksum(variant.model)
-        everyone = world.gather_objects({"variants": records}, what="gathering the bench figures")
+        mine: dict[str, Any] = {"variants": records}
+        if setup.fill_examples:
+            del variants, first  # the models' memory, before the fill loads its own
+            spec = fill_spec(setup.source, setup.fill_examples, setup.max_length, setup.stages, setup.fill_dir)
+            mine["fill"] = timed_fill(spec, world)
+        everyone = world.gather_objects(mine, what="gathering the bench figures")
         if world.main:
-            params = list(first.model.parameters())
-            model = dict(parameters=sum(p.numel() for p in params),
-                         param_bytes=sum(p.numel() * p.element_size() for p in params))
+            model = dict(parameters=sizes[0], param_bytes=sizes[1])
             Path(setup.out).write_text(json.dumps({"model": model, "variants": records, "ranks": everyone}))
         world.barrier("finishing the bench")
     finally:

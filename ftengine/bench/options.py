@@ -100,6 +100,9 @@ def add_ddp_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--batch-size", type=int, default=None,
                         help="global batch, split over the ranks (default 32; --quick 8)")
     parser.add_argument("--max-length", type=int, default=None, help="tokens per example (default 64; --quick 16)")
+    parser.add_argument("--fill-examples", type=int, default=None,
+                        help="tweets whose frozen prefix the cache-fill measurement computes: N ranks x 1 thread vs "
+                             "1 process x N threads (default 1024; --quick 64; 0: skip it)")
     parser.add_argument("--quick", action="store_true",
                         help="a tiny random 4-layer BERT and a few steps (a smoke test, seconds)")
     add_model_arguments(parser)

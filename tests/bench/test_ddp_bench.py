@@ -65,3 +65,11 @@ def test_bad_options_exit_2_with_one_line_each(cli) -> None:
     assert result.err.splitlines() == [
         "bench ddp: --variants: unknown ddp; choose from ftengine, ddp-lr0, ddp-rewrap",
         "bench ddp: --batch-size 7 does not split over --nproc 2 ranks; give a multiple of 2"]
+
+
+def test_each_rank_fills_its_share_of_the_cache(result: dict[str, Any]) -> None:
+    fill = result["fill"]
+    counts = fill["examples_per_rank"]
+    assert len(counts) == 2 and sum(counts) == fill["examples"] > 0  # every example once, over the node's ranks
+    assert all(abs(c - fill["examples"] / 2) <= 32 for c in counts)  # every 2nd fill batch of 32 each
+    assert fill["single_examples_computed"] == [fill["examples"], fill["examples"]]
