@@ -2,7 +2,9 @@
 
 Covers every transformers model whose base forward is ``norm(layers(embed_tokens(ids)))`` with the rotary
 embeddings computed once by ``model.rotary_emb`` and passed to each decoder layer: Llama (and SmolLM),
-Mistral, Qwen2, Qwen3, Gemma (its embedding module applies the sqrt(hidden) scale), Gemma 2 and Phi-3.
+Mistral, Qwen2, Qwen3, Gemma (its embedding module applies the sqrt(hidden) scale), Gemma 2, Gemma 3 (text:
+one rotary table per attention type, local and global, and optionally bidirectional attention, as in
+EmbeddingGemma) and Phi-3.
 
 Each layer gets the mask its attention type needs, built by the same ``transformers.masking_utils``
 function the model calls: ``config.layer_types[i]`` where the config lists them (Qwen2/3, Gemma 2),
@@ -21,7 +23,9 @@ from ftengine.backbones.backbone import GroupDef, State
 from ftengine.backbones.hf_families import (HFFamily, causal_masks, mask_or_ones, numbered_groups, register_hf_family,
                                             unwrap)
 
-LLAMA_STYLE = ("llama", "mistral", "qwen2", "qwen3", "gemma", "gemma2", "phi3")
+LLAMA_STYLE = ("llama", "mistral", "qwen2", "qwen3", "gemma", "gemma2", "gemma3_text", "phi3")
+PER_TYPE_ROPE = ("gemma3_text",)
+"""Families whose ``rotary_emb(x, positions, layer_type)`` gives each attention type its own table."""
 
 
 def layer_type(config: Any, index: int) -> str:
@@ -40,17 +44,22 @@ def _embed(model: nn.Module, state: State, ctx: dict[str, Any]) -> State:
 def _prepare(model: nn.Module, state: State, ctx: dict[str, Any]) -> None:
     """Masks per attention type, position ids and rotary (cos, sin): once per ``forward_from`` call."""
     hidden = state["hidden"]
-    types = {layer_type(model.config, i) for i in range(len(model.layers))}
-    ctx["masks"], positions = causal_masks(model.config, hidden, state["attention_mask"], types)
+    config = model.config
+    types = {layer_type(config, i) for i in range(len(model.layers))}
+    ctx["masks"], positions = causal_masks(config, hidden, state["attention_mask"], types,
+                                           bidirectional=bool(getattr(config, "use_bidirectional_attention", False)))
     ctx["positions"] = positions
-    ctx["rope"] = model.rotary_emb(hidden, position_ids=positions)  # ((B, T, head_dim) cos, sin)
+    if config.model_type in PER_TYPE_ROPE:
+        ctx["rope"] = {t: model.rotary_emb(hidden, positions, t) for t in types}
+    else:  # one ((B, T, head_dim) cos, sin) for every layer
+        ctx["rope"] = dict.fromkeys(types, model.rotary_emb(hidden, position_ids=positions))
 
 
 def _layer(index: int, model: nn.Module, state: State, ctx: dict[str, Any]) -> State:
     if "masks" not in ctx:
         _prepare(model, state, ctx)
-    mask = ctx["masks"][layer_type(model.config, index)]
-    out = model.layers[index](state["hidden"], attention_mask=mask, position_embeddings=ctx["rope"],
+    kind = layer_type(model.config, index)
+    out = model.layers[index](state["hidden"], attention_mask=ctx["masks"][kind], position_embeddings=ctx["rope"][kind],
                               position_ids=ctx["positions"])
     return {**state, "hidden": unwrap(out)}
 

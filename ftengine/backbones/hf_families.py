@@ -149,21 +149,36 @@ def decoder_positions(mask: Tensor) -> Tensor:
 _CAUSAL_BUILDERS = {"full_attention": "create_causal_mask", "sliding_attention": "create_sliding_window_causal_mask"}
 
 
-def causal_masks(config: Any, hidden: Tensor, attention_mask: Tensor,
-                 types: Iterable[str] = ("full_attention",)) -> tuple[dict[str, Any], Tensor]:
+def causal_masks(config: Any, hidden: Tensor, attention_mask: Tensor, types: Iterable[str] = ("full_attention",),
+                 *, bidirectional: bool = False) -> tuple[dict[str, Any], Tensor]:
     """The decoder masks the model's forward builds, one per attention type, and the position ids they assume.
 
     Each comes from the ``transformers.masking_utils`` function the model calls for that type, with the same
-    arguments; callers build them once per ``forward_from`` call (``ctx``).
+    arguments; callers build them once per ``forward_from`` call (``ctx``). ``bidirectional`` (Gemma 3's
+    ``use_bidirectional_attention``, EmbeddingGemma): every token sees every other one, within the window for
+    sliding layers, as that model's forward overlays it.
     """
     from transformers import masking_utils
 
     mask2d = attention_mask.view(hidden.shape[0], -1)
     positions = decoder_positions(mask2d)
+    extra: dict[str, dict[str, Any]] = {t: {} for t in types}
+    if bidirectional:
+        window = getattr(config, "sliding_window", None)
+        extra["full_attention"] = {"or_mask_function": lambda *args: torch.tensor(True, dtype=torch.bool)}
+        extra["sliding_attention"] = {"or_mask_function": _window_overlay(window)}
     # The 4th argument (no KV cache) is `past_key_values` before transformers 5.2x and `cache` after: positional.
-    masks = {t: getattr(masking_utils, _CAUSAL_BUILDERS[t])(config, hidden, mask2d, None, position_ids=positions)
+    masks = {t: getattr(masking_utils, _CAUSAL_BUILDERS[t])(config, hidden, mask2d, None, position_ids=positions,
+                                                           **extra.get(t, {}))
              for t in types}
     return masks, positions
+
+
+def _window_overlay(window: int | None) -> Any:
+    """A mask function letting a token see the others within ``window`` positions, both ways."""
+    def inner(batch_idx: int, head_idx: int, q_idx: Tensor, kv_idx: Tensor) -> Tensor:
+        return (q_idx - kv_idx).abs() < (window or 0)
+    return inner
 
 
 def _decoder_embed(model: nn.Module, state: State, ctx: dict[str, Any]) -> State:

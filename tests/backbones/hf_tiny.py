@@ -38,6 +38,13 @@ TEXT: dict[str, tuple[str, dict[str, Any]]] = {
                         "max_window_layers": 1}),
     "gemma": ("gemma", {**_DECODER, "head_dim": 8}),
     "gemma2": ("gemma2", {**_DECODER, "head_dim": 8, "sliding_window": 4}),
+    "gemma3": ("gemma3_text", {**_DECODER, "head_dim": 8, "sliding_window": 4, "rope_local_base_freq": 100.0,
+                               "layer_types": ["sliding_attention", "full_attention", "sliding_attention"]}),
+    # EmbeddingGemma's layout: the same layers, attention both ways (within the window on sliding layers).
+    "gemma3-bidirectional": ("gemma3_text", {**_DECODER, "head_dim": 8, "sliding_window": 4,
+                                             "use_bidirectional_attention": True,
+                                             "layer_types": ["sliding_attention", "full_attention",
+                                                             "sliding_attention"]}),
     "phi3": ("phi3", {**_DECODER, "sliding_window": 4}),
 }
 IMAGE: dict[str, tuple[str, dict[str, Any]]] = {
@@ -45,7 +52,7 @@ IMAGE: dict[str, tuple[str, dict[str, Any]]] = {
     "dinov2": ("dinov2", _VIT),
     "convnext": ("convnext", {"hidden_sizes": [8, 16, 24, 32], "depths": [1, 2, 1, 1], "image_size": 64}),
 }
-DECODERS = ("llama", "mistral", "qwen2", "qwen3", "gemma", "gemma2", "phi3")
+DECODERS = ("llama", "mistral", "qwen2", "qwen3", "gemma", "gemma2", "gemma3", "gemma3-bidirectional", "phi3")
 
 
 def tiny_model(name: str, attn: str | None = None, seed: int = 0):

@@ -54,7 +54,7 @@ def test_text_family_every_boundary(name, side):
     assert sum(g.num_params for g in backbone.groups) == sum(p.numel() for p in model.parameters())
 
 
-@pytest.mark.parametrize("name", ["llama", "modernbert", "deberta-v3"])
+@pytest.mark.parametrize("name", ["llama", "modernbert", "deberta-v3", "gemma3-bidirectional"])
 @torch.no_grad()
 def test_eager_attention_masks(name):
     # Eager attention takes additive float masks, sdpa boolean ones: both must come out the same way.
