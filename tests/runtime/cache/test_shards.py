@@ -8,8 +8,9 @@ import torch
 from ftengine.errors import RunError
 from ftengine.runtime.cache.keys import CacheKey
 from ftengine.runtime.cache.layout import INDEX_FILE, PARTIAL_PREFIX, EntryWriter, check_entry, list_entries
-from ftengine.runtime.cache.shards import merge_parts
+from ftengine.runtime.cache.shards import exchange, merge_parts, node_missing
 from ftengine.runtime.cache.store import ActivationStore
+from ftengine.runtime.distributed import World
 
 KEY = CacheKey(prefix="p" * 64, boundary=2, data="d" * 64, split="train", dtype="fp32")
 LENGTHS = (3, 1, 4, 2, 5)
@@ -88,3 +89,37 @@ def test_an_entry_published_first_is_kept(tmp_path):
     merged = merge_parts(parts(tmp_path, [[[0, 1]], [[2, 3, 4]]]), tmp_path)
     assert merged == first and (first / "manifest.json").read_text() == before
     assert [p.name for p in tmp_path.iterdir()] == [KEY.entry_id]
+
+
+def world_seeing(*others):
+    """Rank 0 of a 3-rank run (ranks 0 and 1 on node 0, rank 2 on node 1) whose gathers return its object
+    followed by ``others`` (what ranks 1 and 2 sent)."""
+    world = World(rank=0, size=3, local_rank=0, local_size=2, node=0, backend="gloo")
+    world.gather_objects = lambda obj, what="": [obj, *others]
+    return world
+
+
+def test_a_node_fills_what_any_of_its_ranks_misses():
+    ids = {("train", 3): "a", ("train", 5): "b"}
+    # Rank 1 (same node) found boundary 5 missing, rank 0 found it complete (a race): both fill it.
+    # Rank 2 (another node, another disk) misses 3: that is its node's business.
+    world = world_seeing(dict(node=0, missing={"train": [5]}, ids=ids), dict(node=1, missing={"train": [3]}, ids=ids))
+    assert node_missing(world, {"train": []}, ids) == ({"train": [5]}, True)
+    idle = world_seeing(dict(node=0, missing={"train": []}, ids=ids), dict(node=1, missing={"train": [3]}, ids=ids))
+    assert node_missing(idle, {"train": []}, ids) == ({"train": []}, True)  # still takes part in the exchanges
+
+
+def test_ranks_with_different_entries_stop():
+    ids = {("train", 3): "a"}
+    world = world_seeing(dict(node=0, missing={}, ids={("train", 3): "z"}), dict(node=1, missing={}, ids=ids))
+    with pytest.raises(RunError, match="rank 1's entry for train at boundary 3 is z, rank 0's a .*same data files"):
+        node_missing(world, {"train": []}, ids)
+
+
+def test_a_failure_on_one_rank_stops_every_rank():
+    world = world_seeing(dict(node=0, local_rank=1, payload={}, error="cache fill at boundary 3: boom"),
+                         dict(node=1, local_rank=0, payload={}, error=None))
+    with pytest.raises(RunError, match=r"rank 1 failed filling \(cache fill at boundary 3: boom\)"):
+        exchange(world, {}, None, "filling")
+    with pytest.raises(ValueError, match="mine"):  # the failing rank raises its own error, after telling the others
+        exchange(world_seeing(), {}, ValueError("mine"), "filling")
