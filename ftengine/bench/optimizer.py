@@ -154,7 +154,7 @@ def build(case: Case, impl: str, device: str, shrink: int | None = None, seed: i
                   for i, (ps, lr, t) in enumerate(zip(params, lrs, trainable))]
         backend = "reference" if impl.startswith("ftengine-reference") else "auto"
         opt = FlatOptimizer(groups, max_grad_norm=None, skip_nonfinite=False, state_dtype=state, backend=backend,
-                            anchor_dtype="fp32" if l2sp else None)
+                            anchor_dtype=_anchor(impl))
     else:
         groups = [dict(params=ps, lr=lr, weight_decay=0.01) for ps, lr, t in zip(params, lrs, trainable) if t]
         flags = {"torch-forloop": dict(foreach=False), "torch-foreach": dict(foreach=True),
@@ -169,8 +169,10 @@ def impl_bytes(case: Case, impl: str) -> int:
     pdt = PRECISIONS[case.precision]
     if impl.startswith("ftengine"):
         state = torch.bfloat16 if impl.endswith("bf16m") else torch.float32
+        anchor = _anchor(impl)
         return bytes_per_param("adamw", pdt, state, grad_norm=False,
-                               anchor_dtype=torch.float32 if "l2sp" in impl else None)
+                               anchor_dtype=getattr(torch, {"fp32": "float32", "bf16": "bfloat16"}[anchor])
+                               if anchor else None)
     p = torch.empty((), dtype=pdt).element_size()
     return 7 * p  # read p, g, m, v; write p, m, v (all in the parameter dtype)
 
@@ -182,8 +184,8 @@ def validate(case: Case, impl: str, device: str, steps: int = 2, shrink: int = 4
     low = PRECISIONS[case.precision] != torch.float32 or bf16m
     if impl.startswith("torch") and low:
         return "not compared (torch keeps bf16 state without fp32 master weights: different numerics)"
-    ref = build(case, "ftengine-reference" + ("-l2sp" if "l2sp" in impl else "") + ("-bf16m" if bf16m else ""),
-                device, shrink=shrink)
+    anchor = {None: "", "fp32": "-l2sp", "bf16": "-l2sp-bf16"}[_anchor(impl)]
+    ref = build(case, "ftengine-reference" + anchor + ("-bf16m" if bf16m else ""), device, shrink=shrink)
     got = build(case, impl, device, shrink=shrink)
     for _ in range(steps):
         ref.step()
@@ -219,8 +221,15 @@ def _copier(nbytes: int, device: str) -> Callable[[], None]:
     return copy
 
 
+def _anchor(impl: str) -> str | None:
+    """The L2-SP anchor dtype an implementation name asks for: ``-l2sp`` fp32, ``-l2sp-bf16`` bf16, else none."""
+    if "l2sp" not in impl:
+        return None
+    return "bf16" if "l2sp-bf16" in impl else "fp32"
+
+
 # Timed together, round-robin (their ratios are the targets); the slow torch variants run one after another.
-INTERLEAVED = ("ftengine", "ftengine-bf16m", "ftengine-l2sp", "torch-fused")
+INTERLEAVED = ("ftengine", "ftengine-bf16m", "ftengine-l2sp", "ftengine-l2sp-bf16", "torch-fused")
 
 
 def run_case(case: Case, impls: tuple[str, ...], device: str, reps: int, log: Callable[[str], None],

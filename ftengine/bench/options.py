@@ -15,7 +15,8 @@ from ftengine.bench.e2e_recipes import RECIPES
 SUITES = ("optimizer", "cache", "e2e")
 """The suites in the order `ftengine bench all` runs them."""
 
-OPTIMIZER_IMPLS = ("ftengine", "ftengine-bf16m", "ftengine-l2sp", "torch-forloop", "torch-foreach", "torch-fused")
+OPTIMIZER_IMPLS = ("ftengine", "ftengine-bf16m", "ftengine-l2sp", "ftengine-l2sp-bf16", "torch-forloop", "torch-foreach",
+                   "torch-fused")
 """Optimizer implementations: FlatOptimizer with fp32 / bf16 moments, FlatOptimizer with L2-SP (fp32 anchor, every
 group anchored), torch.optim.AdamW for-loop / foreach / fused."""
 
