@@ -97,7 +97,8 @@ class TrainingSpec(StrictModel):
     epochs: int = Field(default=3, ge=1, le=MAX_EPOCHS)
     """Default stage length in epochs when a stage gives none."""
     batch_size: int = Field(default=32, ge=1, le=MAX_BATCH)
-    """Examples per optimizer micro-batch."""
+    """Examples per optimizer micro-batch; in a data-parallel run (`--nproc N`, torchrun) the global one, split over the
+    processes (a multiple of N)."""
     eval_batch_size: int | None = Field(default=None, ge=1, le=MAX_BATCH)
     """Examples per evaluation batch (null: 2 x batch_size)."""
     grad_accum_steps: int = Field(default=1, ge=1, le=MAX_ACCUM)
