@@ -244,10 +244,10 @@ class ActivationCache:
             raise
         started, failure = time.perf_counter(), None
         if world.local_rank == 0 and parts:
-            node = sorted((e["local_rank"], e["payload"]) for e in everyone if e["node"] == world.node)
+            node = [e["payload"] for e in sorted(everyone, key=lambda e: e["local_rank"]) if e["node"] == world.node]
             try:
-                for (split, b), _ in sorted(parts.items()):
-                    merged = merge_parts([Path(folders[(split, b)]) for _, folders in node], self.root)
+                for split, b in sorted(parts):
+                    merged = merge_parts([Path(folders[(split, b)]) for folders in node], self.root)
                     self._events["merged"].append(dict(split=split, boundary=b, id=merged.name, parts=len(node)))
             except Exception as exc:
                 failure = exc
