@@ -206,8 +206,9 @@ def summarize(ranks: dict[str, Any], setup: Setup) -> dict[str, Any]:
             per_rank = [r["variants"][name]["stages"][s]["step_seconds"] for r in ranks["ranks"]]
             slowest = [max(col) * 1e3 for col in zip(*per_rank, strict=True)][setup.warmup:]
             grad_steps = st["grad_bytes_per_step"][setup.warmup:]
-            stages.append(dict(name=st["name"], trainable=st["trainable"], median_ms=round(statistics.median(slowest), 2),
-                               step_ms=spread(slowest, 2), grad_bytes_per_step=int(statistics.median(grad_steps)),
+            stages.append(dict(name=st["name"], trainable=st["trainable"],
+                               median_ms=round(statistics.median(slowest), 2), step_ms=spread(slowest, 2),
+                               grad_bytes_per_step=int(statistics.median(grad_steps)),
                                grad_bytes_per_step_all=sorted(set(grad_steps)),
                                control_bytes_per_step=st["control_bytes_per_step"],
                                trainable_tensors=st["trainable_tensors"],
