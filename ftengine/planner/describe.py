@@ -88,6 +88,28 @@ def _lr_rows(graph: ExecutionGraph) -> list[list[str]]:
     return out
 
 
+def _l2sp_lines(graph: ExecutionGraph) -> list[str]:
+    """L2-SP strength per backbone group, top-down, identical neighbours merged (empty when L2-SP is off)."""
+    l2sp = graph.l2sp
+    if l2sp is None:
+        return []
+    ever = {name for stage in graph.stages for name in stage.trainable}
+    rows: list[tuple[list[str], str]] = []
+    for name, strength in reversed(l2sp.groups):
+        cell = "- (frozen throughout)" if name not in ever else f"{strength:.2e}" if strength else "off (weight_decay)"
+        if rows and rows[-1][1] == cell:
+            rows[-1][0].append(name)
+        else:
+            rows.append(([name], cell))
+    universe = [name for name, _ in l2sp.groups]
+    table = [["group", "strength"], *([compress_ranges(names, universe), cell] for names, cell in rows)]
+    per_param = {"fp32": 4, "bf16": 2}.get(l2sp.dtype, 4)
+    return ["", f"L2-SP (decay toward the starting weights, strength {l2sp.strength:.2e} x multipliers; the head and "
+                "LoRA adapters keep weight_decay):",
+            f"  anchors: {l2sp.dtype}, {per_param} B per parameter of the groups that train",
+            *("  " + r for r in _table(table))]
+
+
 def _adapter_lines(graph: ExecutionGraph) -> list[str]:
     """LoRA adapter groups: parameters per group and their share of the whole model (empty without adapters)."""
     adapters = [g for g in graph.backbone_groups if is_adapter_group(g.name)]
@@ -102,7 +124,8 @@ def _adapter_lines(graph: ExecutionGraph) -> list[str]:
 
 
 def describe(graph: ExecutionGraph) -> str:
-    """Render the plan: header, stage table, learning-rate matrix, cache decisions, notes."""
+    """Render the plan: header, stage table, learning-rate matrix, L2-SP strengths, adapters, cache decisions,
+    notes."""
     head = graph.groups[-1]
     classes = f"{graph.num_classes} classes" if graph.num_classes else "classes from the training labels"
     head_size = human_count(head.num_params) if head.num_params is not None else "?"
@@ -119,6 +142,7 @@ def describe(graph: ExecutionGraph) -> str:
     lines += _table(rows)
     lines += ["", "learning rates (peak, before warmup/decay; '-' frozen):"]
     lines += ["  " + row for row in _table(_lr_rows(graph))]
+    lines += _l2sp_lines(graph)
     lines += _adapter_lines(graph)
     lines += ["", "activation cache:"]
     lines += [_cache_line(graph, s) for s in graph.stages]

@@ -101,6 +101,36 @@ class CachePlan:
 
 
 @dataclass(frozen=True)
+class L2SPPlan:
+    """L2-SP (decay toward the starting weights) as planned: the same in every stage.
+
+    Attributes:
+        dtype: element type of the stored starting weights (`fp32` or `bf16`).
+        strength: `optimizer.l2sp.strength`, before the multipliers.
+        groups: (group, strength) for every used pretrained backbone group, input to output: the spec's strength
+            times its matching `optimizer.l2sp.multipliers`; 0.0 where a multiplier turns L2-SP off (plain
+            `weight_decay` there). The head, LoRA adapter groups and unused groups are never listed.
+    """
+
+    dtype: str
+    strength: float
+    groups: tuple[tuple[str, float], ...]
+
+    def strength_of(self, group: str) -> float:
+        """The L2-SP strength (alpha) of a layer group; 0.0 for a group without one (the head, adapters)."""
+        return dict(self.groups).get(group, 0.0)
+
+    @property
+    def anchored(self) -> bool:
+        """Whether any group decays toward its starting weights (every multiplier 0: none does)."""
+        return any(s > 0 for _, s in self.groups)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-able form: `{dtype, strength, groups: {name: strength}}`."""
+        return {"dtype": self.dtype, "strength": self.strength, "groups": dict(self.groups)}
+
+
+@dataclass(frozen=True)
 class StagePlan:
     """One training stage: a fixed set of trainable groups for a number of epochs.
 
@@ -157,6 +187,7 @@ class ExecutionGraph:
         modality: `text` or `image`.
         num_classes: classes of the head (None: from the training labels, at run time).
         example_len: tokens per example used for cache sizes (text; `data.max_length`), or image side.
+        l2sp: L2-SP's anchor dtype and per-group strengths (None: off).
     """
 
     groups: tuple[GroupInfo, ...]
@@ -167,6 +198,7 @@ class ExecutionGraph:
     modality: str = ""
     num_classes: int | None = None
     example_len: int | None = None
+    l2sp: L2SPPlan | None = None
     _param_group: dict[str, str] = field(default_factory=dict, init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -235,4 +267,6 @@ class ExecutionGraph:
             group["param_names"] = list(group["param_names"])
         for stage in out["stages"]:
             stage["groups"] = list(stage["groups"])
+        if self.l2sp is not None:  # only when on, so plans without L2-SP keep their exact form
+            out["l2sp"] = self.l2sp.to_dict()
         return out

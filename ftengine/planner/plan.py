@@ -23,6 +23,7 @@ from ftengine.planner import notes as _notes  # noqa: F401  (registers the plan 
 from ftengine.planner.checks import run_checks
 from ftengine.planner.facts import backbone_source, head_params, num_classes as resolve_classes, unused_groups
 from ftengine.planner.graph import CachePoint, ExecutionGraph, GroupInfo, GroupPlan, StagePlan
+from ftengine.planner.l2sp import l2sp_plan  # also registers the L2-SP selector check
 from ftengine.planner.selectors import HEAD, select
 from ftengine.planner.stages import StageDraft, draft_stages
 from ftengine.spec import Spec
@@ -53,7 +54,7 @@ def plan(spec: Spec, backbone: Any, *, num_classes: int | None = None) -> Execut
     described = f"{spec.backbone.kind} {backbone.family} '{backbone_source(spec)}'"
     graph = ExecutionGraph(
         groups=groups, stages=stages, cache=cache_plan(spec), backbone=described,
-        modality=backbone.modality, num_classes=classes, example_len=length,
+        modality=backbone.modality, num_classes=classes, example_len=length, l2sp=l2sp_plan(spec, groups),
     )
     problems, notes = run_checks(spec, backbone, graph)
     if problems:

@@ -11,7 +11,7 @@ from typing import Any
 
 from torch import nn
 
-from ftengine.planner.adapters import ADAPTER_PREFIX
+from ftengine.planner.graph import L2SPPlan
 
 DECAY, NO_DECAY = "decay", "no_decay"
 
@@ -32,19 +32,15 @@ def is_no_decay(param_name: str, no_decay: Sequence[str]) -> bool:
     return any(s.lower() in lower for s in no_decay)
 
 
-def has_pretrained_value(layer_group: str) -> bool:
-    """Whether a layer group starts from pretrained weights (the head and LoRA adapters are new)."""
-    return layer_group != "head" and not layer_group.startswith(ADAPTER_PREFIX)
-
-
 def build_param_groups(model: nn.Module, graph: Any, no_decay: Sequence[str],
-                       l2sp: float = 0.0) -> list[dict[str, Any]]:
+                       l2sp: L2SPPlan | None = None) -> list[dict[str, Any]]:
     """Every parameter of `model` in exactly one group, in plan order (input to output, head last).
 
     Groups are built for the first stage's settings; `apply_stage_settings` updates them later. A layer group
-    with no parameters of one kind gets no (empty) optimizer group for it. With `l2sp` (alpha > 0), the decay
-    groups of pretrained layer groups decay toward their starting weights with it instead of toward zero
-    (weight_decay 0 there: Li et al.'s alpha / beta split); the head and adapters keep plain weight decay.
+    with no parameters of one kind gets no (empty) optimizer group for it. With `l2sp` (the plan's
+    `graph.l2sp`), the decay group of each layer group with a strength (alpha > 0) decays toward its starting
+    weights with it instead of toward zero (weight_decay 0 there: Li et al.'s alpha / beta split); the others
+    (the head, adapters, groups a multiplier of 0 turned off) keep plain weight decay.
     """
     buckets: dict[str, list[nn.Parameter]] = {}
     for name, param in model.named_parameters():
@@ -57,7 +53,7 @@ def build_param_groups(model: nn.Module, graph: Any, no_decay: Sequence[str],
         for kind in (DECAY, NO_DECAY):
             params = buckets.pop(group_name(info.name, kind), [])
             if params:
-                anchored = l2sp if kind == DECAY and has_pretrained_value(info.name) else 0.0
+                anchored = l2sp.strength_of(info.name) if l2sp is not None and kind == DECAY else 0.0
                 decay = plan.weight_decay if kind == DECAY and not anchored else 0.0
                 groups.append({"params": params, "name": group_name(info.name, kind), "lr": plan.lr,
                                "weight_decay": decay, "trainable": plan.trainable, "l2sp": anchored})

@@ -98,8 +98,10 @@ def make_optimizer(model: FineTuneModel, graph: ExecutionGraph, opt: OptimizerSp
     """The fused FlatOptimizer over per-(layer group, decay) parameter groups, every parameter from step 0."""
     from ftengine.runtime.optimizer import FlatOptimizer
 
-    strength, anchor_dtype = (opt.l2sp.strength, opt.l2sp.dtype) if opt.l2sp is not None else (0.0, None)
-    return FlatOptimizer(build_param_groups(model, graph, opt.no_decay, strength), kind=opt.kind, betas=opt.betas,
+    # L2-SP comes from the plan (per-group strengths); no group anchored (every multiplier 0) keeps no anchors.
+    l2sp = graph.l2sp if graph.l2sp is not None and graph.l2sp.anchored else None
+    anchor_dtype = l2sp.dtype if l2sp is not None else None
+    return FlatOptimizer(build_param_groups(model, graph, opt.no_decay, l2sp), kind=opt.kind, betas=opt.betas,
                          eps=opt.eps, momentum=opt.momentum, nesterov=opt.nesterov, max_grad_norm=opt.max_grad_norm,
                          skip_nonfinite=opt.skip_nonfinite, state_dtype=opt.state_dtype, backend=opt.backend,
                          anchor_dtype=anchor_dtype)

@@ -14,10 +14,24 @@ class L2SPSpec(StrictModel):
 
     strength: float = Field(gt=0.0)
     """alpha: AdamW `w -= lr * alpha * (w - w0)` each step (decoupled), SGD adds `alpha * (w - w0)` to the gradient.
-    One strength for every backbone group that decays (not the `no_decay` parameters); those groups get it in
-    place of `weight_decay`. The head (and LoRA adapters) have no pretrained value and keep plain `weight_decay`."""
+    The strength of every pretrained backbone group's decaying parameters (not the `no_decay` ones), times its
+    `multipliers`; those groups get it in place of `weight_decay`. The head (and LoRA adapters) have no pretrained
+    value and keep plain `weight_decay`."""
     dtype: Literal["fp32", "bf16"] = "fp32"
     """Element type of the stored starting weights (bf16 halves their bytes: 2 B per trained parameter)."""
+    multipliers: dict[str, float] = Field(default_factory=dict)
+    """Selector -> multiplier of `strength` for the matching backbone groups (the product of every matching entry,
+    as in a stage's `lr_multipliers`); 0 turns L2-SP off there and gives those groups plain `weight_decay` back.
+    E.g. `{strength: 0.01, multipliers: {embeddings: 10, "encoder.layer.4-5": 0.5}}` holds the embeddings 10x
+    closer to their start and lets the top two layers drift twice as far."""
+
+    @field_validator("multipliers")
+    @classmethod
+    def _not_negative(cls, value: dict[str, float]) -> dict[str, float]:
+        bad = {k: v for k, v in value.items() if not v >= 0}
+        if bad:
+            raise ValueError(f"multipliers must be >= 0 (got {bad}); use 0 to turn L2-SP off for a group")
+        return value
 
 
 class OptimizerSpec(StrictModel):

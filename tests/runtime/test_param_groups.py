@@ -59,3 +59,28 @@ def test_stage_change_flips_masks_and_lrs_never_groups(setup):
     for g in opt.param_groups:
         g["lr"] = base[g["name"]]
     assert lr_summary(opt) == {"block2": pytest.approx(5e-4), "head": pytest.approx(5e-3)}
+
+
+def test_l2sp_strengths_come_from_the_plan_per_group():
+    spec = toy_spec(optimizer={"weight_decay": 0.05, "l2sp": {"strength": 0.1, "multipliers": {"stem": 3, "block1": 0}}})
+    graph = plan(spec, toy_backbone(), num_classes=3)
+    groups = {g["name"]: g for g in build_param_groups(FineTuneModel(toy_backbone(), ToyHead(3)), graph,
+                                                        spec.optimizer.no_decay, graph.l2sp)}
+    # (l2sp, weight_decay): anchored decay groups swap weight decay for L2-SP; multiplier 0 (block1) and the head
+    # keep plain weight decay; no_decay parameters get neither
+    expected = {"stem/decay": (0.3, 0.0), "block1/decay": (0.0, 0.05), "block2/decay": (0.1, 0.0),
+                "head/decay": (0.0, 0.05)}
+    expected |= {name.replace("/decay", "/no_decay"): (0.0, 0.0) for name in expected}
+    assert sorted(groups) == sorted(expected)
+    for name, (l2sp, decay) in expected.items():
+        assert (groups[name]["l2sp"], groups[name]["weight_decay"]) == (pytest.approx(l2sp), decay), name
+    opt = FlatOptimizer(list(groups.values()), anchor_dtype=graph.l2sp.dtype)
+    apply_stage_settings(opt, graph.stages[1])  # a stage change keeps L2-SP in place of weight decay
+    assert {g["name"]: g["weight_decay"] for g in opt.param_groups if g["name"].endswith("/decay")} == {
+        "stem/decay": 0.0, "block1/decay": 0.05, "block2/decay": 0.0, "head/decay": 0.05}
+
+
+def test_without_l2sp_no_group_is_anchored(setup):
+    spec, graph, model = setup
+    assert graph.l2sp is None
+    assert all(g["l2sp"] == 0.0 for g in build_param_groups(model, graph, spec.optimizer.no_decay, graph.l2sp))
