@@ -39,14 +39,14 @@ def no_dropout_bert(tmp_path_factory, minilm_dir: Path) -> Path:
 
 @pytest.fixture(scope="module")
 def dist_spec(tmp_path_factory, no_dropout_bert: Path, tweets_csv: Path) -> Path:
-    """Head stage (cached), then the top layer unfrozen; 150 tweets; batch 8 (the last batch of an epoch has 7
-    examples before the split, so shares differ in size); a checkpoint every 4 steps."""
+    """Head stage (cached), then the top layer unfrozen; 121 training tweets in batches of 8 (so one batch a epoch
+    holds a single example and one rank's share of it is empty); a checkpoint every 4 steps."""
     folder = tmp_path_factory.mktemp("dist")
     spec = {
         "backbone": {"kind": "hf", "source": str(no_dropout_bert)},
         "head": {"kind": "linear", "dropout": 0.0},
         "data": {"kind": "text", "train": str(tweets_csv), "encoding": "latin-1", "label_column": "sentiment",
-                 "labels": ["negative", "neutral", "positive"], "limit": 150, "split": {"validation": 0.2},
+                 "labels": ["negative", "neutral", "positive"], "limit": 151, "split": {"validation": 0.2},
                  "max_length": 40},
         "freeze": {"stages": [{"name": "head", "trainable": ["head"], "epochs": 1},
                               {"name": "top", "trainable": ["head", "encoder.layer.1"], "epochs": 2}]},
