@@ -58,6 +58,13 @@ def _devices() -> dict[str, Any]:
             out["cuda_devices"].append({"index": i, "name": props.name, "memory_gib": round(props.total_memory / 2**30, 1),
                                         "capability": f"{props.major}.{props.minor}"})
     out["cpu_threads"] = torch.get_num_threads()
+    from ftengine.runtime.device import native_bf16
+
+    device = torch.device("cuda" if cuda else "cpu")
+    native, why = native_bf16(device)
+    out["bf16"] = (f"native on {device.type} ({why}): cache.fill_precision auto uses it" if native else
+                   f"emulated on {device.type} ({why}): cache.fill_precision auto stays fp32")
+    out["bf16_native"] = native
     return out
 
 
@@ -116,6 +123,7 @@ def render(info: dict[str, Any]) -> str:
         build = f"torch built with CUDA {dev['torch_cuda_build']}" if dev["torch_cuda_build"] else "CPU-only torch build"
         lines.append(f"cuda         not available ({build}); training runs on CPU")
     lines.append(f"cpu threads  {dev['cpu_threads']}")
+    lines.append(f"bf16 compute {dev['bf16']}")
     k = info["kernels"]
     lines += ["", f"kernels      {k['active']}" + (f" ({k['reason']})" if k.get("reason") else "")]
     for key, value in (k.get("build") or {}).items():

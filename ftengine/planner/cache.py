@@ -26,7 +26,7 @@ def cache_plan(spec: Spec) -> CachePlan:
     """The activation cache's settings as the run will use them (`spec.cache`)."""
     c = spec.cache
     return CachePlan(enabled=c.enabled, dtype=c.dtype, tier=c.tier, budget_mb=c.budget_mb, dir=c.dir,
-                     persist=c.persist)
+                     persist=c.persist, fill_precision=c.fill_precision)
 
 
 def example_len(spec: Spec, backbone: Any) -> int | None:

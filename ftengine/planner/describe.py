@@ -144,7 +144,9 @@ def describe(graph: ExecutionGraph) -> str:
     lines += ["  " + row for row in _table(_lr_rows(graph))]
     lines += _l2sp_lines(graph)
     lines += _adapter_lines(graph)
-    lines += ["", "activation cache:"]
+    fill = {"fp32": "", "bf16": " (frozen prefix computed in bf16)",
+            "auto": " (frozen prefix in bf16 where the device computes it natively, else fp32)"}
+    lines += ["", f"activation cache{fill[graph.cache.fill_precision]}:"]
     lines += [_cache_line(graph, s) for s in graph.stages]
     if graph.warnings:
         lines += ["", "notes:"] + [f"  - {w}" for w in graph.warnings]

@@ -90,6 +90,8 @@ class CachePlan:
         dir: folder of persisted entries as configured (None: `$FTENGINE_CACHE_DIR` or `~/.cache/ftengine`,
             resolved when the cache opens, so the plan does not depend on the machine).
         persist: keep entries for later runs (else they live in the run directory until the run finishes).
+        fill_precision: compute precision of the frozen prefix (`fp32`, `bf16`, or `auto`: bf16 where the device
+            computes it natively, decided when the run starts).
     """
 
     enabled: str
@@ -98,6 +100,7 @@ class CachePlan:
     budget_mb: int
     dir: str | None
     persist: bool
+    fill_precision: str = "fp32"
 
 
 @dataclass(frozen=True)
@@ -256,7 +259,7 @@ class ExecutionGraph:
             "total_params": self.total_params,
             "cache_dtype": self.cache_dtype,
             "cache_budget_mb": self.cache_budget_mb,
-            "cache": asdict(self.cache),
+            "cache": _cache_dict(self.cache),
             "example_len": self.example_len,
             "groups": [asdict(g) for g in self.groups],
             "stages": [asdict(s) for s in self.stages],
@@ -270,3 +273,11 @@ class ExecutionGraph:
         if self.l2sp is not None:  # only when on, so plans without L2-SP keep their exact form
             out["l2sp"] = self.l2sp.to_dict()
         return out
+
+
+def _cache_dict(cache: CachePlan) -> dict[str, Any]:
+    """`plan.json`'s cache section; the default fp32 fill is left out (plans written before it stay equal)."""
+    out = asdict(cache)
+    if out["fill_precision"] == "fp32":
+        del out["fill_precision"]
+    return out

@@ -48,6 +48,41 @@ def autocast_dtype(precision: str, device: torch.device) -> torch.dtype | None:
     return torch.bfloat16 if precision == "bf16" else torch.float16
 
 
+def native_bf16(device: torch.device) -> tuple[bool, str]:
+    """Whether `device` computes bf16 natively (fast), and why: GPUs from Ampere on (compute capability 8+);
+    CPUs with AMX or AVX512-BF16 (elsewhere PyTorch emulates bf16 matmuls through fp32, slower than fp32)."""
+    if device.type == "cuda":
+        major, minor = torch.cuda.get_device_capability(device)
+        return major >= 8, f"compute capability {major}.{minor}" + ("" if major >= 8 else " (bf16 needs 8.0+)")
+    flags = cpu_flags()
+    for flag, name in (("amx_bf16", "AMX"), ("avx512_bf16", "AVX512-BF16")):
+        if flag in flags:
+            return True, f"{name} on this CPU"
+    return False, "no AVX512-BF16 or AMX on this CPU"
+
+
+def cpu_flags() -> set[str]:
+    """The CPU's feature flags (Linux `/proc/cpuinfo`; empty elsewhere)."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("flags"):
+                    return set(line.split(":", 1)[1].split())
+    except OSError:
+        pass
+    return set()
+
+
+def fill_dtype(setting: str, device: torch.device) -> torch.dtype | None:
+    """`cache.fill_precision` on `device`: bf16 (autocast for the frozen prefix) or None (fp32).
+
+    `auto` is bf16 only where the device computes bf16 natively (`native_bf16`).
+    """
+    if setting == "bf16" or (setting == "auto" and native_bf16(device)[0]):
+        return torch.bfloat16
+    return None
+
+
 def grad_scaler(dtype: torch.dtype | None, device: torch.device) -> Any:
     """A GradScaler for fp16 (its small exponent range needs loss scaling); None otherwise."""
     if dtype is torch.float16:

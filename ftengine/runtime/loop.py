@@ -92,6 +92,7 @@ class Trainer:
     cache: ActivationCache | None  # None: no stage caches (or none is left to run)
     device: torch.device
     amp_dtype: torch.dtype | None
+    prefix_dtype: torch.dtype | None  # the frozen prefix's autocast dtype (cache.fill_precision), None: fp32
     run_dir: Path
     console: Console
     log: MetricsLog
@@ -290,7 +291,8 @@ class Trainer:
         else:
             state = inputs_of(to_device(batch, self.device))
         with autocast_context(self.device, self.amp_dtype):
-            return self.model.forward_from(start, state, frozen_prefix=stage.frozen_prefix)
+            return self.model.forward_from(start, state, frozen_prefix=stage.frozen_prefix,
+                                           prefix_dtype=self.prefix_dtype)
 
     def _loss(self, batch: dict[str, Any], stage: StagePlan, whole: int) -> tuple[torch.Tensor, torch.Tensor]:
         """(mean loss over this batch, the loss to backward): the same tensor in one process; on a data-parallel

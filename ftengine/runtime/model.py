@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Mapping
 from typing import Any
 
@@ -29,7 +30,8 @@ class FineTuneModel(nn.Module):
         """Logits for a collated batch of raw inputs."""
         return self.forward_from(0, inputs_of(batch))
 
-    def forward_from(self, boundary: int, state: Mapping[str, Tensor], *, frozen_prefix: int = 0) -> Tensor:
+    def forward_from(self, boundary: int, state: Mapping[str, Tensor], *, frozen_prefix: int = 0,
+                     prefix_dtype: torch.dtype | None = None) -> Tensor:
         """Logits from the activations entering group `boundary` (0: raw inputs).
 
         Args:
@@ -37,10 +39,16 @@ class FineTuneModel(nn.Module):
             state: raw inputs (boundary 0), or cached activations entering `boundary`.
             frozen_prefix: groups below this index are frozen: run them without building an autograd graph
                 (same numbers, no activation memory kept for backward).
+            prefix_dtype: run the frozen prefix under autocast to this dtype (`cache.fill_precision`: the same
+                precision the cache was filled in), None: as the caller's context says.
         """
         if boundary < frozen_prefix:
-            with torch.no_grad():
+            device = next(iter(state.values())).device if state else torch.device("cpu")
+            with torch.no_grad(), (torch.autocast(device.type, dtype=prefix_dtype) if prefix_dtype is not None
+                                   else contextlib.nullcontext()):
                 state = self.backbone.forward_from(boundary, state, stop=frozen_prefix)
+            if prefix_dtype is not None:  # the trainable layers take what a cache lookup gives: fp32 activations
+                state = {k: v.float() if torch.is_tensor(v) and v.is_floating_point() else v for k, v in state.items()}
             boundary = frozen_prefix
         return self.head(self.backbone.forward_from(boundary, state))
 

@@ -22,7 +22,7 @@ from ftengine.planner.graph import HEAD, ExecutionGraph
 from ftengine.runtime.adapters import attach_adapters
 from ftengine.runtime.wise_ft import snapshot
 from ftengine.runtime.checkpoint import BEST, DeltaState, load_checkpoint, resume_point
-from ftengine.runtime.device import autocast_dtype, grad_scaler, pick_device, set_threads
+from ftengine.runtime.device import autocast_dtype, fill_dtype, grad_scaler, native_bf16, pick_device, set_threads
 from ftengine.runtime.distributed import World
 from ftengine.runtime.evaluate import metric_names
 from ftengine.runtime.lock import locked_run_dir
@@ -216,7 +216,8 @@ def _run_locked(spec: Spec, spec_path: Path, run_dir: Path, resume: bool | str |
             settings=settings, graph=graph, model=model, optimizer=make_optimizer(model, graph, spec.optimizer),
             schedule=Schedule(spec.schedule, stage_steps(graph, data, settings)),
             tracker=Tracker.from_spec(spec.training.early_stopping), data=data, cache=cache, device=device,
-            amp_dtype=amp, run_dir=run_dir, console=console,
+            amp_dtype=amp, prefix_dtype=fill_dtype(graph.cache.fill_precision, device), run_dir=run_dir,
+            console=console,
             log=MetricsLog(run_dir / "metrics.jsonl", keep=state["metrics_rows"] if state else 0, write=world.main),
             scaler=grad_scaler(amp, device), weights=weights, world=world)
         if state is not None:
@@ -342,8 +343,17 @@ def open_cache(graph: ExecutionGraph, model: FineTuneModel, data: DataBundle, de
                       stage=stage)
     stats = cache.stats()
     console.line(f"activation cache: {stats['tier']} tier, {stats['bytes'] / 2**20:.0f} MiB at boundaries "
-                 f"{stats['boundaries']} (filled in {stats['fill_seconds']:.1f}s)")
+                 f"{stats['boundaries']} (filled in {stats['fill_seconds']:.1f}s, {fill_note(graph, device)})")
     return cache
+
+
+def fill_note(graph: ExecutionGraph, device: torch.device) -> str:
+    """How the frozen prefix computes, for the run log: `fp32`, or `bf16 (the CPU has AVX512-BF16)`."""
+    setting = graph.cache.fill_precision
+    if fill_dtype(setting, device) is None:
+        return "fp32 prefix" + (f" (auto: {native_bf16(device)[1]})" if setting == "auto" else "")
+    native, why = native_bf16(device)
+    return f"bf16 prefix ({why}" + ("" if native else "; slower than fp32 here") + ")"
 
 
 def finish(trainer: Trainer, spec: Spec, *, pretrained: dict[str, torch.Tensor] | None = None) -> dict[str, Any]:

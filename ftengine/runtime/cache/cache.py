@@ -40,6 +40,7 @@ from ftengine.runtime.cache.loaders import fill_batches, fill_plan
 from ftengine.runtime.cache.shards import exchange, merge_parts, node_missing, node_root
 from ftengine.runtime.cache.store import ActivationStore
 from ftengine.runtime.cache.tiers import plan_tiers, shared_tier, stale_boundaries
+from ftengine.runtime.device import fill_dtype
 from ftengine.runtime.distributed import World
 from ftengine.runtime.progress import warn
 
@@ -54,6 +55,8 @@ class ActivationCache:
                  world: World | None = None) -> None:
         self.settings: CachePlan = graph.cache
         self.world = world or World.solo()
+        # bf16 autocast for the fill (cache.fill_precision, `auto` resolved for this device), None: fp32
+        self.fill_dtype = fill_dtype(self.settings.fill_precision, device)
         self.graph, self.backbone, self.data = graph, backbone, data
         self.device, self.root, self.temporary = device, root, temporary
         self.compute_dtype, self.description = compute_dtype, description
@@ -109,7 +112,8 @@ class ActivationCache:
     def _key(self, split: str, boundary: int, prefix: str) -> CacheKey:
         if self._data_fp is None:
             self._data_fp = str(self.data.fingerprint())
-        return CacheKey(prefix=prefix, boundary=boundary, data=self._data_fp, split=split, dtype=self.settings.dtype)
+        return CacheKey(prefix=prefix, boundary=boundary, data=self._data_fp, split=split, dtype=self.settings.dtype,
+                        fill="bf16" if self.fill_dtype is not None else "fp32")
 
     def _summary(self, split: str, boundary: int, examples: int) -> dict[str, Any]:
         name = self.backbone.groups[boundary - 1].name  # the last frozen group: activations leaving it
@@ -211,7 +215,7 @@ class ActivationCache:
             with _progress(sum(map(len, plan)), f"caching {split} activations", quiet) as bar:
                 seen = run_fill(self.backbone, fill_batches(self.data, split, batch_size, plan), writers,
                                 device=self.device, store_dtype=self.store_dtype, start=start,
-                                start_store=start_store, progress=bar)
+                                start_store=start_store, progress=bar, compute_dtype=self.fill_dtype)
             sealed = {(split, b): str(writer.commit()) for b, writer in writers.items()}
         except BaseException:
             for writer in writers.values():
@@ -311,6 +315,7 @@ class ActivationCache:
         return dict(
             tier=tiers[0] if len(tiers) == 1 else ("mixed" if tiers else "none"),
             dtype=self.settings.dtype, lossy=self.settings.dtype != "fp32", compute_dtype=str(self.compute_dtype),
+            fill_precision="bf16" if self.fill_dtype is not None else "fp32",
             bytes=sum(e["bytes"] for e in entries), boundaries=sorted({e["boundary"] for e in entries}),
             fill_seconds=round(self._timing["fill_seconds"], 3),
             fingerprint_seconds=round(self._timing["fingerprint_seconds"], 3),

@@ -75,7 +75,8 @@ def eval_mode(module: nn.Module) -> Iterator[None]:
 
 def run_fill(backbone: nn.Module, batches: Iterable[Mapping[str, Tensor]], writers: Mapping[int, EntryWriter], *,
              device: torch.device, store_dtype: torch.dtype, start: int = 0,
-             start_store: ActivationStore | None = None, progress: object | None = None) -> int:
+             start_store: ActivationStore | None = None, progress: object | None = None,
+             compute_dtype: torch.dtype | None = None) -> int:
     """Run the prefix once over ``batches`` and append every boundary in ``writers``.
 
     Args:
@@ -87,13 +88,16 @@ def run_fill(backbone: nn.Module, batches: Iterable[Mapping[str, Tensor]], write
         start: boundary to start from (0: raw inputs).
         start_store: cached entry for ``start`` when ``start > 0``.
         progress: a tqdm-like object with ``update(n)``.
+        compute_dtype: run the prefix under autocast to this dtype (``cache.fill_precision`` bf16); None: fp32.
 
     Returns:
         Examples processed.
     """
     boundaries = sorted(writers)
     seen = 0
-    with eval_mode(backbone), torch.inference_mode():
+    precision = (torch.autocast(device.type, dtype=compute_dtype) if compute_dtype is not None
+                 else contextlib.nullcontext())
+    with eval_mode(backbone), torch.inference_mode(), precision:
         for batch in batches:
             index = batch.get("index")
             if index is None:

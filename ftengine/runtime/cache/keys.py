@@ -101,11 +101,12 @@ class CacheKey:
     split: str
     dtype: str
     format: int = FORMAT_VERSION
+    fill: str = "fp32"  # compute precision of the prefix that produced the activations
 
     @property
     def digest(self) -> str:
         """sha256 of the canonical JSON of every key part."""
-        return hashlib.sha256(json.dumps(asdict(self), sort_keys=True).encode()).hexdigest()
+        return hashlib.sha256(json.dumps(self.to_dict(), sort_keys=True).encode()).hexdigest()
 
     @property
     def entry_id(self) -> str:
@@ -113,8 +114,12 @@ class CacheKey:
         return self.digest[:24]
 
     def to_dict(self) -> dict[str, Any]:
-        """JSON-able key parts (stored in the manifest and compared on load)."""
-        return asdict(self)
+        """JSON-able key parts (stored in the manifest and compared on load); an fp32 fill is the unnamed default,
+        so entries filled before the fill precision was a key part keep their ids."""
+        out = asdict(self)
+        if out["fill"] == "fp32":
+            del out["fill"]
+        return out
 
 
 def differing_parts(a: dict[str, Any], b: dict[str, Any]) -> list[str]:
