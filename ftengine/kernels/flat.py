@@ -12,6 +12,8 @@ trainable)`` (columns below, mirrored by ``csrc/include/ftengine/optim_math.h``)
 
 from __future__ import annotations
 
+import mmap
+import warnings
 import weakref
 from dataclasses import dataclass
 
@@ -25,8 +27,31 @@ HYPER_COLUMNS = {
 }
 
 
+LAZY_BYTES = 1 << 20
+"""CPU buffers from this size on are mapped untouched (``untouched_zeros``); smaller ones are plain zeros."""
+
 def _align(n: int) -> int:
     return (n + ALIGN - 1) // ALIGN * ALIGN
+
+
+def untouched_zeros(n: int, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
+    """``(n,)`` zeros whose memory pages become resident only when something writes them.
+
+    ``torch.zeros`` memsets the whole buffer, so every page is resident from the start. On a POSIX CPU the buffer
+    is a private anonymous mapping of its own (page-aligned): the kernel zero-fills each page on first touch, so
+    the slices nobody writes (a frozen group's gradients) never take memory: a head-only run on MiniLM keeps
+    91 MB of fp32 gradients off its RSS. Not ``calloc``: below glibc's mmap threshold (raised to up to 32 MiB by
+    earlier frees) it serves reused heap memory and memsets it. Other devices, and small buffers, get
+    ``torch.zeros``.
+    """
+    nbytes = n * torch.empty((), dtype=dtype).element_size()
+    if device.type != "cpu" or nbytes < LAZY_BYTES or not hasattr(mmap, "MAP_PRIVATE"):
+        return torch.zeros(n, dtype=dtype, device=device)
+    # private, not Python's default shared mapping: a forked process (a data loader worker) gets copy-on-write
+    pages = mmap.mmap(-1, nbytes, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
+    with warnings.catch_warnings():  # the mapping is writable; torch warns about buffers in general
+        warnings.simplefilter("ignore", UserWarning)
+        return torch.frombuffer(pages, dtype=dtype, count=n)  # keeps `pages` mapped while the tensor lives
 
 
 @dataclass(frozen=True)
@@ -114,8 +139,12 @@ class FlatBucket:
         self.group_params = group_params
         self.layout = FlatLayout.build([[p.numel() for p in params] for params in group_params])
         n = self.layout.numel
-        self.param = torch.zeros(n, dtype=self.dtype, device=self.device)
-        self.grad = torch.zeros_like(self.param)
+        # Both untouched until written (CPU): the copy below makes the parameters' pages resident one parameter at
+        # a time while it frees the originals, so building never holds two full copies of the weights; and the
+        # gradient slices of groups that never train are never written (their parameters get no grad, the kernels
+        # read only trainable rows, grad sync moves only trainable ranges), so they never take memory.
+        self.param = untouched_zeros(n, self.dtype, self.device)
+        self.grad = untouched_zeros(n, self.dtype, self.device)
         self.slots: list[tuple[torch.nn.Parameter, int]] = [(p, o) for params, offsets in
                                                             zip(group_params, self.layout.param_offsets)
                                                             for p, o in zip(params, offsets)]
