@@ -52,7 +52,7 @@ def _worker(impl: str, recipe_name: str, train: int, validation: int, threads: i
         spec = recipe.spec(train=train, validation=validation, threads=threads, out_dir=tmp, device=device,
                            precision=precision, source=model_dir or MODEL)
         if impl == "ftengine":
-            records, extra = _run_ftengine(spec, Path(tmp), started)
+            records, extra = run_ftengine(spec, Path(tmp), started)
         else:
             from ftengine.bench import e2e_baselines
 
@@ -66,7 +66,7 @@ def _worker(impl: str, recipe_name: str, train: int, validation: int, threads: i
             "peak_rss_mb": peak_kb / 1024, **extra}
 
 
-def _run_ftengine(spec: dict[str, Any], tmp: Path, started: float) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+def run_ftengine(spec: dict[str, Any], tmp: Path, started: float) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     """run_spec on the recipe's spec; a thread stamps each metrics.jsonl row with the wall time it appeared.
 
     Also returns run_spec's own timings (load/train/total seconds) as `ftengine_metrics`.

@@ -11,6 +11,7 @@ from pathlib import Path
 
 from ftengine.bench.cache_data import SCENARIOS as CACHE_SCENARIO_FREEZE
 from ftengine.bench.e2e_recipes import RECIPES
+from ftengine.bench.forgetting_methods import METHODS as FORGETTING_METHODS
 
 SUITES = ("optimizer", "cache", "e2e")
 """The suites in the order `ftengine bench all` runs them."""
@@ -109,8 +110,29 @@ def add_ddp_arguments(parser: argparse.ArgumentParser) -> None:
     add_model_arguments(parser)
 
 
+def add_forgetting_arguments(parser: argparse.ArgumentParser) -> None:
+    """Options of `ftengine bench forgetting` (sizes left None take the full or the --quick defaults)."""
+    parser.add_argument("--methods", default=",".join(FORGETTING_METHODS),
+                        help=f"comma-separated, from {', '.join(FORGETTING_METHODS)}")
+    parser.add_argument("--seeds", default=None, help="comma-separated training seeds (default 0,1,2; --quick 0)")
+    parser.add_argument("--epochs", type=int, default=None,
+                        help="epochs of the stage that trains the backbone or adapters (default 2; --quick 1)")
+    parser.add_argument("--train", type=int, default=None, help="training tweets (default 1200; --quick 64)")
+    parser.add_argument("--validation", type=int, default=None, help="validation tweets (default 600; --quick 32)")
+    parser.add_argument("--test", type=int, default=None, help="test tweets (default 400; --quick 32)")
+    parser.add_argument("--max-length", type=int, default=None, help="tokenizer max_length (default 64; --quick 32)")
+    parser.add_argument("--ood-limit", type=int, default=None,
+                        help="out-of-distribution sentences scored, spread over the corpus (default: all 3,697)")
+    parser.add_argument("--l2sp-strength", type=float, default=300.0, help="optimizer.l2sp.strength of the l2sp method")
+    parser.add_argument("--threads", type=int, default=2, help="torch intra-op threads in every run")
+    parser.add_argument("--quick", action="store_true",
+                        help="one seed of a tiny random 4-layer BERT on a few dozen tweets, every run in one process "
+                             "(a smoke test, about a minute)")
+    add_model_arguments(parser)
+
+
 ADD_ARGUMENTS = {"optimizer": add_optimizer_arguments, "cache": add_cache_arguments, "e2e": add_e2e_arguments,
-                 "ddp": add_ddp_arguments}
+                 "ddp": add_ddp_arguments, "forgetting": add_forgetting_arguments}
 
 
 def add_all_arguments(parser: argparse.ArgumentParser) -> None:

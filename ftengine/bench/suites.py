@@ -30,6 +30,10 @@ def measure(kind: str, args: argparse.Namespace) -> dict[str, Any]:
         from ftengine.bench import ddp
 
         return ddp.run_ddp_bench(args, log=echo)
+    if kind == "forgetting":
+        from ftengine.bench import forgetting
+
+        return forgetting.run_forgetting_bench(args, log=echo)
     from ftengine.bench import optimizer
 
     return optimizer.run_sweep(args, log=echo)
@@ -43,6 +47,8 @@ def report(kind: str, result: dict[str, Any], out: Path) -> None:
         from ftengine.bench import cache_report as suite_report
     elif kind == "ddp":
         from ftengine.bench import ddp_report as suite_report
+    elif kind == "forgetting":
+        from ftengine.bench import forgetting_report as suite_report
     else:
         from ftengine.bench import optimizer_report as suite_report
     out.parent.mkdir(parents=True, exist_ok=True)

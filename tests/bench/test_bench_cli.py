@@ -64,4 +64,4 @@ def test_bench_help_shows_all_with_an_example(cli) -> None:
     result = cli("bench", "all", "--help")
     assert result.code == 0
     assert "examples:\n  ftengine bench" in result.out and "\n  ftengine bench all --threads 2" in result.out
-    assert "{optimizer,cache,e2e,ddp,all}" in cli("bench", "--help").out
+    assert "{optimizer,cache,e2e,ddp,forgetting,all}" in cli("bench", "--help").out
