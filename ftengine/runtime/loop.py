@@ -33,6 +33,7 @@ from ftengine.runtime.progress import Console, format_epoch
 from ftengine.runtime.schedule import Schedule, set_lrs
 from ftengine.runtime.seeding import capture_rng
 from ftengine.runtime.settings import TrainSettings
+from ftengine.runtime.startup import Startup
 from ftengine.runtime.tracker import Tracker, Verdict
 
 # A non-finite step now and then is what optimizer.skip_nonfinite absorbs (one bad batch, an fp16 overflow); this
@@ -99,6 +100,7 @@ class Trainer:
     weights: DeltaState  # what checkpoints store of the model
     scaler: torch.amp.GradScaler | None = None  # fp16 only
     world: World = field(default_factory=World.solo)  # a data-parallel run's ranks (rank 0 writes the run directory)
+    startup: Startup | None = None  # told when the first optimizer step is done
     pos: Position = field(default_factory=Position)
     best_stage: int | None = None  # stage whose weights checkpoints/best holds
     _stop: StopRequest = field(default_factory=StopRequest)
@@ -259,6 +261,8 @@ class Trainer:
             self.pos.skipped_steps += 1
         self.pos.step_in_stage += 1
         self.pos.global_step += 1
+        if self.startup is not None:
+            self.startup.first_step()
         self._nonfinite_steps = 0 if finite() and not skipped else self._nonfinite_steps + 1
         if self._nonfinite_steps >= MAX_NONFINITE_STEPS:
             raise self._diverged()

@@ -44,6 +44,7 @@ from ftengine.runtime.progress import Console
 from ftengine.runtime.schedule import Schedule
 from ftengine.runtime.seeding import derived_seed, restore_rng, seed_everything
 from ftengine.runtime.settings import TrainSettings
+from ftengine.runtime.startup import Startup
 from ftengine.runtime.tracker import Tracker
 from ftengine.spec import Spec
 from ftengine.spec.training import OptimizerSpec
@@ -77,8 +78,10 @@ class Built:
     device: torch.device
 
 
-def build(spec: Spec, spec_dir: Path, device: torch.device, *, pretrained: bool = True) -> Built:
-    """Backbone, data, plan (with the data's class count) and head, seeded by `training.seed`."""
+def build(spec: Spec, spec_dir: Path, device: torch.device, *, pretrained: bool = True,
+          startup: Startup | None = None) -> Built:
+    """Backbone, data, plan (with the data's class count) and head, seeded by `training.seed` (each timed as a
+    `startup` phase when given)."""
     from ftengine.backbones import build_backbone
     from ftengine.data import build_data
     from ftengine.heads import build_head
@@ -86,12 +89,17 @@ def build(spec: Spec, spec_dir: Path, device: torch.device, *, pretrained: bool 
 
     os.environ.setdefault("HF_HUB_OFFLINE", "1")  # weights come from local folders or packages
     seed_everything(spec.training.seed)  # random heads (and random-init backbones) start the same every run
-    backbone = build_backbone(spec.backbone, pretrained=pretrained, device=device, base_dir=spec_dir)
-    data = build_data(spec.data, backbone, spec_dir, spec.training.seed)
-    head = build_head(spec.head, backbone, len(data.labels))
-    attach_adapters(backbone, spec.adapters)  # after the head: a run without adapters draws the same numbers
-    graph = plan(spec, backbone, num_classes=len(data.labels))
-    return Built(FineTuneModel(backbone, head).to(device), data, graph, device)
+    timed = startup.phase if startup is not None else (lambda name: contextlib.nullcontext())
+    with timed("backbone"):
+        backbone = build_backbone(spec.backbone, pretrained=pretrained, device=device, base_dir=spec_dir)
+    with timed("data"):
+        data = build_data(spec.data, backbone, spec_dir, spec.training.seed)
+    with timed("plan"):
+        head = build_head(spec.head, backbone, len(data.labels))
+        attach_adapters(backbone, spec.adapters)  # after the head: a run without adapters draws the same numbers
+        graph = plan(spec, backbone, num_classes=len(data.labels))
+        model = FineTuneModel(backbone, head).to(device)
+    return Built(model, data, graph, device)
 
 
 def make_optimizer(model: FineTuneModel, graph: ExecutionGraph, opt: OptimizerSpec) -> FlatOptimizer:
@@ -130,6 +138,7 @@ def run_spec(spec: Spec | None, spec_path: str | Path, *, resume: bool | str | P
 
         spec = load_spec(spec_path, list(overrides))
     started = time.perf_counter()
+    startup = Startup()  # process start -> first optimizer step, by phase
     world = World.from_env()  # started by torchrun: one of several data-parallel processes
     console = Console(quiet, silent=not world.main)
     run_dir = Path(resume) if isinstance(resume, (str, Path)) else run_dir_of(spec, spec_path)
@@ -141,7 +150,7 @@ def run_spec(spec: Spec | None, spec_path: str | Path, *, resume: bool | str | P
         lock = locked_run_dir(run_dir, "ftengine run --resume" if resume else "ftengine run") if world.main \
             else contextlib.nullcontext()
         with lock:
-            return _run_locked(spec, spec_path, run_dir, resume, console, started, world, device)
+            return _run_locked(spec, spec_path, run_dir, resume, console, started, world, device, startup)
     finally:
         world.close()
 
@@ -168,7 +177,7 @@ def _divisors(n: int) -> str:
 
 
 def _run_locked(spec: Spec, spec_path: Path, run_dir: Path, resume: bool | str | Path, console: Console,
-                started: float, world: World, device: torch.device) -> RunResult:
+                started: float, world: World, device: torch.device, startup: Startup) -> RunResult:
     """`run_spec` once it holds the run directory's lock: data, model and plan; cache; optimizer; trainer; fit;
     outputs (each built once, from what came before it). A data-parallel rank other than 0 reads the folder,
     never writes it."""
@@ -183,11 +192,12 @@ def _run_locked(spec: Spec, spec_path: Path, run_dir: Path, resume: bool | str |
     settings = TrainSettings.from_spec(spec)
     set_threads(spec.training.threads)
     amp = autocast_dtype(spec.training.precision, device)
-    built = build(spec, spec_path.parent, device)
+    built = build(spec, spec_path.parent, device, startup=startup)
     model, data, graph = built.model, built.data, built.graph
     load_seconds = time.perf_counter() - started
     # A damaged newest checkpoint falls back to the one before it, with a warning (see resume_point).
-    checkpoint, state = resume_point(run_dir) if resuming else (None, None)
+    with startup.phase("checkpoint"):
+        checkpoint, state = resume_point(run_dir) if resuming else (None, None)
     weights = DeltaState(model, {n for n, _ in model.named_parameters() if graph.group_of(n) == HEAD})
     # WiSE-FT mixes with the pretrained weights: copy the ones that will train before a resume overwrites them.
     pretrained = snapshot(model, graph) if spec.output.wise_ft else None
@@ -209,11 +219,14 @@ def _run_locked(spec: Spec, spec_path: Path, run_dir: Path, resume: bool | str |
         if world.distributed:
             console.line(f"data parallel: {world.describe()}; global batch {settings.batch_size} = "
                          f"{settings.batch_size // world.size} per process")
-        cache = open_cache(graph, model, data, device, run_dir, console,
-                           stage=state["progress"]["stage"] if state else 0, batch_size=settings.eval_batch_size,
-                           model_label=backbone_source(spec), world=world)
-        trainer = Trainer(
-            settings=settings, graph=graph, model=model, optimizer=make_optimizer(model, graph, spec.optimizer),
+        with startup.phase("cache"):
+            cache = open_cache(graph, model, data, device, run_dir, console,
+                               stage=state["progress"]["stage"] if state else 0, batch_size=settings.eval_batch_size,
+                               model_label=backbone_source(spec), world=world)
+        with startup.phase("optimizer"):
+            optimizer = make_optimizer(model, graph, spec.optimizer)
+        trainer = Trainer(startup=startup,
+            settings=settings, graph=graph, model=model, optimizer=optimizer,
             schedule=Schedule(spec.schedule, stage_steps(graph, data, settings)),
             tracker=Tracker.from_spec(spec.training.early_stopping), data=data, cache=cache, device=device,
             amp_dtype=amp, prefix_dtype=fill_dtype(graph.cache.fill_precision, device), run_dir=run_dir,
@@ -230,7 +243,8 @@ def _run_locked(spec: Spec, spec_path: Path, run_dir: Path, resume: bool | str |
             cache.close()
         metrics.update(load_seconds=round(load_seconds, 2),
                        train_seconds=round(time.perf_counter() - train_started, 2),
-                       total_seconds=round(time.perf_counter() - started, 2))
+                       total_seconds=round(time.perf_counter() - started, 2), startup_seconds=startup.record())
+        console.line(startup.line())
         if world.main:
             write_json(run_dir / "run.json", {**info, "status": "finished", "final": metrics})
             if world.distributed:

@@ -97,7 +97,7 @@ def toy_spec(**sections: Any) -> Spec:
 
 
 def toy_build(spec: Spec, spec_dir: Any, device: torch.device, *, pretrained: bool = True,
-              data: DataBundle | None = None) -> Any:
+              data: DataBundle | None = None, startup: Any = None) -> Any:
     """Stand-in for `ftengine.runtime.run.build`: seeded toy backbone, head and data, planned for real."""
     from ftengine.planner import plan
     from ftengine.runtime.model import FineTuneModel
