@@ -1,4 +1,10 @@
-"""Batches for the fill pass: every example of a split exactly once, similar lengths together.
+"""Batches for the fill pass: every example of a split exactly once, similar lengths together, longest first.
+
+Sorted batches pad little: on the quickstart's tweets (batches of 64) the fill computes 1.3% more tokens than the
+train split holds, 2.9% on validation, against ~71% for batches in file order. Longest first is for memory: each
+batch's activations then fit in the blocks the previous, wider batch freed. Shortest first makes every batch a
+little wider than any block freed so far, and the allocator's heap grows through the pass (MiniLM, 1,800 tweets:
++252 MB resident after the fill, against +104 MB longest first).
 
 A data-parallel run splits them over a node's ranks: ``share=(r, L)`` keeps fill batch ``j`` when
 ``j % L == r``, so each rank's share has every L-th length class and the shares take about as long.
@@ -32,7 +38,7 @@ def fill_plan(data: Any, split: str, batch_size: int, share: tuple[int, int] = (
     lengths = split_lengths(data, split, len(dataset))
     order = list(range(len(dataset)))
     if lengths is not None:
-        order.sort(key=lambda i: lengths[i])
+        order.sort(key=lambda i: -lengths[i])  # stable: equal lengths keep id order
     batches = [order[i:i + batch_size] for i in range(0, len(order), batch_size)]
     rank, ranks = share
     return batches[rank::ranks]
@@ -40,8 +46,8 @@ def fill_plan(data: Any, split: str, batch_size: int, share: tuple[int, int] = (
 
 def fill_batches(data: Any, split: str, batch_size: int,
                  plan: list[list[int]] | None = None) -> Iterator[dict[str, Any]]:
-    """Collated batches covering ``split`` once (or the batches of ``plan``, see :func:`fill_plan`), in length
-    order when lengths are known.
+    """Collated batches covering ``split`` once (or the batches of ``plan``, see :func:`fill_plan`), longest first
+    when lengths are known.
 
     Sorting by length only makes the one-off fill pad less (less wasted compute); which example lands in which
     batch does not matter, because rows are stored per example id (``batch["index"]``).
