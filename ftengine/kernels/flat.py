@@ -139,10 +139,11 @@ class FlatBucket:
         self.group_params = group_params
         self.layout = FlatLayout.build([[p.numel() for p in params] for params in group_params])
         n = self.layout.numel
-        # Both untouched until written (CPU): the copy below makes the parameters' pages resident one parameter at
-        # a time while it frees the originals, so building never holds two full copies of the weights; and the
-        # gradient slices of groups that never train are never written (their parameters get no grad, the kernels
-        # read only trainable rows, grad sync moves only trainable ranges), so they never take memory.
+        # Both untouched until written (CPU). The copy below makes the weights' pages resident as it goes, with
+        # no memset of the whole buffer first. The gradient slices of groups that never train are never written
+        # (their parameters get no grad, the kernels read only trainable rows, grad sync moves only trainable
+        # ranges), so they never take memory. The original weights go when the last of them does: weights that
+        # are views of one memory-mapped checkpoint keep all its resident pages until the end of this loop.
         self.param = untouched_zeros(n, self.dtype, self.device)
         self.grad = untouched_zeros(n, self.dtype, self.device)
         self.slots: list[tuple[torch.nn.Parameter, int]] = [(p, o) for params, offsets in
