@@ -41,14 +41,17 @@ def _worker(impl: str, recipe_name: str, train: int, validation: int, threads: i
     started = time.perf_counter()
     import torch
 
-    from ftengine.bench.e2e_recipes import load_texts
+    from ftengine.bench.e2e_recipes import SPEC_PREFIX, load_texts, shipped_spec
     from ftengine.spec.paths import resolve_path
 
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
     torch.set_num_threads(threads)
-    recipe = RECIPES[recipe_name]
     with tempfile.TemporaryDirectory(prefix="ftengine-e2e-") as tmp:
+        if recipe_name.startswith(SPEC_PREFIX):  # an example spec as it ships: ftengine only
+            records, extra = run_ftengine(shipped_spec(recipe_name, threads=threads, out_dir=tmp), Path(tmp), started)
+            return _result(impl, recipe_name, records, started, device, extra)
+        recipe = RECIPES[recipe_name]
         spec = recipe.spec(train=train, validation=validation, threads=threads, out_dir=tmp, device=device,
                            precision=precision, source=model_dir or MODEL)
         if impl == "ftengine":
@@ -59,10 +62,18 @@ def _worker(impl: str, recipe_name: str, train: int, validation: int, threads: i
             data, location, extra = load_texts(spec), str(resolve_path(model_dir or MODEL)), {}
             records = (e2e_baselines.run_plain(recipe, data, location, started, device, precision) if impl == "plain"
                        else e2e_baselines.run_hf(recipe, data, location, started, tmp, device, precision))
+    return _result(impl, recipe_name, records, started, device, extra)
+
+
+def _result(impl: str, recipe: str, records: list[dict[str, Any]], started: float, device: str,
+            extra: dict[str, Any]) -> dict[str, Any]:
+    """One run's record: its epochs, total seconds and peak RSS (and peak GPU memory on CUDA)."""
+    import torch
+
     peak_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # Linux: KiB
     if device.startswith("cuda"):
         extra["peak_gpu_mb"] = torch.cuda.max_memory_allocated() / 2**20
-    return {"impl": impl, "recipe": recipe_name, "epochs": records, "total_seconds": time.perf_counter() - started,
+    return {"impl": impl, "recipe": recipe, "epochs": records, "total_seconds": time.perf_counter() - started,
             "peak_rss_mb": peak_kb / 1024, **extra}
 
 

@@ -47,11 +47,15 @@ class Recipe:
 
     def spec(self, *, train: int, validation: int, threads: int, out_dir: str, device: str = "cpu",
              precision: str = "auto", source: str = MODEL) -> dict[str, Any]:
-        """The same recipe as an ftengine spec (validation split as a fraction of `train + validation` rows).
+        """The same recipe as an ftengine spec (validation split as a fraction of `train + validation` rows; the
+        quickstart's own split, rows and all, when `(train, validation)` is `QUICKSTART_SIZES`).
 
         ``precision``: the spec's autocast setting (auto: bf16 on CUDA, fp32 on the CPU); ``source``: the model
         directory (default: the bundled MiniLM).
         """
+        rows = QUICKSTART_SPLIT if (train, validation) == QUICKSTART_SIZES else {
+            "limit": train + validation, "split": {"validation": validation / (train + validation), "test": 0.0,
+                                                   "seed": 0}}
         selector = {"head": "head", "all": "all"}
         stages = [{"name": f"s{i}", "trainable": [selector.get(g, f"encoder.{g}") for g in s.trainable],
                    "epochs": s.epochs, "lr_multipliers": dict(s.multipliers)} for i, s in enumerate(self.stages)]
@@ -60,9 +64,7 @@ class Recipe:
             "backbone": {"kind": "hf", "source": source},
             "head": {"kind": "linear", "pooling": "mean", "dropout": 0.1},
             "data": {"kind": "text", "train": DATA, "encoding": "latin-1", "text_column": "text",
-                     "label_column": "sentiment", "labels": LABELS, "limit": train + validation,
-                     "split": {"validation": validation / (train + validation), "test": 0.0, "seed": 0},
-                     "max_length": self.max_length},
+                     "label_column": "sentiment", "labels": LABELS, **rows, "max_length": self.max_length},
             "freeze": {"stages": stages},
             "optimizer": {"kind": "adamw", "lr": self.lr, "head_lr": self.head_lr, "weight_decay": 0.01},
             "schedule": {"kind": "linear", "warmup_ratio": self.warmup, "per_stage": True},
@@ -73,6 +75,10 @@ class Recipe:
         }
 
 
+QUICKSTART_SPLIT: dict[str, Any] = {"limit": 6600, "split": {"validation": 0.31, "test": 0.08, "seed": 0}}
+"""specs/quickstart.yaml's rows: 4,026 train / 2,046 validation / 528 test of the tweets."""
+QUICKSTART_SIZES = (4026, 2046)
+
 RECIPES = {
     "feature_extraction": Recipe("feature_extraction", (Stage(("head",), 3),), lr=1e-4, head_lr=3e-3),
     "gradual_unfreeze": Recipe("gradual_unfreeze", (Stage(("head",), 2), Stage(("head", "layer.5"), 1, {"head": 0.1})),
@@ -81,7 +87,26 @@ RECIPES = {
     # specs/quickstart.yaml with fixed epochs (its head stage ends at a plateau, which the baselines do not have)
     "quickstart": Recipe("quickstart", (Stage(("head",), 3), Stage(("head", "layer.5"), 2, {"head": 0.1})),
                          lr=1e-4, head_lr=3e-3),
+    # HF Trainer's standard recipe: full fine-tuning, 2 epochs, one LR (5e-5) for everything, batch 32, max_length 64
+    "hf_standard": Recipe("hf_standard", (Stage(("head", "all"), 2),), lr=5e-5, head_lr=5e-5),
 }
+SPEC_PREFIX = "spec:"
+"""A recipe named `spec:<file>` is that example spec as it ships (ftengine only), e.g. `spec:specs/quickstart.yaml`:
+its own stages, plateaus and split; the bench sets only the output folder, threads and a cache that starts cold."""
+
+
+def shipped_spec(name: str, *, threads: int, out_dir: str) -> dict[str, Any]:
+    """The example spec a `spec:` recipe names, as a dict, with the bench's output, threads and cold cache."""
+    import yaml
+
+    path = Path(name[len(SPEC_PREFIX):])
+    if not path.is_absolute():
+        path = Path(__file__).resolve().parents[2] / path  # the checkout's specs/ folder
+    spec = yaml.safe_load(path.read_text())
+    spec.setdefault("training", {})["threads"] = threads
+    spec["cache"] = {**spec.get("cache", {}), "persist": False}  # every run fills its cache: no head start
+    spec["output"] = {**spec.get("output", {}), "dir": out_dir, "name": path.stem, "overwrite": True, "plots": False}
+    return spec
 
 
 def stage_factor(step: int, total: int, warmup_ratio: float) -> float:
