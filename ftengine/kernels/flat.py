@@ -158,12 +158,14 @@ class FlatBucket:
                 p.grad = self.grad[o:o + p.numel()].view_as(p)
         self.hook_grads()
         self.master = self.param.float() if self.dtype != torch.float32 else None
-        # Moments are zeroed per group when the group first trains (`prepare_state`), not here: a frozen group's
-        # slices are never written, so on a fresh allocation their pages are never touched (feature extraction on
-        # MiniLM: 2 x 91 MB of fp32 moments that never become resident).
-        self.state = {name: torch.empty(n, dtype=state_dtype, device=self.device) for name in state_names}
+        # Moments are zeroed per group when the group first trains (`prepare_state`; on the CPU they already read
+        # as zeros, elsewhere torch.empty's leftovers), not here: a frozen group's slices are never written, so
+        # their pages are never touched (feature extraction on MiniLM: 2 x 91 MB of fp32 moments that never become
+        # resident). Untouched mappings, not torch.empty: a buffer under glibc's mmap threshold (up to 32 MiB)
+        # may reuse heap pages that are resident already.
+        self.state = {name: self._untouched(n, state_dtype) for name in state_names}
         # (n,) starting weights for L2-SP: 4 B (fp32) or 2 B (bf16) per parameter of the groups that ever train
-        self.anchor = torch.empty(n, dtype=anchor_dtype, device=self.device) if anchor_dtype is not None else None
+        self.anchor = self._untouched(n, anchor_dtype) if anchor_dtype is not None else None
         self._state_ready: set[int] = set()
         rows = len(self.slots)
         self._row_groups = [g for _, _, g in self.layout.rows]
@@ -175,6 +177,12 @@ class FlatBucket:
         self.steps = torch.zeros(rows, dtype=torch.int64, device=self.device)
         self._active: list[int] | None = None
         self._hyper_rows: list[list[float]] | None = None
+
+    def _untouched(self, n: int, dtype: torch.dtype) -> torch.Tensor:
+        """State and anchor buffers: untouched zeros on the CPU, uninitialized memory elsewhere (CUDA as before)."""
+        if self.device.type == "cpu":
+            return untouched_zeros(n, dtype, self.device)
+        return torch.empty(n, dtype=dtype, device=self.device)
 
     def _upload(self, dst: torch.Tensor, src: torch.Tensor) -> None:
         if dst.is_cuda:  # pinned source: asynchronous, and the caching host allocator keeps it alive until copied
