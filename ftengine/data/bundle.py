@@ -17,7 +17,13 @@ from ftengine.data.targets import TaskInfo
 
 SPLITS = ("train", "validation", "test")
 EMPTY_BATCH: dict[str, Any] = {"empty": True}
-"""A data-parallel rank's share of a batch with fewer examples than ranks: nothing to run (see ``make_loader``)."""
+"""A data-parallel rank's share of a batch with fewer examples than ranks: nothing to run (see ``make_loader``).
+Test with ``is_empty``: from DataLoader workers it arrives as a copy."""
+
+
+def is_empty(batch: dict[str, Any]) -> bool:
+    """Whether `batch` is an empty share (``EMPTY_BATCH`` or a copy of it)."""
+    return batch.get("empty") is True
 
 
 @dataclass

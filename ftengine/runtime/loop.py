@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
-from ftengine.data.bundle import EMPTY_BATCH
+from ftengine.data.bundle import is_empty
 from ftengine.errors import RunError
 from ftengine.planner.graph import ExecutionGraph, StagePlan
 from ftengine.runtime.checkpoint import BEST, LAST, DeltaState, load_checkpoint, save_checkpoint
@@ -206,7 +206,7 @@ class Trainer:
             first = i - i % accum
             in_step = min(first + accum, total) - first  # micro-batches in this optimizer step (last may be short)
             whole = sizes[i - start]
-            if batch is not EMPTY_BATCH:  # a data-parallel rank's share of a short last batch can be empty
+            if not is_empty(batch):  # a data-parallel rank's share of a short last batch can be empty
                 n = int(batch["labels"].shape[0])
                 loss, scaled = self._loss(batch, stage, whole)
                 self._backward(scaled / in_step)
@@ -332,7 +332,7 @@ class Trainer:
                                        num_workers=self.settings.num_workers, pin_memory=self.device.type == "cuda",
                                        shard=(world.rank, world.size))
         with torch.random.fork_rng(devices=[]):  # creating a DataLoader iterator draws from the global RNG
-            batches = (b for b in iter(loader) if b is not EMPTY_BATCH)
+            batches = (b for b in iter(loader) if not is_empty(b))
         # Ranks must not abandon the pass at different batches: a data-parallel run checks Ctrl-C after it.
         stop = (lambda: self._stop.requested) if interruptible and not world.distributed else (lambda: False)
         gather = self._gather_outputs if world.distributed else None

@@ -178,3 +178,17 @@ def test_sigterm_stops_like_ctrl_c_and_a_launchers_repeat_is_not_a_second_one(mo
         with pytest.raises(KeyboardInterrupt):  # a real second Ctrl-C aborts
             os.kill(os.getpid(), signal.SIGINT)
     assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL
+
+
+def test_an_empty_share_is_recognised_after_a_dataloader_worker() -> None:
+    """A worker process sends the empty share back as a copy: it is found by content, not identity."""
+    from torch.utils.data import DataLoader
+
+    from ftengine.data.bundle import EMPTY_BATCH, _ShareCollate, is_empty
+
+    sampler = EpochBatchSampler(5, 4, shuffle=False, shard=(1, 2))  # batches [0..3], [4]: rank 1 gets [1, 3], []
+    loader = DataLoader(list(range(5)), batch_sampler=sampler, num_workers=1,
+                        collate_fn=_ShareCollate(lambda items: {"x": torch.tensor(items)}))
+    batches = list(loader)
+    assert batches[0]["x"].tolist() == [1, 3]
+    assert [is_empty(b) for b in batches] == [False, True] and batches[1] is not EMPTY_BATCH
