@@ -171,6 +171,14 @@ def check_world(spec: Spec, world: World) -> None:
                         f"{_divisors(size)} processes")
 
 
+def world_threads(world: World, device: torch.device) -> int | None:
+    """Intra-op threads of a data-parallel CPU rank when the spec gives none: the machine's cores shared by its
+    ranks (torchrun would leave each at 1 thread); None (torch's choice) otherwise."""
+    if not world.distributed or device.type != "cpu":
+        return None
+    return max(1, (os.cpu_count() or 1) // world.local_size)
+
+
 def _divisors(n: int) -> str:
     options = [str(d) for d in range(2, min(n, 64) + 1) if n % d == 0][:6]
     return " or ".join(options) if options else "1 process"
@@ -190,7 +198,7 @@ def _run_locked(spec: Spec, spec_path: Path, run_dir: Path, resume: bool | str |
         console.always(f"ftengine: {run_dir} is already finished; nothing to resume")
         return RunResult(run_dir, info.get("final", {}))
     settings = TrainSettings.from_spec(spec)
-    set_threads(spec.training.threads)
+    set_threads(spec.training.threads or world_threads(world, device))
     amp = autocast_dtype(spec.training.precision, device)
     built = build(spec, spec_path.parent, device, startup=startup)
     model, data, graph = built.model, built.data, built.graph

@@ -192,3 +192,12 @@ def test_an_empty_share_is_recognised_after_a_dataloader_worker() -> None:
     batches = list(loader)
     assert batches[0]["x"].tolist() == [1, 3]
     assert [is_empty(b) for b in batches] == [False, True] and batches[1] is not EMPTY_BATCH
+
+
+def test_cpu_ranks_share_the_machines_cores(monkeypatch: pytest.MonkeyPatch) -> None:
+    from ftengine.runtime.run import world_threads
+
+    monkeypatch.setattr(os, "cpu_count", lambda: 16)
+    assert world_threads(World(size=8, local_size=4), torch.device("cpu")) == 4  # torchrun alone would give 1
+    assert world_threads(World(size=32, local_size=32), torch.device("cpu")) == 1
+    assert world_threads(World.solo(), torch.device("cpu")) is None  # one process: torch's own choice
