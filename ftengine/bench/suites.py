@@ -18,6 +18,10 @@ def measure(kind: str, args: argparse.Namespace) -> dict[str, Any]:
 
     Each suite is imported here, when it runs: one suite's imports (transformers, torchvision) do not slow another.
     """
+    if kind == "e2e" and getattr(args, "scale", "small") == "quickstart":
+        from ftengine.bench import e2e_headline
+
+        return e2e_headline.run_headline(args, log=echo)
     if kind == "e2e":
         from ftengine.bench import e2e
 
@@ -41,7 +45,9 @@ def measure(kind: str, args: argparse.Namespace) -> dict[str, Any]:
 
 def report(kind: str, result: dict[str, Any], out: Path) -> None:
     """Write the result JSON and its PNG chart, print the suite's table."""
-    if kind == "e2e":
+    if kind == "e2e" and result.get("scale") == "quickstart":
+        from ftengine.bench import e2e_headline as suite_report
+    elif kind == "e2e":
         from ftengine.bench import e2e_report as suite_report
     elif kind == "cache":
         from ftengine.bench import cache_report as suite_report
