@@ -30,6 +30,7 @@ HYPER_COLUMNS = {
 LAZY_BYTES = 1 << 20
 """CPU buffers from this size on are mapped untouched (``untouched_zeros``); smaller ones are plain zeros."""
 
+
 def _align(n: int) -> int:
     return (n + ALIGN - 1) // ALIGN * ALIGN
 
