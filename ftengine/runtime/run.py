@@ -227,12 +227,14 @@ def _run_locked(spec: Spec, spec_path: Path, run_dir: Path, resume: bool | str |
         if world.distributed:
             console.line(f"data parallel: {world.describe()}; global batch {settings.batch_size} = "
                          f"{settings.batch_size // world.size} per process")
+        # The optimizer moves the weights into its flat buffers before the fill pages the checkpoint file in: the
+        # two copies are then never resident together (-70 to -110 MiB peak RSS on MiniLM).
+        with startup.phase("optimizer"):
+            optimizer = make_optimizer(model, graph, spec.optimizer)
         with startup.phase("cache"):
             cache = open_cache(graph, model, data, device, run_dir, console,
                                stage=state["progress"]["stage"] if state else 0, batch_size=settings.eval_batch_size,
                                model_label=backbone_source(spec), world=world)
-        with startup.phase("optimizer"):
-            optimizer = make_optimizer(model, graph, spec.optimizer)
         trainer = Trainer(startup=startup,
             settings=settings, graph=graph, model=model, optimizer=optimizer,
             schedule=Schedule(spec.schedule, stage_steps(graph, data, settings)),
