@@ -134,9 +134,20 @@ def ood_sentences(limit: int | None) -> list[ood.Sentence]:
 
 
 def run_forgetting_bench(args: argparse.Namespace, log: Any = print) -> dict[str, Any]:
-    """Run every (seed, method); return the environment, settings, OOD corpus facts, runs and summary."""
+    """Run every (seed, method); return the environment, settings, OOD corpus facts, runs and summary.
+
+    With ``args.summarize``, run nothing: the result is built from the runs a ``--partial`` file kept (a sweep
+    stopped early on a busy machine keeps what it measured).
+    """
     settings = settings_of(args)
     sentences = ood_sentences(settings["ood_limit"])  # first: a missing corpus stops the suite before any run
+    if getattr(args, "summarize", None):
+        lines = Path(args.summarize).read_text().splitlines()
+        runs = [json.loads(line) for line in lines if line.strip()]
+        layers = runs[0].get("layers", 6) if runs else 6
+        settings["seeds"] = list(dict.fromkeys(r["seed"] for r in runs))
+        settings["methods"] = list(dict.fromkeys(r["method"] for r in runs))
+        return _result(settings | {"layers": layers, "from_partial": str(args.summarize)}, sentences, runs)
     with tempfile.TemporaryDirectory(prefix="ftengine-forgetting-") as tmp:
         scratch = Path(tmp)
         if settings["quick"] and not settings["model_dir"]:
@@ -149,11 +160,17 @@ def run_forgetting_bench(args: argparse.Namespace, log: Any = print) -> dict[str
         if not model_dir.startswith("pkg:"):  # the run reads it from a spec in another folder
             model_dir = str(Path(model_dir).resolve())
         ood_csv = ood.write_csv(sentences, scratch / "ood.csv")
-        runs = _run_all(settings, log, scratch, model_dir, layers, str(ood_csv))
+        runs = _run_all(settings | {"partial": getattr(args, "partial", None)}, log, scratch, model_dir, layers,
+                        str(ood_csv))
+    return _result(settings | {"layers": layers}, sentences, runs)
+
+
+def _result(settings: dict[str, Any], sentences: list[ood.Sentence], runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """The result file's content: environment, settings, OOD corpus facts, summary, runs."""
     corpus = {"source": f"{ood.PACKAGE}/{ood.FOLDER}/{ood.FILE}", "install": ood.INSTALL,
               "neutral_band": ood.NEUTRAL_BAND, "examples": len(sentences), "classes": ood.class_counts(sentences)}
     env = environment("cpu", threads=settings["threads"])  # at the end: the load average the runs saw
-    return {"suite": "forgetting", "environment": env, "settings": settings | {"layers": layers}, "ood": corpus,
+    return {"suite": "forgetting", "environment": env, "settings": settings, "ood": corpus,
             "summary": summarize(runs), "runs": runs}
 
 
@@ -183,6 +200,9 @@ def _run_all(settings: dict[str, Any], log: Any, scratch: Path, model_dir: str, 
                         f"{run['seconds']:.0f} s, peak RSS {run['peak_rss_mb']:.0f} MB")
                 bar.done()
                 runs.append(run)
+                if settings.get("partial"):  # one JSON line per finished run
+                    with open(settings["partial"], "a") as f:
+                        f.write(json.dumps(run | {"layers": layers}) + "\n")
     return runs
 
 

@@ -135,6 +135,9 @@ def add_forgetting_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--quick", action="store_true",
                         help="one seed of a tiny random 4-layer BERT on a few dozen tweets, every run in one process "
                              "(a smoke test, about a minute)")
+    parser.add_argument("--partial", type=Path, default=None, help="append each finished run to this JSON-lines file")
+    parser.add_argument("--summarize", type=Path, default=None,
+                        help="run nothing: build the result from the runs in a --partial file (same options)")
     add_model_arguments(parser)
 
 

@@ -27,9 +27,13 @@ def result(tmp_path_factory: pytest.TempPathFactory, minilm_dir: Path) -> dict[s
     from ftengine.cli import main
 
     out = tmp_path_factory.mktemp("forgetting") / "forgetting.json"
-    assert main(["bench", "forgetting", "--quick", "--out", str(out)]) == 0
+    partial = out.with_suffix(".partial.jsonl")
+    assert main(["bench", "forgetting", "--quick", "--out", str(out), "--partial", str(partial)]) == 0
     assert out.with_suffix(".png").stat().st_size > 0
-    return json.loads(out.read_text())
+    result = json.loads(out.read_text())
+    result["rebuilt"] = rebuilt = out.with_name("rebuilt.json")
+    assert main(["bench", "forgetting", "--quick", "--summarize", str(partial), "--out", str(rebuilt)]) == 0
+    return result
 
 
 @needs_corpus
@@ -112,3 +116,9 @@ def test_claimable_follows_from_the_numbers(result: dict[str, Any]) -> None:
         assert math.isclose(test["diff"], sum(values) / len(values) - sum(base) / len(base), abs_tol=1e-12)
         assert test["claimable"] is False and "one seed: no difference can be claimed" in test["verdict"]
     assert summary["targets"]["beats_full_ft_ood"] == []
+
+
+def test_a_partial_file_rebuilds_the_same_summary(result: dict[str, Any]) -> None:
+    rebuilt = json.loads(Path(result["rebuilt"]).read_text())
+    assert rebuilt["summary"] == result["summary"]
+    assert [r["method"] for r in rebuilt["runs"]] == list(METHODS)
