@@ -21,35 +21,14 @@ import statistics
 import tempfile
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
 from ftengine.bench.cache_data import bench_spec_dict
 from ftengine.bench.kit import echo, environment, progress, spread
+from ftengine.bench.ddp_setup import NUM_CLASSES, Setup
 from ftengine.bench.random_init import copy_shape_files, model_source
-
-NUM_CLASSES = 3
-
-
-@dataclass(frozen=True)
-class Setup:
-    """Everything a rank needs (picklable: it crosses the spawn)."""
-
-    source: str  # model directory
-    stages: list[list[str]]  # trainable groups per stage
-    batch_size: int  # global batch (every rank trains batch_size / nproc examples per step)
-    max_length: int
-    vocab: int  # token ids are drawn below it
-    steps: int  # per stage and variant, warm-up included
-    warmup: int
-    nproc: int
-    variants: list[str]
-    seed: int
-    out: str  # rank 0 writes its JSON here
-    fill_examples: int = 0  # tweets for the cache-fill measurement (0: skip it)
-    fill_dir: str = ""  # the ranks' cache folder (cold)
-
 
 def stages_for(layers: int) -> list[list[str]]:
     """Head only, then the top layer, then the top three layers (gradual unfreezing, top-down)."""

@@ -18,7 +18,7 @@ import torch.distributed as dist
 
 from ftengine.backbones import build_backbone
 from ftengine.bench.cache_data import bench_spec_dict
-from ftengine.bench.ddp import NUM_CLASSES, Setup
+from ftengine.bench.ddp_setup import NUM_CLASSES, Setup
 from ftengine.bench.ddp_fill import fill_spec, timed_fill
 from ftengine.bench.ddp_variants import Variant, build_variant, checksum
 from ftengine.heads import build_head
