@@ -144,11 +144,18 @@ def test_resume_after_a_crash_ends_with_the_same_metrics(toy_run, crash_step):
 
 def test_ctrl_c_saves_and_resume_continues(toy_run):
     reference = toy_run("ref")
-    with pytest.MonkeyPatch.context() as mp, pytest.raises(Interrupted, match="interrupted; checkpoint saved") as err:
-        _at_step(mp, 8, lambda: os.kill(os.getpid(), signal.SIGINT))
-        toy_run("stopped")
-    assert err.value.exit_code == 130
-    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # handler restored
+    before, term = signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)
+    signal.signal(signal.SIGINT, signal.default_int_handler)  # a shell's background job starts with SIGINT ignored
+    try:
+        with pytest.MonkeyPatch.context() as mp, pytest.raises(Interrupted, match="interrupted; checkpoint saved") \
+                as err:
+            _at_step(mp, 8, lambda: os.kill(os.getpid(), signal.SIGINT))
+            toy_run("stopped")
+        assert err.value.exit_code == 130
+        assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # handlers restored
+        assert signal.getsignal(signal.SIGTERM) is term
+    finally:
+        signal.signal(signal.SIGINT, before)
     stopped = json.loads((reference.run_dir.parent / "stopped" / "run.json").read_text())
     assert stopped["status"] == "interrupted" and stopped["error"] == str(err.value)
     assert _rows(toy_run("stopped", resume=True).run_dir) == _rows(reference.run_dir)
