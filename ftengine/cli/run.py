@@ -72,7 +72,7 @@ def _launch(args: argparse.Namespace, spec: Any, origin: Path, run_dir: Path | N
     """Check what can be checked in one process, then start `--nproc` workers (see `ftengine.cli.launch`)."""
     from ftengine.cli.launch import check_nproc, launch
     from ftengine.runtime.distributed import World
-    from ftengine.runtime.run import check_world
+    from ftengine.runtime.ranks import check_world
     from ftengine.runtime.run_dir import run_dir_of
 
     check_nproc(args.nproc)

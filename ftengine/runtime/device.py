@@ -94,3 +94,12 @@ def set_threads(threads: int | None) -> None:
     """`training.threads` -> torch's intra-op thread count (None keeps torch's default)."""
     if threads:
         torch.set_num_threads(threads)
+
+
+def fill_note(graph: Any, device: torch.device) -> str:
+    """How the frozen prefix computes, for the run log: `fp32`, or `bf16 (the CPU has AVX512-BF16)`."""
+    setting = graph.cache.fill_precision
+    if fill_dtype(setting, device) is None:
+        return "fp32 prefix" + (f" (auto: {native_bf16(device)[1]})" if setting == "auto" else "")
+    native, why = native_bf16(device)
+    return f"bf16 prefix ({why}" + ("" if native else "; slower than fp32 here") + ")"

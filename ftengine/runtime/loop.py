@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -27,6 +26,7 @@ from ftengine.runtime.freeze import apply_freeze, set_train_modes
 from ftengine.runtime.grad_sync import GradSync
 from ftengine.runtime.interrupts import Interrupted, StopRequest
 from ftengine.runtime.model import FineTuneModel, inputs_of, to_device
+from ftengine.runtime.position import Position, Primed, read_after
 from ftengine.runtime.run_dir import MetricsLog
 from ftengine.runtime.param_groups import apply_stage_settings, lr_summary
 from ftengine.runtime.progress import Console, format_epoch
@@ -45,35 +45,6 @@ if TYPE_CHECKING:  # annotations only: the optimizer (kernels) and the cache loa
     from ftengine.data.bundle import DataBundle
     from ftengine.runtime.cache import ActivationCache
     from ftengine.runtime.optimizer import FlatOptimizer
-
-
-@dataclass
-class Position:
-    """Where a run is: the next batch to train. Saved in every checkpoint."""
-
-    stage: int = 0
-    epoch: int = 0  # epoch within the stage
-    batches_done: int = 0  # micro-batches of this epoch already trained
-    step_in_stage: int = 0  # optimizer steps taken in this stage (the schedule's clock)
-    global_step: int = 0
-    epochs_done: int = 0  # epochs completed in the run
-    finished: bool = False
-    loss_sum: float = 0.0  # this epoch's training loss so far (sum over examples) ...
-    running_loss: float | torch.Tensor = 0.0  # ... plus its part not yet folded into loss_sum ...
-    examples: int = 0  # ... and the examples both cover
-    skipped_steps: int = 0
-
-    def next_epoch(self, stage_epochs: int, *, end_stage: bool, stop: bool, last_stage: bool) -> None:
-        """Move past a finished epoch (and its stage when it was the last epoch or plateaued)."""
-        self.epochs_done += 1
-        self.batches_done, self.loss_sum, self.running_loss, self.examples = 0, 0.0, 0.0, 0
-        if stop:
-            self.finished = True
-        elif end_stage or self.epoch + 1 >= stage_epochs:
-            self.stage, self.epoch, self.step_in_stage = self.stage + 1, 0, 0
-            self.finished = last_stage
-        else:
-            self.epoch += 1
 
 
 @dataclass
@@ -364,7 +335,7 @@ class Trainer:
                                        skip_batches=self.pos.batches_done, num_workers=self.settings.num_workers,
                                        pin_memory=self.device.type == "cuda", shard=(world.rank, world.size))
         with torch.random.fork_rng(devices=[]):  # creating a DataLoader iterator draws from the global RNG
-            return _Primed(loader)
+            return Primed(loader)
 
     def _watched(self, val: Evaluation) -> float:
         return val.metrics()[self.settings.early_stopping_metric]
@@ -423,42 +394,3 @@ class Trainer:
         more = f" --nproc {self.world.size}" if self.world.distributed else ""
         return Interrupted(f"ftengine: interrupted; checkpoint saved in {self.run_dir} at {where}; continue with: "
                            f"ftengine run --resume {self.run_dir}{more}")
-
-
-class _Primed:
-    """A DataLoader whose iterator is created up front (so creating it cannot disturb the RNG mid-epoch).
-
-    ``global_sizes``: examples in each whole batch it yields (over every rank's share).
-    """
-
-    def __init__(self, loader: Any) -> None:
-        self._len = len(loader)
-        self.global_sizes = loader.batch_sampler.global_sizes()
-        self._it = iter(loader)
-
-    def __len__(self) -> int:
-        return self._len
-
-    def __iter__(self) -> Iterator[Any]:
-        return self._it
-
-
-def read_after(flag: torch.Tensor) -> Callable[[], bool]:
-    """Start copying a 0-dim bool `flag` to the host; the returned function reads it.
-
-    On CUDA the copy is queued behind the backward pass, and the flag is read after the optimizer step, which
-    (with clipping, skip_nonfinite or a GradScaler) has already waited for the stream past that copy: reading it
-    then costs no second host sync, and never holds back the optimizer's kernel launches.
-    """
-    if flag.device.type != "cuda":
-        return lambda: bool(flag)
-    host = torch.empty((), dtype=torch.bool, pin_memory=True)
-    host.copy_(flag, non_blocking=True)
-    copied = torch.cuda.Event()
-    copied.record()
-
-    def read() -> bool:
-        copied.synchronize()  # returns at once when the optimizer's norm read already passed it
-        return bool(host)
-
-    return read

@@ -22,8 +22,9 @@ from ftengine.planner.graph import HEAD, ExecutionGraph
 from ftengine.runtime.adapters import attach_adapters
 from ftengine.runtime.wise_ft import snapshot
 from ftengine.runtime.checkpoint import BEST, DeltaState, load_checkpoint, resume_point
-from ftengine.runtime.device import autocast_dtype, fill_dtype, grad_scaler, native_bf16, pick_device, set_threads
+from ftengine.runtime.device import autocast_dtype, fill_dtype, fill_note, grad_scaler, pick_device, set_threads
 from ftengine.runtime.distributed import World
+from ftengine.runtime.ranks import check_world, distributed_record, seed_ranks, world_threads
 from ftengine.runtime.evaluate import metric_names
 from ftengine.runtime.lock import locked_run_dir
 from ftengine.runtime.interrupts import Interrupted
@@ -42,7 +43,7 @@ from ftengine.runtime.run_dir import (
 from ftengine.runtime.param_groups import build_param_groups
 from ftengine.runtime.progress import Console
 from ftengine.runtime.schedule import Schedule
-from ftengine.runtime.seeding import derived_seed, restore_rng, seed_everything
+from ftengine.runtime.seeding import seed_everything
 from ftengine.runtime.settings import TrainSettings
 from ftengine.runtime.startup import Startup
 from ftengine.runtime.tracker import Tracker
@@ -155,35 +156,6 @@ def run_spec(spec: Spec | None, spec_path: str | Path, *, resume: bool | str | P
         world.close()
 
 
-def check_world(spec: Spec, world: World) -> None:
-    """A data-parallel run splits each global batch evenly over the ranks.
-
-    Raises:
-        SpecError: `training.batch_size` is not a multiple of the world size.
-    """
-    size = spec.training.batch_size
-    if size % world.size:
-        from ftengine.errors import SpecError
-
-        raise SpecError(f"training.batch_size: {size} examples per batch do not split over {world.size} processes "
-                        f"(the batch size is the global batch, shared by every process); use a multiple of "
-                        f"{world.size}, e.g. {max(world.size, size - size % world.size)}, or start "
-                        f"{_divisors(size)} processes")
-
-
-def world_threads(world: World, device: torch.device) -> int | None:
-    """Intra-op threads of a data-parallel CPU rank when the spec gives none: the machine's cores shared by its
-    ranks (torchrun would leave each at 1 thread); None (torch's choice) otherwise."""
-    if not world.distributed or device.type != "cpu":
-        return None
-    return max(1, (os.cpu_count() or 1) // world.local_size)
-
-
-def _divisors(n: int) -> str:
-    options = [str(d) for d in range(2, min(n, 64) + 1) if n % d == 0][:6]
-    return " or ".join(options) if options else "1 process"
-
-
 def _run_locked(spec: Spec, spec_path: Path, run_dir: Path, resume: bool | str | Path, console: Console,
                 started: float, world: World, device: torch.device, startup: Startup) -> RunResult:
     """`run_spec` once it holds the run directory's lock: data, model and plan; cache; optimizer; trainer; fit;
@@ -261,30 +233,6 @@ def _run_locked(spec: Spec, spec_path: Path, run_dir: Path, resume: bool | str |
                 write_json(run_dir / "distributed.json", distributed_record(trainer, world))
         console.always(summary_line(metrics, run_dir))
         return RunResult(run_dir, metrics)
-
-
-def seed_ranks(state: dict[str, Any] | None, world: World, seed: int, console: Console) -> None:
-    """The random state training starts from: the checkpoint's (each rank its own), or, on a fresh run, the
-    one-process state on rank 0 and a stream derived from (seed, rank) on the others (dropout differs per rank)."""
-    saved = state.get("rank_rng") if state is not None else None
-    if saved is not None and len(saved) == world.size:
-        restore_rng(saved[world.rank])
-        return
-    if state is not None and world.rank == 0:
-        restore_rng(state["rng"])
-    if not world.distributed or world.rank == 0:
-        if state is not None and int(state.get("world_size", 1)) != world.size:
-            console.line(f"resuming a {state.get('world_size', 1)}-process run with {world.size}: the global batch, "
-                         "its order and the optimizer state carry over; each rank's dropout draws start afresh")
-        return
-    step = int(state["progress"]["global_step"]) if state is not None else 0
-    seed_everything(derived_seed(seed, world.rank, step))
-
-
-def distributed_record(trainer: Trainer, world: World) -> dict[str, Any]:
-    """distributed.json: who ran, and what the ranks exchanged (bytes per purpose, from rank 0's counters)."""
-    return {"world_size": world.size, "backend": world.backend, "stages": trainer.stage_checksums,
-            "bytes_sent": dict(world.sent), "optimizer_steps": trainer.pos.global_step}
 
 
 @contextlib.contextmanager
@@ -369,15 +317,6 @@ def open_cache(graph: ExecutionGraph, model: FineTuneModel, data: DataBundle, de
     console.line(f"activation cache: {stats['tier']} tier, {stats['bytes'] / 2**20:.0f} MiB at boundaries "
                  f"{stats['boundaries']} (filled in {stats['fill_seconds']:.1f}s, {fill_note(graph, device)})")
     return cache
-
-
-def fill_note(graph: ExecutionGraph, device: torch.device) -> str:
-    """How the frozen prefix computes, for the run log: `fp32`, or `bf16 (the CPU has AVX512-BF16)`."""
-    setting = graph.cache.fill_precision
-    if fill_dtype(setting, device) is None:
-        return "fp32 prefix" + (f" (auto: {native_bf16(device)[1]})" if setting == "auto" else "")
-    native, why = native_bf16(device)
-    return f"bf16 prefix ({why}" + ("" if native else "; slower than fp32 here") + ")"
 
 
 def finish(trainer: Trainer, spec: Spec, *, pretrained: dict[str, torch.Tensor] | None = None) -> dict[str, Any]:

@@ -18,7 +18,7 @@ from ftengine.runtime import interrupts
 from ftengine.runtime.distributed import World, _first_sentence
 from ftengine.runtime.grad_sync import GradSync, trainable_ranges
 from ftengine.runtime.optimizer import FlatOptimizer
-from ftengine.runtime.run import check_world
+from ftengine.runtime.ranks import check_world
 from ftengine.spec import Spec
 
 
@@ -195,7 +195,7 @@ def test_an_empty_share_is_recognised_after_a_dataloader_worker() -> None:
 
 
 def test_cpu_ranks_share_the_machines_cores(monkeypatch: pytest.MonkeyPatch) -> None:
-    from ftengine.runtime.run import world_threads
+    from ftengine.runtime.ranks import world_threads
 
     monkeypatch.setattr(os, "cpu_count", lambda: 16)
     assert world_threads(World(size=8, local_size=4), torch.device("cpu")) == 4  # torchrun alone would give 1
