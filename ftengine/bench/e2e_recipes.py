@@ -85,8 +85,9 @@ RECIPES = {
                                lr=1e-4, head_lr=3e-3),
     "full_finetune": Recipe("full_finetune", (Stage(("head", "all"), 1),), lr=5e-5, head_lr=1e-3),
     # specs/quickstart.yaml with fixed epochs (its head stage ends at a plateau, which the baselines do not have)
-    "quickstart": Recipe("quickstart", (Stage(("head",), 3), Stage(("head", "layer.5"), 2, {"head": 0.1})),
-                         lr=1e-4, head_lr=3e-3),
+    "quickstart": Recipe("quickstart", (Stage(("head",), 3),
+                                        Stage(("head", "layer.3", "layer.4", "layer.5"), 1, {"head": 0.1})),
+                         lr=3e-4, head_lr=3e-3),
     # HF Trainer's standard recipe: full fine-tuning, 2 epochs, one LR (5e-5) for everything, batch 32, max_length 64
     "hf_standard": Recipe("hf_standard", (Stage(("head", "all"), 2),), lr=5e-5, head_lr=5e-5),
 }

@@ -37,6 +37,7 @@ import torch
 from torch import nn
 
 from ftengine.errors import RunError
+from ftengine.kernels.flat import exact_view
 from ftengine.runtime.fingerprint import tensors_digest
 from ftengine.runtime.progress import warn
 
@@ -103,16 +104,13 @@ def _fsync_dir(folder: Path) -> None:
 
 
 def model_state(model: nn.Module) -> dict[str, torch.Tensor]:
-    """`model.state_dict()` with every tensor cloned to its own contiguous CPU storage.
+    """`model.state_dict()` with every tensor on a CPU storage of exactly its own bytes, for writing out at once.
 
     The flat optimizer makes parameters views into one buffer; saving views would either drag the whole buffer
-    along (torch.save) or be refused (safetensors).
+    along (torch.save) or be refused (safetensors). A clone of every tensor would hold the weights twice while they
+    are written; storage slices share memory (see :func:`~ftengine.kernels.flat.exact_view`).
     """
-    return {k: _own(v) for k, v in model.state_dict().items()}
-
-
-def _own(tensor: torch.Tensor) -> torch.Tensor:
-    return tensor.detach().to("cpu", copy=True).contiguous()
+    return {k: exact_view(v) for k, v in model.state_dict().items()}
 
 
 class DeltaState:
@@ -158,13 +156,13 @@ class DeltaState:
         return state, base
 
     def state(self) -> dict[str, Any]:
-        """{"model": stored tensors (CPU copies), "base": {"params": names left out, "sha256": their digest}}."""
+        """{"model": stored tensors (sharing the model's memory: write them out at once), "base": {"params": names left out, "sha256": their digest}}."""
         state, base = self._split()
         key = tuple(base)
         if key not in self._digests:
             self._digests[key] = tensors_digest((k, state[k]) for k in base)
         skip = set(base)
-        return {"model": {k: _own(v) for k, v in state.items() if k not in skip},
+        return {"model": {k: exact_view(v) for k, v in state.items() if k not in skip},
                 "base": {"params": base, "sha256": self._digests[key]}}
 
     def restore(self, saved: dict[str, Any], where: str) -> None:

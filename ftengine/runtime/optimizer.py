@@ -35,7 +35,7 @@ import torch
 from ftengine import kernels
 from ftengine.errors import RunError
 from ftengine.kernels import ops, reference
-from ftengine.kernels.flat import HYPER_COLUMNS, FlatBucket
+from ftengine.kernels.flat import HYPER_COLUMNS, FlatBucket, exact_view
 
 _STATE_NAMES = {"adamw": ("exp_avg", "exp_avg_sq"), "sgd": ("momentum_buffer",)}
 _STATE_DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16}
@@ -232,8 +232,11 @@ class FlatOptimizer(torch.optim.Optimizer):
     def state_dict(self) -> dict[str, Any]:
         """Per-parameter state as torch.optim keeps it (``step`` float32 tensor, moments), for groups that stepped.
 
-        The moments are copies of their slices of the flat buffers: a view would make ``torch.save`` write the
-        whole buffer (every group's state, 2 x 91 MB for MiniLM's AdamW moments) however few groups stepped.
+        The moments share memory with their slices of the flat buffers, on storages of exactly those bytes
+        (:func:`~ftengine.kernels.flat.exact_view`): a plain view would make ``torch.save`` write the whole buffer
+        (every group's state, 2 x 91 MB for MiniLM's AdamW moments) however few groups stepped, and a copy would hold
+        the state twice while it is written. Like torch.optim's, they change with the next step: save or copy them
+        first.
         16-bit parameters also carry ``master``, their fp32 weights. Loads into this class or into
         torch.optim.AdamW / SGD.
         """
@@ -248,11 +251,11 @@ class FlatOptimizer(torch.optim.Optimizer):
                 if step == 0:
                     continue  # like torch: no state before a parameter's first update
                 entry = {"step": torch.tensor(float(step), dtype=torch.float32)}
-                entry.update({name: flat[o:o + p.numel()].view_as(p).clone() for name, flat in b.state.items()})
+                entry.update({name: exact_view(flat[o:o + p.numel()].view_as(p)) for name, flat in b.state.items()})
                 if b.master is not None:
-                    entry["master"] = b.master[o:o + p.numel()].view_as(p).clone()
+                    entry["master"] = exact_view(b.master[o:o + p.numel()].view_as(p))
                 if b.anchor is not None:
-                    entry["anchor"] = b.anchor[o:o + p.numel()].view_as(p).clone()
+                    entry["anchor"] = exact_view(b.anchor[o:o + p.numel()].view_as(p))
                 state[pid] = entry
         return {"state": state, "param_groups": groups}
 

@@ -60,7 +60,7 @@ def test_dry_run_runs_every_step_and_writes_its_files(tmp_path: Path) -> None:
     e2e = json.loads((tmp_path / "e2e.json").read_text())
     assert set(e2e["summary"]["quickstart"]) == {"ftengine", "hf"} and e2e["settings"]["random_init"]
     assert e2e["settings"]["train_tokens"] > 0
-    for figures in e2e["summary"]["quickstart"].values():  # two stages: head, then head + top layer
+    for figures in e2e["summary"]["quickstart"].values():  # two stages: head, then head + top layers
         assert {"stage0_tokens_per_second", "stage1_tokens_per_second"} <= set(figures)
 
     profile = json.loads((tmp_path / "profile.json").read_text())

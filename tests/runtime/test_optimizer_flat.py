@@ -229,7 +229,8 @@ def test_moments_start_at_zero_when_a_group_first_trains_whatever_the_buffer_hel
 
 
 def test_saving_the_state_dict_writes_only_the_groups_that_stepped(tmp_path) -> None:
-    """The moments are copies of their slices: torch.save of a view would write the whole flat buffer."""
+    """The moments are their slices on storages of exactly their bytes: torch.save of a view would write the whole flat
+    buffer, and a copy would hold the state twice while it is written."""
     big = [[torch.nn.Parameter(torch.zeros(100_000))], [torch.nn.Parameter(torch.zeros(10))]]
     opt = FlatOptimizer([dict(params=big[0], name="body", lr=1e-3, trainable=False),
                          dict(params=big[1], name="head", lr=1e-3, trainable=True)])
@@ -237,6 +238,10 @@ def test_saving_the_state_dict_writes_only_the_groups_that_stepped(tmp_path) -> 
     opt.step()
     state = opt.state_dict()
     assert not any(t._is_view() for entry in state["state"].values() for t in entry.values())
+    flat = opt.buckets[0].state["exp_avg"]
+    moment = state["state"][1]["exp_avg"]  # the head's: shares the flat buffer's memory, no copy
+    assert flat.data_ptr() <= moment.data_ptr() < flat.data_ptr() + flat.numel() * flat.element_size()
+    assert torch.equal(moment, torch.full((10,), 0.1))  # (1 - beta1) * grad after one step
     torch.save(state, tmp_path / "opt.pt")
     assert (tmp_path / "opt.pt").stat().st_size < 20_000  # body moments alone would be 800 kB
 
