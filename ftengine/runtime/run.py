@@ -22,6 +22,7 @@ from ftengine.planner.graph import HEAD, ExecutionGraph
 from ftengine.runtime.adapters import attach_adapters
 from ftengine.runtime.wise_ft import snapshot
 from ftengine.runtime.checkpoint import BEST, DeltaState, load_checkpoint, resume_point
+from ftengine.runtime.allocator import tune_allocator
 from ftengine.runtime.device import autocast_dtype, fill_dtype, fill_note, grad_scaler, pick_device, set_threads
 from ftengine.runtime.distributed import World
 from ftengine.runtime.ranks import check_world, distributed_record, seed_ranks, world_threads
@@ -140,6 +141,7 @@ def run_spec(spec: Spec | None, spec_path: str | Path, *, resume: bool | str | P
         spec = load_spec(spec_path, list(overrides))
     started = time.perf_counter()
     startup = Startup()  # process start -> first optimizer step, by phase
+    tune_allocator()  # opt-in: FTENGINE_MMAP_THRESHOLD=4194304 trades up to ~10% step time for 40-90 MB
     world = World.from_env()  # started by torchrun: one of several data-parallel processes
     console = Console(quiet, silent=not world.main)
     run_dir = Path(resume) if isinstance(resume, (str, Path)) else run_dir_of(spec, spec_path)
