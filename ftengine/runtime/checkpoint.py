@@ -108,9 +108,16 @@ def model_state(model: nn.Module) -> dict[str, torch.Tensor]:
 
     The flat optimizer makes parameters views into one buffer; saving views would either drag the whole buffer
     along (torch.save) or be refused (safetensors). A clone of every tensor would hold the weights twice while they
-    are written; storage slices share memory (see :func:`~ftengine.kernels.flat.exact_view`).
+    are written; storage slices share memory (see :func:`~ftengine.kernels.flat.exact_view`). A tensor whose bytes
+    an earlier name already holds (tied weights) is copied: safetensors refuses two names over the same memory.
     """
-    return {k: exact_view(v) for k, v in model.state_dict().items()}
+    out: dict[str, torch.Tensor] = {}
+    seen: set[tuple[int, int]] = set()
+    for k, v in model.state_dict().items():
+        place = (v.data_ptr(), v.numel() * v.element_size())
+        out[k] = v.detach().to("cpu", copy=True).contiguous() if place in seen else exact_view(v)
+        seen.add(place)
+    return out
 
 
 class DeltaState:
