@@ -163,7 +163,11 @@ class DeltaState:
         return state, base
 
     def state(self) -> dict[str, Any]:
-        """{"model": stored tensors (sharing the model's memory: write them out at once), "base": {"params": names left out, "sha256": their digest}}."""
+        """{"model": stored tensors, "base": {"params": names left out, "sha256": their digest}}.
+
+        The stored tensors share the model's memory (see :func:`~ftengine.kernels.flat.exact_view`): write them out
+        before the next step.
+        """
         state, base = self._split()
         key = tuple(base)
         if key not in self._digests:
