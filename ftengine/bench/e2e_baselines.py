@@ -51,12 +51,16 @@ class MeanPoolClassifier(nn.Module):
 
 
 def _select(model: MeanPoolClassifier, selector: str) -> list[tuple[str, nn.Parameter]]:
-    """Parameters of a recipe group: "head", "all" or an encoder prefix such as "encoder.layer.5"."""
+    """Parameters of a recipe group: "head", "all" or an encoder layer such as "layer.5" (the encoder's own
+    `encoder.layer.5.*` parameters, the names ftengine's `encoder.layer.5` group holds)."""
     if selector == "head":
         return list(model.classifier.named_parameters(prefix="classifier"))
     if selector == "all":
-        return list(model.encoder.named_parameters(prefix="encoder"))
-    return [(n, p) for n, p in model.encoder.named_parameters(prefix="encoder") if n.startswith(f"encoder.{selector}.")]
+        return list(model.encoder.named_parameters())
+    chosen = [(n, p) for n, p in model.encoder.named_parameters() if n.startswith(f"encoder.{selector}.")]
+    if not chosen:  # a recipe group that selects nothing would silently train less than ftengine does
+        raise ValueError(f"bench e2e: recipe group {selector!r} selects no parameter of the encoder")
+    return chosen
 
 
 def _groups(model: MeanPoolClassifier, recipe: Recipe) -> list[dict[str, Any]]:

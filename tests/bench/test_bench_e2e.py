@@ -41,3 +41,36 @@ def test_target_never_reached_has_no_time() -> None:
     runs = [_run("ftengine", [0.4], [5.0]), _run("plain", [0.6], [9.0])]
     summary = summarize(runs, 0.55)["r"]
     assert "time_to_target" not in summary["ftengine"] and summary["plain"]["time_to_target"]["median"] == 9.0
+
+
+def _tiny_classifier():
+    transformers = pytest.importorskip("transformers")
+    from ftengine.bench.e2e_baselines import MeanPoolClassifier
+
+    config = transformers.BertConfig(vocab_size=50, hidden_size=16, num_hidden_layers=6, num_attention_heads=2,
+                                     intermediate_size=32, max_position_embeddings=32)
+    return MeanPoolClassifier(transformers.BertModel(config), 3)
+
+
+@pytest.mark.parametrize("name", sorted(RECIPES))
+def test_baselines_train_each_stage_the_parameters_its_groups_name(name: str) -> None:
+    from ftengine.bench.e2e_baselines import _groups
+
+    model = _tiny_classifier()
+    layers = model.encoder.encoder.layer
+
+    def expected(group: str) -> set[int]:  # from the module tree, not from names
+        module = {"head": model.classifier, "all": model.encoder}.get(group) or layers[int(group.split(".")[1])]
+        return {id(p) for p in module.parameters()}
+
+    groups = _groups(model, RECIPES[name])
+    for stage in RECIPES[name].stages:
+        chosen = {id(p) for g in groups if g["group"] in stage.trainable for p in g["params"]}
+        assert chosen == set().union(*(expected(g) for g in stage.trainable)), stage.trainable
+
+
+def test_baseline_group_that_selects_nothing_is_an_error() -> None:
+    from ftengine.bench.e2e_baselines import _select
+
+    with pytest.raises(ValueError, match="'layer.9' selects no parameter"):
+        _select(_tiny_classifier(), "layer.9")
