@@ -14,8 +14,11 @@ Measured on MiniLM, 1,200 / 600 tweets, 2 threads (AMD EPYC, one session; bench/
 | gradual unfreezing, set from process start | 1326 -> 1234 MB | 4.7 -> 4.3 s |
 | quickstart recipe, set by ``ftengine run`` after its imports, 3 pairs | 1540 -> 1503 MB (medians) | 12.6 -> 13.8 s |
 | plain full fine-tuning loop, five alternating pairs | median -50 MB | step time ratio 0.99 |
+| full fine-tuning via ``run_spec``, three alternating pairs (medians) | 1982 -> 1928 MB | run 45.9 -> 46.2 s |
+| quickstart recipe via ``run_spec``, three pairs | 1565 -> 1538 MB | run 41.4 -> 42.8 s |
+| gradual unfreezing via ``run_spec``, three pairs | 1306 -> 1222 MB | run 25.7 -> 30.6 s |
 
-So it saves 40-90 MB for up to ~10% more time per epoch, and it stays off unless asked for. Lower values save more and
+So it saves 27-90 MB for up to ~20% more time per run, and it stays off unless asked for. Lower values save more and
 cost more: 2 MiB saved 139 MB on the quickstart recipe for +17% epoch time, and 1 MiB made full fine-tuning steps
 55-75% slower (every mid-sized block is mapped and faulted in afresh).
 """

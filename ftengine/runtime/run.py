@@ -141,7 +141,7 @@ def run_spec(spec: Spec | None, spec_path: str | Path, *, resume: bool | str | P
         spec = load_spec(spec_path, list(overrides))
     started = time.perf_counter()
     startup = Startup()  # process start -> first optimizer step, by phase
-    tune_allocator()  # opt-in: FTENGINE_MMAP_THRESHOLD=4194304 trades up to ~10% step time for 40-90 MB
+    tune_allocator()  # opt-in: FTENGINE_MMAP_THRESHOLD=4194304 trades up to ~20% run time for 27-90 MB
     world = World.from_env()  # started by torchrun: one of several data-parallel processes
     console = Console(quiet, silent=not world.main)
     run_dir = Path(resume) if isinstance(resume, (str, Path)) else run_dir_of(spec, spec_path)
