@@ -4,7 +4,8 @@ Each (recipe, implementation) runs in its own Python process, so peak RSS (`reso
 run's alone and no run inherits another's warm caches. Same model (bundled MiniLM-L6), same seeded data
 split, same recipe, seed and thread count. Figures per run: wall time per epoch (training part), validation
 accuracy after every epoch, seconds from process start to each validation (model and data loading
-included), final accuracy, peak RSS (and peak GPU memory on CUDA), and per stage the median epoch seconds and
+included), final accuracy, peak RSS (and peak GPU memory on CUDA; on Linux also where the resident memory was near
+the peak: heap, anonymous mappings, mapped files, libraries), and per stage the median epoch seconds and
 training tokens per second (the training split's real tokens, padding not counted, over one epoch's time). Time
 to target = the first validation at or above the target (default: the lowest final accuracy of the
 implementations being compared, per recipe and repeat).
@@ -30,6 +31,7 @@ from typing import Any
 
 from ftengine.bench.e2e_recipes import MODEL, RECIPES
 from ftengine.bench.kit import environment, progress
+from ftengine.bench.memory import PeakMemory
 from ftengine.bench.random_init import model_source
 
 MARK = "E2E_RESULT "
@@ -47,21 +49,24 @@ def _worker(impl: str, recipe_name: str, train: int, validation: int, threads: i
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
     torch.set_num_threads(threads)
-    with tempfile.TemporaryDirectory(prefix="ftengine-e2e-") as tmp:
+    with tempfile.TemporaryDirectory(prefix="ftengine-e2e-") as tmp, PeakMemory() as memory:
         if recipe_name.startswith(SPEC_PREFIX):  # an example spec as it ships: ftengine only
             records, extra = run_ftengine(shipped_spec(recipe_name, threads=threads, out_dir=tmp), Path(tmp), started)
-            return _result(impl, recipe_name, records, started, device, extra)
-        recipe = RECIPES[recipe_name]
-        spec = recipe.spec(train=train, validation=validation, threads=threads, out_dir=tmp, device=device,
-                           precision=precision, source=model_dir or MODEL)
-        if impl == "ftengine":
-            records, extra = run_ftengine(spec, Path(tmp), started)
         else:
-            from ftengine.bench import e2e_baselines
+            recipe = RECIPES[recipe_name]
+            spec = recipe.spec(train=train, validation=validation, threads=threads, out_dir=tmp, device=device,
+                               precision=precision, source=model_dir or MODEL)
+            if impl == "ftengine":
+                records, extra = run_ftengine(spec, Path(tmp), started)
+            else:
+                from ftengine.bench import e2e_baselines
 
-            data, location, extra = load_texts(spec), str(resolve_path(model_dir or MODEL)), {}
-            records = (e2e_baselines.run_plain(recipe, data, location, started, device, precision) if impl == "plain"
-                       else e2e_baselines.run_hf(recipe, data, location, started, tmp, device, precision))
+                data, location, extra = load_texts(spec), str(resolve_path(model_dir or MODEL)), {}
+                records = (e2e_baselines.run_plain(recipe, data, location, started, device, precision)
+                           if impl == "plain" else
+                           e2e_baselines.run_hf(recipe, data, location, started, tmp, device, precision))
+    if memory.breakdown is not None:  # resident memory by kind near the peak (Linux)
+        extra["peak_memory_by_kind"] = memory.breakdown
     return _result(impl, recipe_name, records, started, device, extra)
 
 
