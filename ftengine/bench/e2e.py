@@ -219,8 +219,11 @@ def _run_all(args: argparse.Namespace, log: Any, model_dir: str) -> dict[str, An
                     bar.log(f"[{len(runs) + 1}/{total}] {recipe} / {impl} (repeat {rep + 1}) ...")
                     run = spawn_run(impl, recipe, args, model_dir) | {"repeat": rep}
                     last = run["epochs"][-1]
+                    kinds = run.get("peak_memory_by_kind")
+                    where = (f" (near it: heap {kinds['heap_mb']:.0f}, anonymous {kinds['anonymous_mb']:.0f}, "
+                             f"files {kinds['files_mb']:.0f}, libraries {kinds['libraries_mb']:.0f})") if kinds else ""
                     bar.log(f"    final acc {last['val_accuracy']:.4f}, total {run['total_seconds']:.1f} s, "
-                            f"peak RSS {run['peak_rss_mb']:.0f} MB")
+                            f"peak RSS {run['peak_rss_mb']:.0f} MB{where}")
                     bar.done()
                     runs.append(run)
                     if getattr(args, "partial", None):  # a long sweep on a busy machine keeps what it has measured
