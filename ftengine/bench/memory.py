@@ -30,6 +30,8 @@ def _kind(name: str) -> str:
         return "anonymous"
     if name.startswith("["):  # [vdso], [vvar], [vsyscall]: the kernel's, a few pages
         return "anonymous"
+    if name.startswith(("/dev/zero", "/memfd:", "/SYSV")):  # shared anonymous memory (e.g. torch's shared tensors)
+        return "anonymous"
     return "libraries" if ".so" in Path(name).name else "files"
 
 
