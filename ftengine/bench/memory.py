@@ -22,15 +22,15 @@ SMAPS = Path("/proc/self/smaps")
 STATUS = Path("/proc/self/status")
 
 
+# [anon:...], [stack] and the kernel's few pages ([vdso], [vvar]); shared anonymous memory (torch's shared tensors)
+_ANONYMOUS = ("[", "/dev/zero", "/memfd:", "/SYSV")
+
+
 def _kind(name: str) -> str:
     """The kind of one mapping from its smaps name ('' for anonymous memory)."""
     if name == "[heap]":
         return "heap"
-    if not name or name.startswith("[anon") or name.startswith("[stack"):
-        return "anonymous"
-    if name.startswith("["):  # [vdso], [vvar], [vsyscall]: the kernel's, a few pages
-        return "anonymous"
-    if name.startswith(("/dev/zero", "/memfd:", "/SYSV")):  # shared anonymous memory (e.g. torch's shared tensors)
+    if not name or name.startswith(_ANONYMOUS):
         return "anonymous"
     return "libraries" if ".so" in Path(name).name else "files"
 
