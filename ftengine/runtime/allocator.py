@@ -2,8 +2,8 @@
 
 glibc's malloc serves blocks from 128 KiB up with mmap, and each time such a block is freed it raises that threshold
 to the block's size, up to 32 MiB. A few steps into a run, every activation then comes from the heap: 1-25 MB for
-MiniLM at batch 32. Batches of different lengths (length buckets) and the cache fill's transients leave the heap in
-pieces that stay resident. A fixed threshold (``FTENGINE_MMAP_THRESHOLD=4194304``, 4 MiB) maps the large blocks that
+MiniLM at batch 32. Batches of different lengths and the cache fill's transients leave the heap in pieces that stay
+resident. A fixed threshold (``FTENGINE_MMAP_THRESHOLD=4194304``, 4 MiB) maps the large blocks that
 the heap cannot hold, and gives them back to the system when freed. Smaller blocks stay on the heap.
 
 Measured on MiniLM, 1,200 / 600 tweets, 2 threads (AMD EPYC, one session; bench/README.md, e2e):
