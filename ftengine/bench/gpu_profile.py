@@ -26,7 +26,7 @@ from ftengine.bench.cache import BenchRun, build_run, enter_stage, open_cache
 from ftengine.bench.e2e_recipes import RECIPES
 from ftengine.bench.kit import echo, environment, sync
 from ftengine.bench.random_init import model_source
-from ftengine.runtime.device import autocast_dtype
+from ftengine.runtime.device import attention_kernels, autocast_dtype
 from ftengine.runtime.evaluate import autocast_context
 from ftengine.runtime.model import inputs_of, to_device
 from ftengine.spec import validate_spec
@@ -117,7 +117,8 @@ def run_profile(device: str = "cuda", precision: str = "auto", steps: int = 10, 
         batches = cycle(list(run.data.make_loader("train", recipe.batch_size, shuffle=True, seed=0)))
         stages = []
         for stage in run.graph.stages:
-            stages.append(profile_stage(run, stage, cache, batches, amp, steps, top))
+            with attention_kernels(run.device):  # as `ftengine run` trains
+                stages.append(profile_stage(run, stage, cache, batches, amp, steps, top))
             s = stages[-1]
             log(f"profile {s['stage']}: {s['wall_ms_per_step']:.2f} ms/step wall, device busy "
                 f"{s['busy_ms_per_step']:.2f} ms ({100 * s['busy_share_of_wall']:.0f}%); top: "

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from typing import Any
 
 import torch
@@ -25,6 +26,22 @@ def pick_device(name: str) -> torch.device:
             raise RunError(f"training.device: there are {torch.cuda.device_count()} CUDA devices (got '{name}'); "
                            "use cuda:0 .. cuda:N-1")
     return device
+
+
+def attention_kernels(device: torch.device) -> contextlib.AbstractContextManager:
+    """Scaled-dot-product attention without cuDNN's backend while a run trains on CUDA (nothing changes on a CPU).
+
+    Batches are padded to their own longest sequence (length-sorted buckets), so a run meets dozens of sequence
+    lengths, and cuDNN's attention builds an execution plan for every new shape: ~5 ms of host time per call in the
+    profile of the quickstart's top stage on an H100, which made its one epoch 4x slower (10.8 s against 2.7 s with
+    flash and memory-efficient attention, which need no plan; bench/README.md, "GPU check"). The flags are set on
+    entry and restored on exit, so a program that calls `run_spec` keeps its own choice outside the run.
+    """
+    if device.type != "cuda":
+        return contextlib.nullcontext()
+    from torch.nn.attention import SDPBackend, sdpa_kernel
+
+    return sdpa_kernel([SDPBackend.FLASH_ATTENTION, SDPBackend.EFFICIENT_ATTENTION, SDPBackend.MATH])
 
 
 def autocast_dtype(precision: str, device: torch.device) -> torch.dtype | None:

@@ -23,7 +23,8 @@ from ftengine.runtime.adapters import attach_adapters
 from ftengine.runtime.wise_ft import snapshot
 from ftengine.runtime.checkpoint import BEST, DeltaState, load_checkpoint, resume_point
 from ftengine.runtime.allocator import tune_allocator
-from ftengine.runtime.device import autocast_dtype, fill_dtype, fill_note, grad_scaler, pick_device, set_threads
+from ftengine.runtime.device import (attention_kernels, autocast_dtype, fill_dtype, fill_note, grad_scaler,
+                                     pick_device, set_threads)
 from ftengine.runtime.distributed import World
 from ftengine.runtime.ranks import check_world, distributed_record, seed_ranks, world_threads
 from ftengine.runtime.evaluate import metric_names
@@ -152,7 +153,7 @@ def run_spec(spec: Spec | None, spec_path: str | Path, *, resume: bool | str | P
     try:  # rank 0 writes the folder for every rank (one writer per folder)
         lock = locked_run_dir(run_dir, "ftengine run --resume" if resume else "ftengine run") if world.main \
             else contextlib.nullcontext()
-        with lock:
+        with lock, attention_kernels(device):
             return _run_locked(spec, spec_path, run_dir, resume, console, started, world, device, startup)
     finally:
         world.close()
