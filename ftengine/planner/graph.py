@@ -100,7 +100,7 @@ class CachePlan:
     budget_mb: int
     dir: str | None
     persist: bool
-    fill_precision: str = "fp32"
+    fill_precision: str = "auto"
 
 
 @dataclass(frozen=True)

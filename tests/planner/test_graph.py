@@ -33,7 +33,7 @@ def test_cache_settings_are_part_of_the_plan(bert: FakeBackbone) -> None:
     """plan.json records the settings the activation cache is built from (it reads nothing else)."""
     cache = {"dtype": "bf16", "tier": "disk", "budget_mb": 64, "dir": "cache-here", "persist": False}
     data = json.loads(json.dumps(plan(make_spec(**SPEC, cache=cache), bert).to_dict()))
-    assert data["cache"] == {"enabled": "auto", **cache}
+    assert data["cache"] == {"enabled": "auto", **cache, "fill_precision": "auto"}  # bf16 only where native
     assert (data["cache_dtype"], data["cache_budget_mb"]) == ("bf16", 64)
 
 

@@ -1,5 +1,5 @@
 """cache.fill_precision: the frozen prefix computed under bf16 autocast (fill and live prefix alike), chosen per
-device, kept apart from fp32 entries in the cache, and absent from plans that do not use it."""
+device, kept apart from fp32 entries in the cache, and absent from plans that ask for fp32 (the default is auto: bf16 only where native)."""
 
 from __future__ import annotations
 
@@ -48,11 +48,12 @@ def test_a_bf16_prefix_hands_fp32_activations_to_the_trainable_layers() -> None:
 
 
 def test_bf16_fill_run_caches_apart_and_is_planned(toy_run, tmp_path) -> None:
-    plain = toy_run("fp32", cache={"enabled": "auto"})
+    plain = toy_run("fp32", cache={"enabled": "auto", "fill_precision": "fp32"})
     bf16 = toy_run("bf16", cache={"enabled": "auto", "fill_precision": "bf16"})
     plan = json.loads((bf16.run_dir / "plan.json").read_text())
     assert plan["cache"]["fill_precision"] == "bf16"
-    assert "fill_precision" not in json.loads((plain.run_dir / "plan.json").read_text())["cache"]
+    assert "fill_precision" not in json.loads((plain.run_dir / "plan.json").read_text())["cache"]  # as before it was
+    # a setting, so a run planned then still resumes (its spec.resolved.yaml says fp32)
     manifests = [json.loads(p.read_text()) for p in (tmp_path / "cache" / "activations").glob("*/manifest.json")]
     fills = sorted({m["key"].get("fill", "fp32") for m in manifests})
     assert fills == ["bf16", "fp32"]  # the bf16 run filled its own entries instead of reusing the fp32 ones

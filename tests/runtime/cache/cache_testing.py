@@ -84,7 +84,10 @@ def make_plan(backbone: Any, preset_overrides: list[str], cache_overrides: list[
     """Plan the MiniLM gradual-unfreeze example spec with overrides (freeze preset, cache settings)."""
     from ftengine.planner import plan
 
-    spec = load_spec(REPO / "specs" / "text_gradual_unfreeze.yaml", [*preset_overrides, *cache_overrides])
+    # an fp32 fill, so the cache's exactness is what these tests see on every CPU (auto is bf16 where native;
+    # tests/runtime/test_fill_precision.py covers that); a test's own cache_overrides come after and win
+    fill = ["cache.fill_precision=fp32"]
+    spec = load_spec(REPO / "specs" / "text_gradual_unfreeze.yaml", [*preset_overrides, *fill, *cache_overrides])
     return spec, plan(spec, backbone, num_classes=3)
 
 
