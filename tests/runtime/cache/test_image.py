@@ -66,7 +66,8 @@ def graph_reading(boundary: int, groups: int) -> SimpleNamespace:
     plans = tuple(SimpleNamespace(name=f"g{i}", trainable=i >= boundary) for i in range(groups + 1))
     stage = SimpleNamespace(index=0, name="s0", epochs=3, groups=plans,
                             cache=SimpleNamespace(boundary=boundary, allowed=True))
-    settings = CachePlan(enabled="auto", dtype="fp32", tier="auto", budget_mb=64, dir=None, persist=True)
+    settings = CachePlan(enabled="auto", dtype="fp32", tier="auto", budget_mb=64, dir=None, persist=True,
+                         fill_precision="fp32")  # exact round trips on every CPU (auto is bf16 where native)
     return SimpleNamespace(stages=(stage,), cache=settings)
 
 
