@@ -63,6 +63,9 @@ def spec_file(tmp_path_factory, tiny_bert: Path, tweets_csv: Path) -> Path:
         "optimizer": {"lr": 1e-3, "head_lr": 1e-2},
         "schedule": {"kind": "cosine", "warmup_ratio": 0.1},
         "training": {"batch_size": 8, "threads": 1, "seed": 3},
+        # fp32 frozen prefix on every CPU: `ftengine eval` (fp32 throughout) must give the run's own loss to 1e-6;
+        # the default, auto, would fill in bf16 on a CPU with AVX512-BF16 or AMX
+        "cache": {"fill_precision": "fp32"},
         "output": {"dir": str(folder / "runs"), "checkpoint_every_steps": 3, "plots": False},
     }
     path = folder / "resume.yaml"
