@@ -147,8 +147,7 @@ class FlatOptimizer(torch.optim.Optimizer):
         trainable = [int(bool(g["trainable"])) for g in self.param_groups]
         rows = [self._hyper_row(g) for g in self.param_groups]
         for bucket in self._buckets:
-            bucket.rebind_grads()
-            bucket.sync_tables(bucket.active_rows(trainable), rows)
+            bucket.sync_tables(bucket.fold_and_mark(trainable), rows)
             bucket.prepare_state(trainable)
         use_ref = self.backend == "reference"
         sqnorm = None
