@@ -3,6 +3,7 @@ part matches, damaged entries are rebuilt, lookups reproduce the backbone's own 
 
 from __future__ import annotations
 
+import copy
 from collections import Counter
 
 import pytest
@@ -52,6 +53,24 @@ def test_one_pass_per_split_fills_every_boundary(fresh_backbone, tiny_data, cach
     idx = torch.tensor([5, 0, 17])
     for b in (1, 8):
         assert all(torch.equal(v, again.lookup("train", b, idx)[k]) for k, v in cache.lookup("train", b, idx).items())
+
+
+def test_the_test_split_is_filled_only_where_the_last_stage_reads(fresh_backbone, tiny_data, cache_dir):
+    # The test split is read once, after training, when every other stage's boundary has been released.
+    data = copy.copy(tiny_data)
+    data.test = tiny_data.validation
+    data.lengths = dict(tiny_data.lengths, test=tiny_data.lengths["validation"])
+    spec, graph = make_plan(fresh_backbone, GRADUAL)
+    last = graph.stages[-1].cache
+    assert last.allowed and last.boundary == 1
+    seen = examples_through_layer0(fresh_backbone)
+    cache = build(spec, graph, fresh_backbone, data)
+    cache.prepare(graph.cache_boundaries(), quiet=True)
+    assert [b for b in (1, 3, 5, 8) if cache.has("test", b)] == [1]
+    assert all(cache.has(s, b) for s in ("train", "validation") for b in (1, 3, 5, 8))
+    assert cache.stats()["forward_passes"]["test"] == {1: 1}
+    # train and validation go once through layer 0; test stops at boundary 1 (the embeddings) and never enters it
+    assert seen["n"] == len(data.train) + len(data.validation)
 
 
 def test_lookup_reproduces_the_backbones_hidden_states(minilm_backbone, tiny_data, tmp_path):
