@@ -13,13 +13,12 @@ accuracy. The order of the two precisions alternates from seed to seed, so neith
 
 from __future__ import annotations
 
-import json
 import statistics
 from pathlib import Path
 from typing import Any
 
 from ftengine.bench.kit import environment
-from ftengine.bench.random_init import SHAPE_FILES, locate
+from ftengine.bench.random_init import copy_shape_files, locate
 
 PACKED = "model.fp16.safetensors"
 """The packed weights' file name."""
@@ -49,16 +48,9 @@ def pack_weights(source: str, dest: Path) -> Path:
 def unpack_model(shapes: Path, packed: Path, dest: Path) -> Path:
     """A model directory at ``dest``: the config and tokenizer files from ``shapes``, the weights from ``packed``
     (an fp16 file from `pack_weights`) back in fp32."""
-    import shutil
-
     from safetensors.torch import load_file, save_file
 
-    dest.mkdir(parents=True, exist_ok=True)
-    for name in SHAPE_FILES:
-        if (shapes / name).is_file():
-            shutil.copy2(shapes / name, dest / name)
-    if not (dest / "config.json").is_file():
-        raise FileNotFoundError(f"unpack_model: no config.json in {shapes}; run bench/gpu_check.sh --prepare")
+    copy_shape_files(str(shapes), dest)  # raises FileNotFoundError without a config.json there
     tensors = load_file(str(packed))
     save_file({k: v.float() if v.is_floating_point() else v for k, v in tensors.items()},
               str(dest / "model.safetensors"), metadata={"format": "pt"})
@@ -68,16 +60,17 @@ def unpack_model(shapes: Path, packed: Path, dest: Path) -> Path:
 def _one_run(model_dir: str, device: str, seed: int, precision: str, work: Path, overrides: list[str]) -> dict:
     """Train the quickstart once; the figures of its run.json and metrics.jsonl."""
     from ftengine.runtime import run_spec
+    from ftengine.runtime.report import read_metrics
+    from ftengine.runtime.run_dir import read_run_info
 
     name = f"s{seed}-{precision}"
     settings = [f"backbone.source={model_dir}", f"training.seed={seed}", f"cache.fill_precision={precision}",
                 f"training.device={device}", f"output.dir={work}", f"output.name={name}", "output.overwrite=true",
                 *overrides]
-    run_spec(None, SPEC, quiet=True, overrides=settings)  # as `ftengine run SPEC KEY=VALUE ... --quiet`
-    run = json.loads((work / name / "run.json").read_text())
-    rows = [json.loads(line) for line in (work / name / "metrics.jsonl").read_text().splitlines() if line.strip()]
-    final, startup = run["final"], run["final"]["startup_seconds"]
-    return dict(seed=seed, fill_precision=precision, device=run.get("device"),
+    result = run_spec(None, SPEC, quiet=True, overrides=settings)  # as `ftengine run SPEC KEY=VALUE ... --quiet`
+    rows = read_metrics(result.run_dir / "metrics.jsonl")
+    final, startup = result.metrics, result.metrics["startup_seconds"]  # run.json's "final"
+    return dict(seed=seed, fill_precision=precision, device=read_run_info(result.run_dir).get("device"),
                 fill_seconds=startup["cache"], first_step_at=startup["first_step_at"],
                 total_seconds=final["total_seconds"], best_val_accuracy=final["val_accuracy"],
                 best_stage=final["stage"], last_val_accuracy=rows[-1]["val_accuracy"] if rows else None,
