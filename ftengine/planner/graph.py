@@ -86,7 +86,7 @@ class CachePlan:
         enabled: `auto` (cache where a stage allows it), `on` (the plan failed unless it could) or `off` (never).
         dtype: element type stored (`fp32` lossless; `bf16`, `fp16` lossy).
         tier: where entries live: `auto`, `device`, `host` or `disk`.
-        budget_mb: most MiB the device and host tiers hold together (the rest is memory-mapped from disk).
+        budget_mb: most MiB the device and host tiers hold together (the rest is read from disk per batch).
         dir: folder of persisted entries as configured (None: `$FTENGINE_CACHE_DIR` or `~/.cache/ftengine`,
             resolved when the cache opens, so the plan does not depend on the machine).
         persist: keep entries for later runs (else they live in the run directory until the run finishes).

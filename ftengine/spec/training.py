@@ -165,9 +165,11 @@ class CacheSpec(StrictModel):
     the fp32 fill's validation accuracy. Independent of `dtype`, what is stored. The trainable layers keep
     `training.precision`. fp32 makes cached and uncached training match to float noise on every machine."""
     tier: Literal["auto", "device", "host", "disk"] = "auto"
-    """Where activations live: accelerator memory, (pinned) host memory or a memory-mapped file."""
+    """Where activations live: accelerator memory, (pinned) host memory or the entry's files on disk, read per batch.
+    auto: accelerator memory, then host memory, on a GPU; on a CPU the files (the fill just wrote them, so they are in
+    the page cache, and a host copy would hold them twice)."""
     budget_mb: int = Field(default=2048, ge=1, le=MAX_MB)
-    """Most memory the cache may use in device or host tiers."""
+    """Most memory the cache may use in device or host tiers (the rest stays on disk)."""
     dir: str | None = None
     """Folder for persisted caches (null: $FTENGINE_CACHE_DIR or ~/.cache/ftengine)."""
     persist: bool = True

@@ -232,6 +232,9 @@ class ActivationCache:
             for writer in writers.values():
                 writer.abort()
             raise
+        finally:
+            if start_store is not None:
+                start_store.close()
         self._timing["fill_seconds"] += time.perf_counter() - started
         for b in missing:
             self._passes[split][b] += 1
@@ -282,8 +285,10 @@ class ActivationCache:
             tier, note = tiers[k]
             note = note or shared_note
             try:
-                self._stores[k] = ActivationStore.open(path, tier=tier, device=self.device,
-                                                       compute_dtype=self.compute_dtype)
+                store = ActivationStore.open(path, tier=tier, device=self.device, compute_dtype=self.compute_dtype)
+                if k in self._stores:  # loaded again by a later prepare()
+                    self._stores[k].close()
+                self._stores[k] = store
             except RunError as exc:  # damaged between fill and load (another process?): say so, run uncached
                 self._events["unusable"].append(dict(split=k[0], boundary=k[1], reason=str(exc)))
                 continue
@@ -315,7 +320,7 @@ class ActivationCache:
     def release(self, boundary: int) -> None:
         """Drop the loaded entries of ``boundary`` (a finished stage's), freeing their memory tier."""
         for key in [k for k in self._stores if k[1] == boundary]:
-            del self._stores[key]
+            self._stores.pop(key).close()
 
     def stats(self) -> dict[str, Any]:
         """What the cache holds and did: tier, dtype, bytes, boundaries, fill time, forward passes, hits."""
@@ -347,6 +352,8 @@ class ActivationCache:
 
     def close(self) -> None:
         """Release loaded entries; delete them too unless they persist across runs."""
+        for store in self._stores.values():
+            store.close()
         self._stores.clear()
         if not self.settings.persist and self.world.local_rank == 0:  # the node's other ranks share this folder
             shutil.rmtree(self.root, ignore_errors=True)

@@ -5,8 +5,8 @@ Tiers:
 * ``device`` -- the rows live in accelerator memory; a batch is gathered there (CUDA kernel), nothing moves.
 * ``host`` -- the rows live in host memory (pinned when a CUDA device is used, so gathered batches are
   pinned too and their copy to the device is asynchronous).
-* ``disk`` -- the rows stay in the entry's files, memory-mapped (``torch.from_file``, private mapping): the
-  OS pages in what batches touch; nothing is read up front.
+* ``disk`` -- the rows stay in the entry's files; each lookup reads its batch's rows (``rows.RowFile``,
+  positioned reads): nothing is read up front and nothing stays resident in the process, only in the page cache.
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ from ftengine.errors import RunError
 from ftengine.kernels.ops import gather_ragged
 from ftengine.runtime.cache.copier import DeviceCopier
 from ftengine.runtime.cache.layout import DTYPES, INDEX_FILE, check_entry, read_manifest
+from ftengine.runtime.cache.rows import RowFile
 
 TIERS = ("device", "host", "disk")
 
@@ -32,16 +33,15 @@ TIERS = ("device", "host", "disk")
 class _Field:
     name: str
     kind: str  # "ragged": (sum_len, *feature); "fixed": (N, *feature)
-    data: Tensor  # (rows, prod(feature)) on the tier
+    data: Tensor | RowFile  # (rows, prod(feature)) on the tier; the disk tier reads rows from the file per lookup
     feature_shape: tuple[int, ...]
 
 
 def _load_file(path: Path, dtype: torch.dtype, numel: int, tier: str, device: torch.device, pin: bool) -> Tensor:
     if numel == 0:
         return torch.empty(0, dtype=dtype, device=device if tier == "device" else "cpu")
-    if tier != "host":  # disk: stays mapped; device: streamed from the mapping, no full host copy
-        mapped = torch.from_file(str(path), shared=False, size=numel, dtype=dtype)
-        return mapped if tier == "disk" else mapped.to(device)
+    if tier == "device":  # streamed from a mapping that goes right after: no full host copy
+        return torch.from_file(str(path), shared=False, size=numel, dtype=dtype).to(device)
     host = torch.empty(numel, dtype=dtype, pin_memory=pin)
     with open(path, "rb") as f:
         read = f.readinto(memoryview(host.view(torch.uint8).numpy()))
@@ -89,14 +89,16 @@ class ActivationStore:
         for name, f in manifest["fields"].items():
             shape = tuple(f["feature_shape"])
             width = math.prod(shape)
-            data = _load_file(path / f["file"], DTYPES[f["dtype"]], f["rows"] * width, tier, device, pin)
-            fields.append(_Field(name, f["kind"], data.view(f["rows"], width), shape))
+            dtype = DTYPES[f["dtype"]]
+            data = (RowFile(path / f["file"], dtype, f["rows"], width) if tier == "disk" else
+                    _load_file(path / f["file"], dtype, f["rows"] * width, tier, device, pin).view(f["rows"], width))
+            fields.append(_Field(name, f["kind"], data, shape))
         return cls(path, manifest, fields, index, tier=tier, device=device, compute_dtype=compute_dtype)
 
     @property
     def nbytes(self) -> int:
         """Bytes of activations held (the files' size on disk for the disk tier)."""
-        return sum(f.data.numel() * f.data.element_size() for f in self.fields)
+        return sum(f.data.nbytes for f in self.fields)
 
     @property
     def lossy(self) -> bool:
@@ -122,13 +124,29 @@ class ActivationStore:
         state: dict[str, Tensor] = {}
         batch = ids.numel()
         for f in self.fields:
-            if f.kind == "ragged":
-                out, mask = gather_ragged(f.data, index_on[0], index_on[1], ids_on, max_len, self.compute_dtype)
-                state[f.name] = out.view(batch, max_len, *f.feature_shape)
+            ragged = f.kind == "ragged"
+            if isinstance(f.data, RowFile):  # this batch's rows only, back to back: (sum of lengths, width)
+                data, offsets, counts, rows = self._stage(f.data, ids, ragged)
+            else:  # one row per example in a fixed field: the same kernel with length 1 gathers and converts
+                data, offsets, counts, rows = f.data, index_on[0 if ragged else 2], \
+                    index_on[1] if ragged else self._ones, ids_on
+            out, mask = gather_ragged(data, offsets, counts, rows, max_len if ragged else 1, self.compute_dtype)
+            state[f.name] = out.view(batch, max_len, *f.feature_shape) if ragged else out.view(batch, *f.feature_shape)
+            if ragged:
                 state["attention_mask"] = mask
-            else:  # one row per example: the same kernel with length 1 gathers and converts in one pass
-                out, _ = gather_ragged(f.data, index_on[2], self._ones, ids_on, 1, self.compute_dtype)
-                state[f.name] = out.view(batch, *f.feature_shape)
         if self._copier is not None:
             state = self._copier(state)
         return state
+
+    def close(self) -> None:
+        """Close the disk tier's files (memory tiers go with the object)."""
+        for f in self.fields:
+            if isinstance(f.data, RowFile):
+                f.data.close()
+
+    def _stage(self, rows: RowFile, ids: Tensor, ragged: bool) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+        """Read ``ids``' rows from the file; returns gather_ragged's data, offsets, lengths and ids over them."""
+        counts = self._host_index[1].index_select(0, ids) if ragged else torch.ones_like(ids)
+        starts = self._host_index[0 if ragged else 2].index_select(0, ids)
+        data = rows.read(starts.tolist(), counts.tolist())
+        return data, torch.cumsum(counts, 0) - counts, counts, torch.arange(ids.numel())

@@ -159,7 +159,7 @@ def test_merged_entries_pass_the_full_check_and_are_shared(ranks):
     assert [p.name for p in entries[0].parent.iterdir() if p.name.startswith(".")] == []  # no part left behind
     for r in ranks:
         assert r["cold"]["root"] == ranks[0]["cold"]["root"] and r["cold"]["tier"] == "disk"
-        assert "share it memory-mapped" in r["cold"]["tier_notes"][0]["note"]
+        assert "share it from disk" in r["cold"]["tier_notes"][0]["note"]
 
 
 def test_second_prepare_is_warm_on_every_rank(ranks):
