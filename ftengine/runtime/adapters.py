@@ -23,6 +23,7 @@ from torch import nn
 
 from ftengine.errors import SpecError
 from ftengine.planner.adapters import ADAPTER_MARK, adapted_groups
+from ftengine.runtime.checkpoint import model_state
 from ftengine.spec.adapters import AdapterSpec
 
 ADAPTER_NAME = "default"
@@ -99,10 +100,11 @@ def is_adapter_param(name: str) -> bool:
 
 
 def base_state(model: nn.Module) -> dict[str, torch.Tensor]:
-    """The transformers model's state without adapters, under its original names (`...query.weight`), as CPU
-    copies: what `save_pretrained` of the un-adapted base model holds."""
-    return {k.replace(".base_layer.", "."): v.detach().cpu().clone().contiguous()
-            for k, v in model.state_dict().items() if ADAPTER_MARK not in k}
+    """The transformers model's state without adapters, under its original names (`...query.weight`): what
+    `save_pretrained` of the un-adapted base model holds. Each tensor is a CPU storage of exactly its own bytes
+    (``model_state``), not a clone: clones held a second copy of every weight while the model was written (87 MB for
+    MiniLM, the peak of a cached run's memory)."""
+    return {k.replace(".base_layer.", "."): v for k, v in model_state(model).items() if ADAPTER_MARK not in k}
 
 
 def save_adapter(folder: Path, backbone: Any) -> Path:

@@ -39,7 +39,8 @@ def save_final_model(run_dir: Path, model: nn.Module, spec: Any, labels: list[st
     if spec.backbone.kind == "hf":
         hf_dir = folder / HF_DIR
         original = model.backbone.model
-        # Clone: the flat optimizer's parameters are views into one buffer, which safetensors refuses to save.
+        # Storage slices, not clones: the flat optimizer's parameters are views into one buffer, which safetensors
+        # refuses to save, and clones would hold every weight twice while it is written.
         # LoRA runs: the base model's own weights and names (the adapter is saved on its own, in peft's format).
         state = base_state(original)
         from transformers.utils import logging as hf_logging
