@@ -127,9 +127,10 @@ class ActivationStore:
             ragged = f.kind == "ragged"
             if isinstance(f.data, RowFile):  # this batch's rows only, back to back: (sum of lengths, width)
                 data, offsets, counts, rows = self._stage(f.data, ids, ragged)
+            elif ragged:
+                data, offsets, counts, rows = f.data, index_on[0], index_on[1], ids_on
             else:  # one row per example in a fixed field: the same kernel with length 1 gathers and converts
-                data, offsets, counts, rows = f.data, index_on[0 if ragged else 2], \
-                    index_on[1] if ragged else self._ones, ids_on
+                data, offsets, counts, rows = f.data, index_on[2], self._ones, ids_on
             out, mask = gather_ragged(data, offsets, counts, rows, max_len if ragged else 1, self.compute_dtype)
             state[f.name] = out.view(batch, max_len, *f.feature_shape) if ragged else out.view(batch, *f.feature_shape)
             if ragged:
