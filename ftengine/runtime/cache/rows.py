@@ -1,8 +1,8 @@
 """The disk tier's rows: read from an entry's file per batch with positioned reads, nothing mapped.
 
-A memory-mapped file (the disk tier until now) counts every page a lookup touched in the process's resident memory
-until the mapping goes, so after one epoch the whole boundary is resident twice over: once in the kernel's page
-cache and once more in the process's page tables. Positioned reads (``preadv``) copy only a batch's rows into a
+A memory-mapped file would count every page a lookup touched in the process's resident memory until the mapping
+goes, so after one epoch the whole boundary would be resident twice over: once in the kernel's page cache and once
+more in the process's page tables. Positioned reads (``preadv``) copy only a batch's rows into a
 staging tensor; the file's pages stay in the page cache, which the kernel shares between processes (the ranks of one
 node) and reclaims under memory pressure. A batch of 32 tweets at ~30 tokens x 384 fp32 features is ~1.5 MB: one
 copy from the page cache, far below the cost of the layers that read it.
