@@ -18,6 +18,8 @@ from torch import Tensor
 
 from ftengine.errors import RunError
 
+_PREADV = hasattr(os, "preadv")  # decided once: the reads below run for every example of every batch
+
 
 class RowFile:
     """``rows`` rows of ``width`` elements of ``dtype``, back to back in ``path``; :meth:`read` gathers row ranges."""
@@ -66,7 +68,7 @@ def _read_into(fd: int, target: memoryview, offset: int) -> int:
     """Read ``len(target)`` bytes at ``offset`` into ``target`` (fewer only at the end of the file)."""
     done = 0
     while done < len(target):
-        if hasattr(os, "preadv"):  # straight into the staging tensor
+        if _PREADV:  # straight into the staging tensor
             got = os.preadv(fd, [target[done:]], offset + done)
         else:  # platforms without preadv: one extra copy
             chunk = os.pread(fd, len(target) - done, offset + done)

@@ -20,10 +20,11 @@ def plan_tiers(sizes: Mapping[tuple[str, int], int], uses: Mapping[int, int], ti
     by more epochs); each goes to the fastest allowed tier it still fits in, else to disk (read per batch).
 
     On a CPU run ``auto`` means disk. Host memory and the page cache are the same memory there, and the fill has
-    just written every entry's files, so they are in the page cache already. A host-tier copy holds them a second
-    time, in the process (MiniLM, 1,800 tweets at one boundary: 86 MB). The disk tier reads each batch's rows from
-    the page cache instead: 0.5 against 0.16 ms per 32-tweet lookup on a 2-core EPYC, where a step of the
-    quickstart's top stage takes ~330 ms. ``host`` still asks for the copy.
+    just written every entry's files, so they are in the page cache already (an entry an earlier run filled is read
+    from disk once, in the first epoch). A host-tier copy holds them a second time, in the process (MiniLM, 1,800
+    tweets at one boundary: 86 MB). The disk tier reads each batch's rows from the page cache instead: 0.5 against
+    0.16 ms per 32-tweet lookup on a 2-core EPYC, where a step of the quickstart's top stage takes ~330 ms. ``host``
+    still asks for the copy.
 
     Args:
         sizes: (split, boundary) -> bytes.
