@@ -15,9 +15,13 @@ from __future__ import annotations
 import mmap
 import warnings
 import weakref
+from collections.abc import Iterable
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
+
+from ftengine.kernels.pages import FileBuffer
 
 ALIGN = 64
 SEGMENT_COLUMNS = ("offset", "length", "trainable")
@@ -149,10 +153,13 @@ class FlatBucket:
         anchor_dtype: dtype of the L2-SP anchor buffer (fp32 or bf16), None for no anchor. Like the moments, a
             group's slice is written when the group first trains (its weights are still the starting ones then),
             so the groups that never train never get their anchor pages touched.
+        weights_dir: CPU only: a folder for the file the weights are mapped from (``page_out``), None for
+            anonymous memory. Anonymous too where the file cannot be made (see ``FileBuffer.create``).
     """
 
     def __init__(self, group_params: list[list[torch.nn.Parameter]], state_names: tuple[str, ...],
-                 state_dtype: torch.dtype, hyper_columns: int, anchor_dtype: torch.dtype | None = None) -> None:
+                 state_dtype: torch.dtype, hyper_columns: int, anchor_dtype: torch.dtype | None = None,
+                 weights_dir: str | Path | None = None) -> None:
         first = next(p for params in group_params for p in params)
         self.device, self.dtype = first.device, first.dtype
         self.group_params = group_params
@@ -163,14 +170,20 @@ class FlatBucket:
         # (their parameters get no grad, the kernels read only trainable rows, grad sync moves only trainable
         # ranges), so they never take memory. The original weights go when the last of them does: weights that
         # are views of one memory-mapped checkpoint keep all its resident pages until the end of this loop.
-        self.param = untouched_zeros(n, self.dtype, self.device)
-        self.grad = untouched_zeros(n, self.dtype, self.device)
         self.slots: list[tuple[torch.nn.Parameter, int]] = [(p, o) for params, offsets in
                                                             zip(group_params, self.layout.param_offsets)
                                                             for p, o in zip(params, offsets)]
+        # With `weights_dir` (CPU), the weights go to a file of their own instead, mapped privately, so that
+        # `page_out` can give a group's pages back while no stage reads them (see kernels/pages.py).
+        nbytes = n * torch.empty((), dtype=self.dtype).element_size()
+        self.backing = FileBuffer.create([(o, p) for p, o in self.slots], n, self.dtype, weights_dir) \
+            if weights_dir is not None and self.device.type == "cpu" and nbytes >= LAZY_BYTES else None
+        self.param = self.backing.tensor if self.backing is not None else untouched_zeros(n, self.dtype, self.device)
+        self.grad = untouched_zeros(n, self.dtype, self.device)
         with torch.no_grad():
             for p, o in self.slots:
-                self.param[o:o + p.numel()].copy_(p.detach().reshape(-1))
+                if self.backing is None:  # the file holds them already
+                    self.param[o:o + p.numel()].copy_(p.detach().reshape(-1))
                 if p.grad is not None:
                     self.grad[o:o + p.numel()].copy_(p.grad.reshape(-1))
                 p.data = self.param[o:o + p.numel()].view_as(p)
@@ -196,6 +209,13 @@ class FlatBucket:
         self.steps = torch.zeros(rows, dtype=torch.int64, device=self.device)
         self._active: list[int] | None = None
         self._hyper_rows: list[list[float]] | None = None
+
+    def page_out(self, groups: Iterable[int]) -> int:
+        """Give back the resident pages of these groups' weights, to be read from the file again when something
+        reads them (``FileBuffer.page_out``); the bytes advised, 0 without a backing file (GPU, or none asked for)."""
+        if self.backing is None:
+            return 0
+        return sum(self.backing.page_out(*self.layout.segments[g]) for g in groups)
 
     def _untouched(self, n: int, dtype: torch.dtype) -> torch.Tensor:
         """State and anchor buffers: untouched zeros on the CPU, uninitialized memory elsewhere (CUDA as before)."""

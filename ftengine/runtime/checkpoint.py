@@ -162,6 +162,17 @@ class DeltaState:
         base = sorted(k for k in state if k in params and id(params[k]) not in kept_ids)
         return state, base
 
+    def _digest(self, state: dict[str, torch.Tensor], base: list[str]) -> str:
+        key = tuple(base)
+        if key not in self._digests:
+            self._digests[key] = tensors_digest((k, state[k]) for k in base)
+        return self._digests[key]
+
+    def prime(self) -> None:
+        """Hash the frozen-since-start weights now, as the next checkpoint would: before they leave memory
+        (``FlatOptimizer.page_out``), so that checkpoints do not read them back in."""
+        self._digest(*self._split())
+
     def state(self) -> dict[str, Any]:
         """{"model": stored tensors, "base": {"params": names left out, "sha256": their digest}}.
 
@@ -169,12 +180,10 @@ class DeltaState:
         before the next step.
         """
         state, base = self._split()
-        key = tuple(base)
-        if key not in self._digests:
-            self._digests[key] = tensors_digest((k, state[k]) for k in base)
+        digest = self._digest(state, base)
         skip = set(base)
         return {"model": {k: exact_view(v) for k, v in state.items() if k not in skip},
-                "base": {"params": base, "sha256": self._digests[key]}}
+                "base": {"params": base, "sha256": digest}}
 
     def restore(self, saved: dict[str, Any], where: str) -> None:
         """Load a checkpoint's weights (a delta or, from format 1, the full state dict) into the model.

@@ -24,11 +24,12 @@ from ftengine.runtime.evaluate import Evaluation, autocast_context, evaluate, me
 from ftengine.runtime.distributed import World
 from ftengine.runtime.freeze import apply_freeze, set_train_modes
 from ftengine.runtime.grad_sync import GradSync
+from ftengine.runtime.allocator import release_free_heap
 from ftengine.runtime.interrupts import Interrupted, StopRequest
 from ftengine.runtime.model import FineTuneModel, inputs_of, to_device
 from ftengine.runtime.position import Position, Primed, read_after
 from ftengine.runtime.run_dir import MetricsLog
-from ftengine.runtime.param_groups import apply_stage_settings, lr_summary
+from ftengine.runtime.param_groups import apply_stage_settings, layer_group_of, lr_summary
 from ftengine.runtime.progress import Console, format_epoch
 from ftengine.runtime.schedule import Schedule, set_lrs
 from ftengine.runtime.seeding import capture_rng
@@ -81,6 +82,7 @@ class Trainer:
     _epoch_seen: int = 0
     _nonfinite_steps: int = 0  # consecutive optimizer steps with a NaN/inf loss or gradient (never checkpointed)
     _stopping: bool = False  # every rank agreed to stop after this step (Ctrl-C or SIGTERM on any of them)
+    _handed_back: int = -1  # the stage whose unread memory `_hand_back` last gave back
     _sync: GradSync = field(init=False)
     stage_checksums: list[dict[str, Any]] = field(default_factory=list)  # data-parallel: per stage, every rank's
 
@@ -120,6 +122,8 @@ class Trainer:
                 self._apply_stage(stage)
                 if self.world.distributed and self.pos.epoch == 0 and self.pos.batches_done == 0:
                     self._check_replicas(stage)
+                if self._handed_back != self.pos.stage:  # once per stage, a resumed one included
+                    self._hand_back(stage)
                 hit_max_steps = self._train_epoch(stage)
                 val = self._validate(stage)
                 verdict = self.tracker.update(self._watched(val), self.pos.epochs_done + 1, stage) if val \
@@ -140,6 +144,7 @@ class Trainer:
                 if verdict.stop_run:
                     self.console.line(f"early stopping: {self.settings.early_stopping_metric} has not improved "
                                       f"for {self.tracker.patience} epochs (best {self.tracker.best:.4f})")
+        release_free_heap()  # the evaluation and export after this start from a heap the size of what they hold
         self.console.close()
 
     def _release_cache(self, finished: StagePlan) -> None:
@@ -153,6 +158,22 @@ class Trainer:
         if self.weights.mark_trainable() and self.world.main:
             self._widen_best()
         self._base_lrs = apply_stage_settings(self.optimizer, stage)
+
+    def _hand_back(self, stage: StagePlan) -> None:
+        """Give back the memory this stage will not touch: the weights of the groups below the cached boundary its
+        batches start at (where they live on the weights file: `weights_pageable`) and the heap's free pages.
+
+        The weights come back from the file if something reads them later (a stage that runs them, the export).
+        A checkpoint of this stage hashes them (its delta leaves them out), so that is done first, not after.
+        """
+        below = {g.name for g in self.graph.groups[:self.boundary("train", stage)]}
+        if below:
+            if self.settings.save_last or self.settings.save_best or self.settings.restore_best:
+                self.weights.prime()
+            self.optimizer.page_out(i for i, group in enumerate(self.optimizer.param_groups)
+                                    if layer_group_of(group) in below)
+        release_free_heap()
+        self._handed_back = stage.index
 
     def _check_replicas(self, stage: StagePlan) -> None:
         """Data-parallel: every rank's parameters are equal as a stage starts (checked, recorded, else an error)."""

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Iterable
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -59,13 +60,15 @@ class FlatOptimizer(torch.optim.Optimizer):
         state_dtype: "fp32" or "bf16" moments (bf16: 8 fewer bytes moved per parameter and step).
         backend: "auto" (native kernel where available), "native" (require it) or "reference" (pure PyTorch).
         anchor_dtype: "fp32" or "bf16" L2-SP anchors, None for no L2-SP (groups' ``l2sp`` must then be 0).
+        weights_dir: CPU: keep the weights on a private mapping of a file in this folder, so that ``page_out`` can
+            hand back the pages of groups no stage reads for a while (None: anonymous memory).
     """
 
     def __init__(self, param_groups: Iterable[dict[str, Any]], *, kind: str = "adamw", lr: float = 1e-3,
                  weight_decay: float = 0.0, betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8,
                  momentum: float = 0.9, nesterov: bool = False, max_grad_norm: float | None = None,
                  skip_nonfinite: bool = True, state_dtype: str = "fp32", backend: str = "auto",
-                 anchor_dtype: str | None = None) -> None:
+                 anchor_dtype: str | None = None, weights_dir: str | Path | None = None) -> None:
         _check_choice("kind", kind, ("adamw", "sgd"))
         if anchor_dtype is not None:
             _check_choice("anchor_dtype", anchor_dtype, tuple(_STATE_DTYPES))
@@ -85,7 +88,7 @@ class FlatOptimizer(torch.optim.Optimizer):
         for i, group in enumerate(self.param_groups):
             group.setdefault("name", f"group{i}")
             _check_group(i, group, kind, self.anchor_dtype is not None)
-        self._buckets = self._build_buckets()
+        self._buckets = self._build_buckets(weights_dir)
         self._clean_frozen: set[tuple[int, int]] = set()  # (bucket id, group index) frozen with zeroed grads
         if backend == "native":
             self._require_native()
@@ -99,7 +102,7 @@ class FlatOptimizer(torch.optim.Optimizer):
                              f"{param_group.get('name')!r}); pass every group up front, frozen ones with trainable=False")
         super().add_param_group(param_group)
 
-    def _build_buckets(self) -> list[FlatBucket]:
+    def _build_buckets(self, weights_dir: str | Path | None) -> list[FlatBucket]:
         keys: dict[tuple[torch.device, torch.dtype], None] = {}
         for group in self.param_groups:
             for p in group["params"]:
@@ -112,7 +115,7 @@ class FlatOptimizer(torch.optim.Optimizer):
         names = _STATE_NAMES[self.kind] if (self.kind == "adamw" or momentum) else ()
         columns = len(HYPER_COLUMNS[self.kind]) + (self.anchor_dtype is not None)  # + l2sp with an anchor
         return [FlatBucket([[p for p in g["params"] if (p.device, p.dtype) == key] for g in self.param_groups],
-                           names, self.state_dtype, columns, self.anchor_dtype) for key in keys]
+                           names, self.state_dtype, columns, self.anchor_dtype, weights_dir) for key in keys]
 
     def _require_native(self) -> None:
         device = self._buckets[0].device if self._buckets else torch.device("cpu")
@@ -215,6 +218,12 @@ class FlatOptimizer(torch.optim.Optimizer):
         for b in self._buckets:
             if b.master is not None:
                 b.master.copy_(b.param)
+
+    def page_out(self, groups: Iterable[int]) -> int:
+        """Hand back the resident weight pages of these groups (indices into ``param_groups``) where they are clean
+        pages of the weights file (``weights_dir``); a later read brings them back. Returns the bytes advised."""
+        groups = list(groups)
+        return sum(b.page_out(groups) for b in self._buckets)
 
     @property
     def buckets(self) -> list[FlatBucket]:

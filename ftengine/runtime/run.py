@@ -105,8 +105,12 @@ def build(spec: Spec, spec_dir: Path, device: torch.device, *, pretrained: bool 
     return Built(model, data, graph, device)
 
 
-def make_optimizer(model: FineTuneModel, graph: ExecutionGraph, opt: OptimizerSpec) -> FlatOptimizer:
-    """The fused FlatOptimizer over per-(layer group, decay) parameter groups, every parameter from step 0."""
+def make_optimizer(model: FineTuneModel, graph: ExecutionGraph, opt: OptimizerSpec,
+                   weights_dir: Path | None = None) -> FlatOptimizer:
+    """The fused FlatOptimizer over per-(layer group, decay) parameter groups, every parameter from step 0.
+
+    ``weights_dir``: where the weights' file goes when they should be pageable (``weights_pageable``).
+    """
     from ftengine.runtime.optimizer import FlatOptimizer
 
     # L2-SP comes from the plan (per-group strengths); no group anchored (every multiplier 0) keeps no anchors.
@@ -115,7 +119,13 @@ def make_optimizer(model: FineTuneModel, graph: ExecutionGraph, opt: OptimizerSp
     return FlatOptimizer(build_param_groups(model, graph, opt.no_decay, l2sp), kind=opt.kind, betas=opt.betas,
                          eps=opt.eps, momentum=opt.momentum, nesterov=opt.nesterov, max_grad_norm=opt.max_grad_norm,
                          skip_nonfinite=opt.skip_nonfinite, state_dtype=opt.state_dtype, backend=opt.backend,
-                         anchor_dtype=anchor_dtype)
+                         anchor_dtype=anchor_dtype, weights_dir=weights_dir)
+
+
+def weights_pageable(graph: ExecutionGraph, device: torch.device) -> bool:
+    """Whether the weights should live on a file mapping (``FlatOptimizer(weights_dir=...)``): on the CPU, when a
+    stage reads a cached boundary, so that the groups below it leave memory while it runs (``Trainer``)."""
+    return device.type == "cpu" and any(b > 0 for b in graph.cache_boundaries())
 
 
 def run_spec(spec: Spec | None, spec_path: str | Path, *, resume: bool | str | Path = False, quiet: bool = False,
@@ -205,7 +215,8 @@ def _run_locked(spec: Spec, spec_path: Path, run_dir: Path, resume: bool | str |
         # The optimizer moves the weights into its flat buffers before the fill pages the checkpoint file in: the
         # two copies are then never resident together (-70 to -110 MiB peak RSS on MiniLM).
         with startup.phase("optimizer"):
-            optimizer = make_optimizer(model, graph, spec.optimizer)
+            optimizer = make_optimizer(model, graph, spec.optimizer,
+                                       weights_dir=run_dir if weights_pageable(graph, device) else None)
         with startup.phase("cache"):
             cache = open_cache(graph, model, data, device, run_dir, console,
                                stage=state["progress"]["stage"] if state else 0, batch_size=settings.eval_batch_size,

@@ -195,6 +195,48 @@ def test_cached_run_equals_uncached_run(toy_run):
         assert a["train_loss"] == pytest.approx(b["train_loss"], rel=1e-5)
 
 
+def test_each_stage_hands_back_the_weights_below_its_cached_boundary(toy_run, monkeypatch):
+    from ftengine.runtime.optimizer import FlatOptimizer
+
+    asked: list[set[str]] = []
+    real = FlatOptimizer.page_out
+
+    def spy(self, groups):
+        groups = list(groups)
+        asked.append({self.param_groups[i]["name"].rsplit("/", 1)[0] for i in groups})
+        return real(self, groups)
+
+    monkeypatch.setattr(FlatOptimizer, "page_out", spy)
+    toy_run("cached", cache={"enabled": "auto"})
+    # stage "head" starts after block2 (every backbone group cached), stage "top" trains block2 from block1's output
+    assert asked == [{"stem", "block1", "block2"}, {"stem", "block1"}]
+    asked.clear()
+    toy_run("live", cache={"enabled": "off"})
+    assert asked == []  # nothing cached: every group runs in every stage
+
+
+def test_a_run_on_the_weights_file_equals_one_on_anonymous_memory(toy_run, monkeypatch):
+    import ftengine.kernels.flat as flat
+    import ftengine.runtime.run as run_module
+    from ftengine.runtime.optimizer import FlatOptimizer
+
+    backed: list[bool] = []
+    real = FlatOptimizer.page_out
+
+    def spy(self, groups):
+        backed.append(all(b.backing is not None for b in self.buckets))
+        return real(self, groups)
+
+    monkeypatch.setattr(FlatOptimizer, "page_out", spy)
+    monkeypatch.setattr(flat, "LAZY_BYTES", 0)  # the toy's few kB go to a file too
+    mapped = toy_run("mapped", cache={"enabled": "auto"})
+    assert backed == [True, True]
+    monkeypatch.setattr(run_module, "weights_pageable", lambda graph, device: False)
+    anonymous = toy_run("anonymous", cache={"enabled": "auto"})
+    assert backed[2:] == [False, False]
+    assert _rows(mapped.run_dir) == _rows(anonymous.run_dir)  # every metric of every epoch, exactly
+
+
 def test_resume_refuses_a_changed_plan(toy_run):
     with pytest.MonkeyPatch.context() as mp, pytest.raises(RuntimeError):
         _at_step(mp, 8, _crash)
