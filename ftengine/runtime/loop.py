@@ -160,13 +160,16 @@ class Trainer:
         self._base_lrs = apply_stage_settings(self.optimizer, stage)
 
     def _hand_back(self, stage: StagePlan) -> None:
-        """Give back the memory this stage will not touch: the weights of the groups below the cached boundary its
-        batches start at (where they live on the weights file: `weights_pageable`) and the heap's free pages.
+        """Give back the memory the rest of the run will not touch: the weights of the groups below the cached
+        boundaries this stage and every later one start at (where they live on the weights file: `weights_pageable`)
+        and the heap's free pages.
 
-        The weights come back from the file if something reads them later (a stage that runs them, the export).
-        A checkpoint of this stage hashes them (its delta leaves them out), so that is done first, not after.
+        The weights come back from the file if something reads them later (the export, a final evaluation that does
+        not start from the cache). A checkpoint of this stage hashes them (its delta leaves them out), so that is
+        done first, not after.
         """
-        below = {g.name for g in self.graph.groups[:self.boundary("train", stage)]}
+        start = min(self.boundary("train", later) for later in self.graph.stages[stage.index:])
+        below = {g.name for g in self.graph.groups[:start]}
         if below:
             if self.settings.save_last or self.settings.save_best or self.settings.restore_best:
                 self.weights.prime()
