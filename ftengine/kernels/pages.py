@@ -7,9 +7,10 @@ clean file pages: ``FileBuffer.page_out`` hands them back to the kernel (``MADV_
 read (the export, a checkpoint check) faults them back in from the file. A page something wrote (a group that
 trained) is the process's own copy, which the kernel keeps (or swaps, never drops).
 
-The file has no name (``O_TMPFILE``, or unlinked at once), so no other process can open it; it is freed with the
-mapping. Measured on the quickstart recipe at 1,200 / 600 tweets (2-core AMD EPYC): peak RSS 1403 / 1406 / 1377 MB
-against 1465 / 1464 / 1457 MB anonymous, top-stage epoch time unchanged (bench/README.md, Memory).
+The file has no name (``O_TMPFILE``, or unlinked at once), so no other process can open it by name, and nothing
+reads it but this mapping; it is freed with the mapping. Measured on the quickstart recipe at 1,200 / 600 tweets
+(2-core AMD EPYC, alternating pairs): peak RSS 1407 against 1468 MB (medians of seven pairs, with the heap trims of
+``release_free_heap``), top-stage epoch 15.0 against 15.1 s (bench/README.md, e2e, "Memory").
 """
 
 from __future__ import annotations
