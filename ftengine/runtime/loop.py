@@ -19,12 +19,12 @@ import torch
 from ftengine.data.bundle import is_empty
 from ftengine.errors import RunError
 from ftengine.planner.graph import ExecutionGraph, StagePlan
+from ftengine.runtime.allocator import release_free_heap
 from ftengine.runtime.checkpoint import BEST, LAST, DeltaState, load_checkpoint, save_checkpoint
 from ftengine.runtime.evaluate import Evaluation, autocast_context, evaluate, metric_names
 from ftengine.runtime.distributed import World
 from ftengine.runtime.freeze import apply_freeze, set_train_modes
 from ftengine.runtime.grad_sync import GradSync
-from ftengine.runtime.allocator import release_free_heap
 from ftengine.runtime.interrupts import Interrupted, StopRequest
 from ftengine.runtime.model import FineTuneModel, inputs_of, to_device
 from ftengine.runtime.position import Position, Primed, read_after
