@@ -38,7 +38,7 @@ from ftengine.runtime.cache import ActivationCache
 from ftengine.runtime.freeze import apply_freeze, set_train_modes
 from ftengine.runtime.model import FineTuneModel, inputs_of, to_device
 from ftengine.runtime.param_groups import apply_stage_settings
-from ftengine.runtime.run import make_optimizer
+from ftengine.runtime.assemble import make_optimizer
 from ftengine.runtime.schedule import set_lrs
 from ftengine.runtime.seeding import seed_everything
 from ftengine.spec import validate_spec

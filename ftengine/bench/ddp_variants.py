@@ -32,7 +32,7 @@ from ftengine.runtime.freeze import apply_freeze, set_train_modes
 from ftengine.runtime.grad_sync import GradSync
 from ftengine.runtime.model import FineTuneModel, inputs_of
 from ftengine.runtime.param_groups import apply_stage_settings, build_param_groups
-from ftengine.runtime.run import make_optimizer
+from ftengine.runtime.assemble import make_optimizer
 from ftengine.runtime.schedule import set_lrs
 
 VARIANTS = ("ftengine", "ddp-lr0", "ddp-rewrap")

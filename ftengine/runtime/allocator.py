@@ -29,8 +29,13 @@ from __future__ import annotations
 import ctypes
 import os
 import sys
+from typing import TYPE_CHECKING, Any
 
 from ftengine.errors import RunError
+from ftengine.runtime.param_groups import layer_group_of
+
+if TYPE_CHECKING:
+    from ftengine.runtime.checkpoint import DeltaState
 
 ENV = "FTENGINE_MMAP_THRESHOLD"
 SUGGESTED = 4 << 20
@@ -94,3 +99,19 @@ def release_free_heap() -> bool:
         return False
     libc.malloc_trim.argtypes, libc.malloc_trim.restype = [ctypes.c_size_t], ctypes.c_int
     return bool(libc.malloc_trim(0))
+
+
+def hand_back(optimizer: Any, layer_groups: set[str], weights: DeltaState | None = None) -> None:
+    """Give back the memory no step will touch for a while: the weights of ``layer_groups`` (where they are pages of
+    the optimizer's weights file, ``FlatOptimizer(weights_dir=...)``) and then the heap's free pages.
+
+    The weights come back from the file if something reads them later (the export, a final evaluation that does not
+    start from the cache). ``weights``: the checkpoints' delta, which hashes the frozen weights it leaves out; that is
+    done first (``DeltaState.prime``), so that no checkpoint reads them back in.
+    """
+    if layer_groups:
+        if weights is not None:
+            weights.prime()
+        optimizer.page_out(i for i, group in enumerate(optimizer.param_groups)
+                           if layer_group_of(group) in layer_groups)
+    release_free_heap()

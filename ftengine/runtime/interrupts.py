@@ -10,6 +10,7 @@ from __future__ import annotations
 import signal
 import time
 from collections.abc import Callable
+from pathlib import Path
 from types import TracebackType
 from typing import Any
 
@@ -61,3 +62,31 @@ class StopRequest:
         for sig, previous in self._previous.items():
             signal.signal(sig, previous)
         self._previous = {}
+
+
+def interrupted(run_dir: Path, where: str, *, saved: bool, after_nonfinite: bool, nproc: int | None) -> Interrupted:
+    """What a run stopped by Ctrl-C (or SIGTERM) at `where` says: where its checkpoint is and how to continue.
+
+    Args:
+        saved: `output.save_last` is on.
+        after_nonfinite: the last steps were NaN/inf, so the checkpoint kept is the one from before them.
+        nproc: the number of processes of a data-parallel run (None: one).
+    """
+    if not saved:
+        return Interrupted(f"ftengine: interrupted at {where}; no checkpoint saved (output.save_last is off)")
+    if after_nonfinite:
+        return Interrupted(f"ftengine: interrupted at {where} after non-finite steps; the checkpoint saved before "
+                           f"them is kept in {run_dir}")
+    more = f" --nproc {nproc}" if nproc is not None else ""
+    return Interrupted(f"ftengine: interrupted; checkpoint saved in {run_dir} at {where}; continue with: "
+                       f"ftengine run --resume {run_dir}{more}")
+
+
+def diverged(run_dir: Path, step: int, consecutive: int, *, saved: bool) -> RunError:
+    """What a run stopped after `consecutive` NaN/inf steps says (`saved`: `output.save_last` is on)."""
+    kept = (f"the last good checkpoint is kept in {run_dir / 'checkpoints'}" if saved
+            else "no checkpoint is kept (output.save_last is off)")
+    return RunError(f"training: step {step}: the loss or gradients were NaN/inf for {consecutive} consecutive steps, "
+                    f"so the run stopped; {kept}; try a lower optimizer.lr (or head_lr), training.precision=fp32, or "
+                    "check the data for NaN/inf or broken rows (and `ftengine cache ls --verify` for a damaged "
+                    "activation cache)")

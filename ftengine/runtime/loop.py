@@ -19,17 +19,17 @@ import torch
 from ftengine.data.bundle import is_empty
 from ftengine.errors import RunError
 from ftengine.planner.graph import ExecutionGraph, StagePlan
-from ftengine.runtime.allocator import release_free_heap
+from ftengine.runtime.allocator import hand_back, release_free_heap
 from ftengine.runtime.checkpoint import BEST, LAST, DeltaState, load_checkpoint, save_checkpoint
 from ftengine.runtime.evaluate import Evaluation, autocast_context, evaluate, metric_names
 from ftengine.runtime.distributed import World
 from ftengine.runtime.freeze import apply_freeze, set_train_modes
 from ftengine.runtime.grad_sync import GradSync
-from ftengine.runtime.interrupts import Interrupted, StopRequest
+from ftengine.runtime.interrupts import Interrupted, StopRequest, diverged, interrupted
 from ftengine.runtime.model import FineTuneModel, inputs_of, to_device
 from ftengine.runtime.position import Position, Primed, read_after
 from ftengine.runtime.run_dir import MetricsLog
-from ftengine.runtime.param_groups import apply_stage_settings, layer_group_of, lr_summary
+from ftengine.runtime.param_groups import apply_stage_settings, lr_summary
 from ftengine.runtime.progress import Console, format_epoch
 from ftengine.runtime.schedule import Schedule, set_lrs
 from ftengine.runtime.seeding import capture_rng
@@ -160,22 +160,11 @@ class Trainer:
         self._base_lrs = apply_stage_settings(self.optimizer, stage)
 
     def _hand_back(self, stage: StagePlan) -> None:
-        """Give back the memory the rest of the run will not touch: the weights of the groups below the cached
-        boundaries this stage and every later one start at (where they live on the weights file: `weights_pageable`)
-        and the heap's free pages.
-
-        The weights come back from the file if something reads them later (the export, a final evaluation that does
-        not start from the cache). A checkpoint of this stage hashes them (its delta leaves them out), so that is
-        done first, not after.
-        """
+        """Give back what the rest of the run will not touch: the weights below the cached boundaries this stage and
+        every later one start at, and the heap's free pages (`allocator.hand_back`)."""
         start = min(self.boundary("train", later) for later in self.graph.stages[stage.index:])
-        below = {g.name for g in self.graph.groups[:start]}
-        if below:
-            if self.settings.save_last or self.settings.save_best or self.settings.restore_best:
-                self.weights.prime()
-            self.optimizer.page_out(i for i, group in enumerate(self.optimizer.param_groups)
-                                    if layer_group_of(group) in below)
-        release_free_heap()
+        keeps = self.settings.save_last or self.settings.save_best or self.settings.restore_best
+        hand_back(self.optimizer, {g.name for g in self.graph.groups[:start]}, self.weights if keeps else None)
         self._handed_back = stage.index
 
     def _check_replicas(self, stage: StagePlan) -> None:
@@ -263,12 +252,7 @@ class Trainer:
             raise self._diverged()
 
     def _diverged(self) -> RunError:
-        kept = (f"the last good checkpoint is kept in {self.run_dir / 'checkpoints'}" if self.settings.save_last
-                else "no checkpoint is kept (output.save_last is off)")
-        return RunError(f"training: step {self.pos.global_step}: the loss or gradients were NaN/inf for "
-                        f"{self._nonfinite_steps} consecutive steps, so the run stopped; {kept}; try a lower "
-                        "optimizer.lr (or head_lr), training.precision=fp32, or check the data for NaN/inf or "
-                        "broken rows (and `ftengine cache ls --verify` for a damaged activation cache)")
+        return diverged(self.run_dir, self.pos.global_step, self._nonfinite_steps, saved=self.settings.save_last)
 
     def _backward(self, loss: torch.Tensor) -> None:
         (self.scaler.scale(loss) if self.scaler is not None else loss).backward()
@@ -410,11 +394,6 @@ class Trainer:
         if not self.world.main:
             return Interrupted([])  # rank 0 says it for the run
         where = f"stage {self.pos.stage} epoch {self.pos.epoch + 1} step {self.pos.global_step}"
-        if not self.settings.save_last:
-            return Interrupted(f"ftengine: interrupted at {where}; no checkpoint saved (output.save_last is off)")
-        if self._nonfinite_steps:
-            return Interrupted(f"ftengine: interrupted at {where} after non-finite steps; the checkpoint saved before "
-                               f"them is kept in {self.run_dir}")
-        more = f" --nproc {self.world.size}" if self.world.distributed else ""
-        return Interrupted(f"ftengine: interrupted; checkpoint saved in {self.run_dir} at {where}; continue with: "
-                           f"ftengine run --resume {self.run_dir}{more}")
+        return interrupted(self.run_dir, where, saved=self.settings.save_last,
+                           after_nonfinite=bool(self._nonfinite_steps),
+                           nproc=self.world.size if self.world.distributed else None)
