@@ -25,6 +25,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import torch
 
 MADV_PAGEOUT = getattr(mmap, "MADV_PAGEOUT", 21)
@@ -32,10 +33,10 @@ MADV_PAGEOUT = getattr(mmap, "MADV_PAGEOUT", 21)
 _MAX_WRITE = 1 << 30  # bytes per pwrite: Linux writes at most ~2 GiB per call
 
 
-def _bytes_of(tensor: torch.Tensor) -> memoryview:
-    """The raw bytes of `tensor` (any dtype, bf16 included), contiguous and on the CPU."""
-    flat = tensor.detach().reshape(-1).contiguous().cpu()
-    return memoryview(flat.view(torch.uint8).numpy())
+def as_bytes(tensor: torch.Tensor) -> np.ndarray:
+    """The raw bytes of a CPU ``tensor``, contiguous (a uint8 view works for every dtype, bf16 included: numpy has
+    no bf16)."""
+    return tensor.detach().contiguous().reshape(-1).view(torch.uint8).numpy()
 
 
 @dataclass
@@ -63,7 +64,7 @@ class FileBuffer:
                 fd = file.fileno()
                 os.ftruncate(fd, nbytes)
                 for offset, tensor in parts:
-                    data, at = _bytes_of(tensor), offset * size
+                    data, at = as_bytes(tensor), offset * size
                     while len(data):
                         written = os.pwrite(fd, data[:_MAX_WRITE], at)
                         data, at = data[written:], at + written

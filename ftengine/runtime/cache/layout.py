@@ -36,6 +36,7 @@ import torch
 from torch import Tensor
 
 from ftengine.errors import RunError
+from ftengine.kernels.pages import as_bytes
 from ftengine.planner.cache import CACHE_DTYPES
 from ftengine.runtime.cache.integrity import ChunkSums, damaged_chunks, describe_damage
 from ftengine.runtime.cache.keys import FORMAT_VERSION, CacheKey
@@ -44,11 +45,6 @@ MANIFEST = "manifest.json"
 INDEX_FILE = "index.bin"
 PARTIAL_PREFIX = ".partial-"
 DTYPES: dict[str, torch.dtype] = {name: getattr(torch, torch_name) for name, (torch_name, _) in CACHE_DTYPES.items()}
-
-
-def _as_bytes(t: Tensor) -> np.ndarray:
-    # A uint8 view works for every dtype, bf16 included (numpy has no bf16).
-    return t.detach().contiguous().reshape(-1).view(torch.uint8).numpy()
 
 
 class _FieldFile:
@@ -60,7 +56,7 @@ class _FieldFile:
         self.bytes = 0
 
     def write(self, rows: Tensor) -> None:
-        data = _as_bytes(rows)
+        data = as_bytes(rows)
         self.handle.write(memoryview(data))
         self.sums.update(memoryview(data))
         self.rows += rows.shape[0]
