@@ -267,8 +267,17 @@ def open_cache(graph: ExecutionGraph, model: FineTuneModel, data: DataBundle, de
                       stage=stage)
     stats = cache.stats()
     console.line(f"activation cache: {stats['tier']} tier, {stats['bytes'] / 2**20:.0f} MiB at boundaries "
-                 f"{stats['boundaries']} (filled in {stats['fill_seconds']:.1f}s, {fill_note(graph, device)})")
+                 f"{stats['boundaries']} ({_cache_work(stats)}, {fill_note(graph, device)})")
     return cache
+
+
+def _cache_work(stats: dict[str, Any]) -> str:
+    """What preparing the cache did: entries filled (and in how long), entries reused from an earlier run's cache."""
+    filled, reused = len(stats.get("filled", [])), len(stats.get("warm", []))
+    parts = [f"filled {filled} {'entry' if filled == 1 else 'entries'} in {stats['fill_seconds']:.1f}s"] if filled else []
+    if reused:
+        parts.append(f"reused {reused} from {stats['root']}")
+    return ", ".join(parts) or "nothing to fill"
 
 
 def finish(trainer: Trainer, spec: Spec, *, pretrained: dict[str, torch.Tensor] | None = None) -> dict[str, Any]:

@@ -19,16 +19,16 @@ from toy import toy_build, toy_spec
 
 @pytest.fixture()
 def toy_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Callable[..., Any]:
-    """`toy_run(name, resume=False, **spec_sections) -> RunResult` in a temporary output folder."""
+    """`toy_run(name, resume=False, quiet=True, **spec_sections) -> RunResult` in a temporary output folder."""
     import ftengine.runtime.run as run_module
 
     monkeypatch.setattr(run_module, "build", toy_build)
     monkeypatch.setenv("FTENGINE_CACHE_DIR", str(tmp_path / "cache"))
 
-    def run(name: str = "toy", resume: bool = False, **sections: Any) -> Any:
+    def run(name: str = "toy", resume: bool = False, quiet: bool = True, **sections: Any) -> Any:
         output = {"dir": str(tmp_path / "runs"), "name": name, "plots": False, **sections.pop("output", {})}
         spec = toy_spec(output=output, **sections)
-        return run_module.run_spec(spec, tmp_path / f"{name}.yaml", resume=resume, quiet=True)
+        return run_module.run_spec(spec, tmp_path / f"{name}.yaml", resume=resume, quiet=quiet)
 
     return run
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 
 import pytest
@@ -193,6 +194,19 @@ def test_cached_run_equals_uncached_run(toy_run):
     for a, b in zip(_rows(cached.run_dir), _rows(live.run_dir), strict=True):
         assert a["val_loss"] == pytest.approx(b["val_loss"], rel=1e-5)
         assert a["train_loss"] == pytest.approx(b["train_loss"], rel=1e-5)
+
+
+def test_the_cache_line_says_what_was_filled_and_what_was_reused(toy_run, capsys, tmp_path):
+    def cache_line() -> str:
+        return next(line for line in capsys.readouterr().out.splitlines() if line.startswith("activation cache: "))
+
+    toy_run("cold", quiet=False, cache={"enabled": "auto", "persist": True})
+    cold = cache_line()
+    toy_run("warm", quiet=False, cache={"enabled": "auto", "persist": True})  # same data and model: every entry
+    warm = cache_line()
+    filled = re.search(r"\(filled (\d+) entries in [0-9.]+s, ", cold)
+    assert filled and "reused" not in cold
+    assert f"(reused {filled[1]} from {tmp_path / 'cache'}" in warm and "filled" not in warm
 
 
 def test_each_stage_hands_back_the_weights_below_its_cached_boundary(toy_run, monkeypatch):
