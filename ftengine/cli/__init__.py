@@ -29,7 +29,7 @@ examples:
   ftengine info
 
 Overrides (key.path=value, value read as YAML) apply before validation: training.epochs=1,
-optimizer.lr=3e-5, freeze.stages.1.epochs=2. Problems print one per line as
+optimizer.lr=3e-5, freeze.stages[1].epochs=2 (or freeze.stages.1.epochs=2). Problems print one per line as
 `file: dotted.path: what is wrong (got X); how to fix`; a bad spec exits with status 2.
 """
 

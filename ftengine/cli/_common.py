@@ -13,7 +13,8 @@ from typing import Any
 
 from ftengine.errors import FtengineError, PlanError, SpecError
 
-OVERRIDES_HELP = "overrides applied before validation, value read as YAML: training.epochs=1 optimizer.lr=3e-5"
+OVERRIDES_HELP = ("overrides applied before validation, value read as YAML: training.epochs=1 optimizer.lr=3e-5 "
+                  "freeze.stages[1].epochs=2")
 
 
 def add_spec_arguments(parser: argparse.ArgumentParser) -> None:

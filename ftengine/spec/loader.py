@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import difflib
 import json
+import re
+import reprlib
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
@@ -112,8 +114,54 @@ def _depth(data: Any) -> int:
     return deepest
 
 
+_SEGMENT = re.compile(r"([^.\[\]]*)((?:\[\d+\])*)")
+
+
+def _key_parts(key: str) -> list[tuple[str, bool]] | None:
+    """An override's key as (name or index, written as [N]) parts: `freeze.stages[1].epochs` (the notation of
+    the error messages) and `freeze.stages.1.epochs` both give freeze, stages, 1, epochs; None when malformed."""
+    parts: list[tuple[str, bool]] = []
+    for segment in key.split("."):
+        match = _SEGMENT.fullmatch(segment)
+        if match is None or not (match[1] or match[2]):
+            return None
+        if match[1]:
+            parts.append((match[1], False))
+        parts += [(index, True) for index in re.findall(r"\d+", match[2])]
+    return parts
+
+
+def _set_override(data: dict[str, Any], key: str, value: Any) -> str | None:
+    """Set `key` (see `_key_parts`) to `value` in `data`, creating mappings as needed; a problem, or None."""
+    parts = _key_parts(key)
+    if not parts:
+        return "expected key.path=value with names and list indexes, e.g. freeze.stages[1].epochs=2"
+    node: Any = data
+    for i, (part, bracketed) in enumerate(parts):
+        where = "".join(f"[{p}]" if b else (f".{p}" if j else p) for j, (p, b) in enumerate(parts[:i]))
+        last = i == len(parts) - 1
+        if isinstance(node, list):
+            if not part.isdigit():
+                return f"'{where}' is a list; pick an item by index, e.g. {where}[0].{part}"
+            if int(part) >= len(node):
+                return f"'{where}' has {len(node)} item(s) (got index {part}); use an index from 0 to {len(node) - 1}"
+            if last:
+                node[int(part)] = value
+            node = node[int(part)]
+        elif isinstance(node, dict) and not bracketed:
+            if last:
+                node[part] = value
+            node = node.setdefault(part, {})
+        elif isinstance(node, dict):
+            return f"'{where or 'the spec'}' is a mapping, not a list; name one of its keys instead of [{part}]"
+        else:
+            return f"'{where}' is a value ({reprlib.repr(node)}), not a mapping or list; check the key path"
+    return None
+
+
 def apply_overrides(data: dict[str, Any], overrides: Iterable[str]) -> dict[str, Any]:
-    """Apply `a.b.c=value` overrides (value parsed as YAML) to a nested dict, creating mappings as needed."""
+    """Apply `a.b.c=value` overrides (value parsed as YAML) to a nested dict, creating mappings as needed; list
+    items by index, as `a.b[1].c` or `a.b.1.c`."""
     problems: list[str] = []
     for item in overrides:
         key, sep, raw = item.partition("=")
@@ -124,24 +172,9 @@ def apply_overrides(data: dict[str, Any], overrides: Iterable[str]) -> dict[str,
             value = parse_yaml(raw) if raw else ""
         except (yaml.YAMLError, RecursionError):  # not YAML (or hostile): the text itself
             value = raw
-        node: Any = data
-        parts = key.split(".")
-        for i, part in enumerate(parts[:-1]):
-            if isinstance(node, list) and part.isdigit() and int(part) < len(node):
-                node = node[int(part)]
-            elif isinstance(node, dict):
-                node = node.setdefault(part, {})
-            else:
-                problems.append(f"override '{item}': '{'.'.join(parts[: i + 1])}' is not a mapping or list index; check the key path")
-                break
-        else:
-            last = parts[-1]
-            if isinstance(node, list) and last.isdigit() and int(last) < len(node):
-                node[int(last)] = value
-            elif isinstance(node, dict):
-                node[last] = value
-            else:
-                problems.append(f"override '{item}': cannot set '{key}'; check the key path")
+        problem = _set_override(data, key.strip(), value)
+        if problem:
+            problems.append(f"override '{item}': {problem}")
     if problems:
         raise SpecError(problems)
     return data

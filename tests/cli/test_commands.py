@@ -39,6 +39,18 @@ def test_plan_table_and_overrides(cli) -> None:
                           ["2", "top6", "2", "encoder.layer.0-5,"]]
 
 
+def test_a_stage_is_overridden_by_the_path_errors_name(cli) -> None:
+    path = SPECS / "quickstart.yaml"
+    result = cli("plan", path, "freeze.stages[1].trainable=[head, encoder.layer.4-5]")
+    assert result.code == 0, result.err
+    assert [line.split()[:4] for line in result.out.splitlines() if line.startswith("1 ")] == [
+        ["1", "top", "1", "encoder.layer.4-5,"]]
+    missed = cli("plan", path, "freeze.stages[2].epochs=1")
+    assert missed.code == 2
+    assert missed.err.splitlines() == ["override 'freeze.stages[2].epochs=1': 'freeze.stages' has 2 item(s) "
+                                       "(got index 2); use an index from 0 to 1"]
+
+
 def test_plan_json_is_the_graph(cli) -> None:
     result = cli("plan", SPECS / "image_efficientnet_lite0.yaml", "--json", "--allow-module", "efficientnet_lite_pytorch")
     data = json.loads(result.out)

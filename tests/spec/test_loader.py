@@ -31,6 +31,27 @@ def test_overrides_are_applied_and_typed(tmp_path: Path) -> None:
     assert spec.optimizer.betas == (0.8, 0.9)
 
 
+def test_list_items_are_overridden_as_the_error_messages_name_them(tmp_path: Path) -> None:
+    data = {**MINIMAL, "freeze": {"stages": [{"trainable": ["head"], "epochs": 1}, {"trainable": ["all"]}]}}
+    spec = load_spec(write(tmp_path, data), ["freeze.stages[1].epochs=4", "freeze.stages[0].trainable[0]=all"])
+    assert spec.freeze.stages[1].epochs == 4 and spec.freeze.stages[0].trainable == ["all"]
+
+
+@pytest.mark.parametrize(("override", "problem"), [
+    ("freeze.stages[2].epochs=1", "'freeze.stages' has 2 item(s) (got index 2); use an index from 0 to 1"),
+    ("freeze.stages.epochs=1", "'freeze.stages' is a list; pick an item by index, e.g. freeze.stages[0].epochs"),
+    ("training[0]=1", "'training' is a mapping, not a list; name one of its keys instead of [0]"),
+    ("training.epochs.max=1", "'training.epochs' is a value (2), not a mapping or list; check the key path"),
+    ("training..epochs=1", "expected key.path=value with names and list indexes, e.g. freeze.stages[1].epochs=2"),
+])
+def test_an_override_that_misses_the_spec_says_where(tmp_path: Path, override: str, problem: str) -> None:
+    data = {**MINIMAL, "training": {"epochs": 2},
+            "freeze": {"stages": [{"trainable": ["head"], "epochs": 1}, {"trainable": ["all"]}]}}
+    with pytest.raises(SpecError) as err:
+        load_spec(write(tmp_path, data), [override])
+    assert err.value.problems == [f"override '{override}': {problem}"]
+
+
 def test_spec_is_frozen(tmp_path: Path) -> None:
     spec = load_spec(write(tmp_path, MINIMAL))
     with pytest.raises(Exception):
