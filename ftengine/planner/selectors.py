@@ -125,6 +125,13 @@ def _no_group(selector: str, backbone_groups: Sequence[str]) -> str:
             nearest = family[min(family, key=lambda i: (abs(i - num), i))]
             return (f"no layer group '{selector}' (backbone has {prefix}{min(family)} .. {prefix}{max(family)}); "
                     f"did you mean '{nearest}'?")
+    numbered = _RANGE.match(selector) or _NUMBERED.match(selector)
+    if numbered:  # a misspelt family (encoder.layers.3-5): the same numbers on the nearest family's prefix
+        prefixes = sorted({m["prefix"] for m in map(_NUMBERED.match, backbone_groups) if m})
+        near = difflib.get_close_matches(numbered["prefix"], prefixes, n=1, cutoff=0.6)
+        if near:
+            return (f"no layer group '{selector}' (groups: {compress_list([*backbone_groups, HEAD])}); "
+                    f"did you mean '{near[0]}{selector[len(numbered['prefix']):]}'?")
     names = [*backbone_groups, *KEYWORDS]
     close = difflib.get_close_matches(selector, names, n=1, cutoff=0.6)
     hint = f"did you mean '{close[0]}'?" if close else "use a group name, a range like 'encoder.layer.4-5', a glob, 're:...', all, backbone or head"

@@ -27,6 +27,15 @@ def test_unknown_group_with_did_you_mean(bert: FakeBackbone) -> None:
         "encoder.layer.5); did you mean 'encoder.layer.5'?"]
 
 
+def test_a_misspelt_family_suggests_the_same_numbers_on_the_real_one(bert: FakeBackbone) -> None:
+    spec = make_spec(freeze=stages({"trainable": ["head"]}, {"trainable": ["head", "encoder.layers.3-5", "h.4"]}))
+    assert problems(spec, bert) == [
+        "freeze.stages[1].trainable: no layer group 'encoder.layers.3-5' (groups: embeddings, encoder.layer.0 .. "
+        "encoder.layer.5, pooler, head); did you mean 'encoder.layer.3-5'?",
+        "freeze.stages[1].trainable: no layer group 'h.4' (groups: embeddings, encoder.layer.0 .. encoder.layer.5, "
+        "pooler, head); use a group name, a range like 'encoder.layer.4-5', a glob, 're:...', all, backbone or head"]
+
+
 def test_every_problem_is_reported_at_once(bert: FakeBackbone) -> None:
     spec = make_spec(
         head={"num_classes": 4},
