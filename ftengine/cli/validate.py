@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import re
 import sys
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 from ftengine.cli._common import add_spec_arguments, add_trust_arguments, formatter, load, structure_and_plan, trusted
@@ -64,9 +66,29 @@ def summary(planned: Any) -> str:
             f"{recipe}: {stages},{plateau} {epochs} epochs; {cache}")
 
 
+def data_section_problems(spec_path: Path, overrides: list[str]) -> list[str]:
+    """The data files' problems of a spec that fails validation in other sections: its data section validated and
+    checked on its own, so one `validate` lists the files' problems too (none when that section does not validate)."""
+    from pydantic import TypeAdapter, ValidationError
+
+    from ftengine.spec import Spec, apply_overrides, read_spec_file
+
+    try:
+        raw = apply_overrides(read_spec_file(spec_path), overrides)
+        data = TypeAdapter(Spec.model_fields["data"].rebuild_annotation()).validate_python(raw.get("data"))
+    except (SpecError, ValidationError):
+        return []
+    return data_path_problems(SimpleNamespace(data=data), spec_path)
+
+
 def main(args: argparse.Namespace) -> int:
-    """Validate; raises SpecError/PlanError/DataError with every problem (plan and files together)."""
-    path, spec = load(args.spec, args.overrides)
+    """Validate; raises SpecError/PlanError/DataError with every problem (fields, plan and files together)."""
+    try:
+        path, spec = load(args.spec, args.overrides)
+    except SpecError as err:
+        if any(re.search(r"(^|: )data[.:\[]", line) for line in err.problems):
+            raise  # the data section has problems of its own: its files wait until it is fixed
+        raise SpecError(err.problems + data_section_problems(Path(args.spec), args.overrides)) from None
     missing = data_path_problems(spec, path)
     try:
         with trusted(args):

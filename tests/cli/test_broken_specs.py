@@ -207,6 +207,16 @@ def test_validate_reads_data_files(cli, name: str) -> None:
     _check(cli("validate", path), path, DATA_PROBLEMS[name])
 
 
+def test_validate_lists_the_data_files_problems_beside_other_sections(cli) -> None:
+    path = DATA / "missing_column.yaml"
+    _check(cli("validate", path, "optimizer.lr=-1", "training.epochs=0"), path, [
+        "optimizer.lr: out of range (got -1); use a value > 0.0",
+        "training.epochs: out of range (got 0); use a value >= 1",
+        *DATA_PROBLEMS["missing_column.yaml"]])
+    # a data section that is itself invalid is reported by the fields' check alone: its files are not read
+    _check(cli("validate", path, "data.max_length=0"), path, ["data.max_length: out of range (got 0); use a value > 1"])
+
+
 def test_one_class_data_stops_the_run(cli, tmp_path: Path) -> None:
     path = DATA / "one_class.yaml"
     result = cli("run", path, f"output.dir={tmp_path / 'run'}")
