@@ -52,8 +52,9 @@ def locate(value: str, spec_dir: Path | None, where: str, *, want_dir: bool = Fa
     except FileNotFoundError as exc:
         raise DataError(f"{where}: {exc} (got '{value}'); install it or fix the path") from exc
     if not path.exists():
-        base = "paths after pkg:<package>/ start inside the installed package" if is_package_path(value) else \
-            "relative paths start at the spec file's folder"
+        base = ("paths after pkg:<package>/ start inside the installed package" if is_package_path(value) else
+                "relative paths start at the current folder" if spec_dir is None else
+                "relative paths start at the spec file's folder")
         raise DataError(f"{where}: no such {'folder' if want_dir else 'file'} '{path}' (got '{value}'); "
                         f"fix the path ({base})")
     if want_dir and not path.is_dir():
@@ -200,6 +201,10 @@ def require_column(table: Table, column: str, field: str) -> None:
     if column in table.columns:
         return
     close = difflib.get_close_matches(column, table.columns, n=1, cutoff=0.5)
+    if table.where.startswith("--"):  # a file named on the command line (predict, eval): the run's spec is fixed
+        rename = f" (rename '{excerpt(close[0])}'?)" if close else ""
+        raise DataError(f"{table.where}: {table.path} has no column '{column}' (columns: {listing(table.columns)}); "
+                        f"the run reads '{column}' ({field} in its spec): give the file a column of that name{rename}")
     hint = f"did you mean '{excerpt(close[0])}'?" if close else f"set {field} to one of them"
     raise DataError(f"{field}: {table.path} has no column '{column}' (columns: {listing(table.columns)}); {hint}")
 

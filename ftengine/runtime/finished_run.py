@@ -15,7 +15,7 @@ from typing import Any
 import torch
 
 from ftengine.data.targets import TaskInfo
-from ftengine.errors import RunError
+from ftengine.errors import DataError, RunError
 from ftengine.runtime.adapters import attach_adapters
 from ftengine.runtime.export import HF_DIR, MODEL_DIR, WEIGHTS, load_final_weights, load_task
 from ftengine.runtime.device import pick_device
@@ -47,7 +47,8 @@ def load_run(run_dir: str | Path, device: str = "auto") -> LoadedRun:
     """Rebuild the fine-tuned model of a finished run.
 
     Raises:
-        RunError: not a finished run directory (with how to finish or find one).
+        DataError: no such folder, or not a run directory (exit 2: the path is the user's to fix).
+        RunError: the run has not finished (with how to finish it).
     """
     from ftengine.backbones import build_backbone
     from ftengine.heads import build_head
@@ -56,9 +57,13 @@ def load_run(run_dir: str | Path, device: str = "auto") -> LoadedRun:
     run_dir = Path(run_dir)
     weights = run_dir / MODEL_DIR / WEIGHTS
     if not weights.is_file():
-        what = "not a run directory" if not (run_dir / "spec.resolved.yaml").is_file() else "the run has not finished"
-        raise RunError(f"{run_dir}: {what} (no {MODEL_DIR}/{WEIGHTS}); pass the folder a finished `ftengine run` "
-                       "printed, or finish this one with `ftengine run --resume " f"{run_dir}`")
+        printed = "pass the folder a finished `ftengine run` printed (its last line: run directory: ...)"
+        if not run_dir.is_dir():
+            raise DataError(f"{run_dir}: no such folder; {printed}")
+        if not (run_dir / "spec.resolved.yaml").is_file():
+            raise DataError(f"{run_dir}: not a run directory (no spec.resolved.yaml); {printed}")
+        raise RunError(f"{run_dir}: the run has not finished (no {MODEL_DIR}/{WEIGHTS}); finish it with "
+                       f"`ftengine run --resume {run_dir}`, or {printed}")
     spec = load_spec(run_dir / "spec.resolved.yaml")
     spec_dir = Path(read_run_info(run_dir).get("spec_path", run_dir / "spec.resolved.yaml")).parent
     labels = json.loads((run_dir / "labels.json").read_text())

@@ -119,8 +119,19 @@ def test_load_file_for_eval_and_predict(tmp_path: Path, text_backbone: Any) -> N
     batch = next(iter(bundle.make_loader("test", 4)))
     assert batch["labels"].tolist() == [-1, -1] and sorted(batch["index"].tolist()) == [0, 1]
     assert bundle.test.texts[0][0] == "good film"
-    with pytest.raises(DataError, match=r"^data.label_column: .*inputs.csv has no column 'label'"):
+    with pytest.raises(DataError) as err:  # the run's spec is fixed: the fix is in the file, not in data.*
         load_file(spec(), text_backbone, tmp_path / "inputs.csv", ["neg", "pos"], where="--data")
+    assert str(err.value) == (f"--data: {tmp_path / 'inputs.csv'} has no column 'label' (columns: text); the run "
+                              "reads 'label' (data.label_column in its spec): give the file a column of that name")
+    write_csv(tmp_path / "body.csv", [{"Text": "good film"}])
+    with pytest.raises(DataError) as err:
+        load_file(spec(), text_backbone, tmp_path / "body.csv", ["neg", "pos"], require_labels=False, where="--input")
+    assert str(err.value) == (f"--input: {tmp_path / 'body.csv'} has no column 'text' (columns: Text); the run "
+                              "reads 'text' (data.text_column in its spec): give the file a column of that name "
+                              "(rename 'Text'?)")
+    with pytest.raises(DataError, match=r"^--input: no such file '.*nothere.csv' \(got '.*nothere.csv'\); fix the "
+                                        r"path \(relative paths start at the current folder\)$"):
+        load_file(spec(), text_backbone, "nothere.csv", ["neg", "pos"], require_labels=False, where="--input")
     write_csv(tmp_path / "eval.csv", [{"text": "x", "label": "pos"}, {"text": "y", "label": "meh"}])
     with pytest.raises(DataError, match=r"^--data: .*eval.csv line 3: label 'meh' does not occur"):
         load_file(spec(), text_backbone, tmp_path / "eval.csv", ["neg", "pos"], where="--data")

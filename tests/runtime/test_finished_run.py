@@ -46,7 +46,13 @@ def test_eval_on_another_file_and_predict(reference, tmp_path, capsys):
 
 
 def test_eval_of_something_that_is_not_a_run(tmp_path, capsys):
+    printed = "pass the folder a finished `ftengine run` printed (its last line: run directory: ...)"
+    assert main(["eval", str(tmp_path / "nothing")]) == 2  # a mistyped folder is the user's to fix: exit 2
+    assert capsys.readouterr().err.strip() == f"{tmp_path / 'nothing'}: no such folder; {printed}"
+    assert main(["eval", str(tmp_path)]) == 2
+    assert capsys.readouterr().err.strip() == f"{tmp_path}: not a run directory (no spec.resolved.yaml); {printed}"
+    (tmp_path / "spec.resolved.yaml").write_text("{}\n")  # a run that stopped before its final model
     assert main(["eval", str(tmp_path)]) == 1
-    err = capsys.readouterr().err.strip()
-    assert err == (f"{tmp_path}: not a run directory (no model/model.safetensors); pass the folder a finished "
-                   f"`ftengine run` printed, or finish this one with `ftengine run --resume {tmp_path}`")
+    assert capsys.readouterr().err.strip() == (
+        f"{tmp_path}: the run has not finished (no model/model.safetensors); finish it with "
+        f"`ftengine run --resume {tmp_path}`, or {printed}")
