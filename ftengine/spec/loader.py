@@ -139,23 +139,22 @@ def _set_override(data: dict[str, Any], key: str, value: Any) -> str | None:
     node: Any = data
     for i, (part, bracketed) in enumerate(parts):
         where = "".join(f"[{p}]" if b else (f".{p}" if j else p) for j, (p, b) in enumerate(parts[:i]))
-        last = i == len(parts) - 1
         if isinstance(node, list):
             if not part.isdigit():
                 return f"'{where}' is a list; pick an item by index, e.g. {where}[0].{part}"
             if int(part) >= len(node):
                 return f"'{where}' has {len(node)} item(s) (got index {part}); use an index from 0 to {len(node) - 1}"
-            if last:
-                node[int(part)] = value
-            node = node[int(part)]
+            slot: Any = int(part)
         elif isinstance(node, dict) and not bracketed:
-            if last:
-                node[part] = value
-            node = node.setdefault(part, {})
+            slot = part
         elif isinstance(node, dict):
-            return f"'{where or 'the spec'}' is a mapping, not a list; name one of its keys instead of [{part}]"
+            return f"{repr(where) if where else 'the spec'} is a mapping, not a list; name one of its keys, not [{part}]"
         else:
             return f"'{where}' is a value ({reprlib.repr(node)}), not a mapping or list; check the key path"
+        if i == len(parts) - 1:
+            node[slot] = value
+        else:
+            node = node[slot] if isinstance(node, list) else node.setdefault(slot, {})
     return None
 
 

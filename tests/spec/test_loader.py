@@ -40,7 +40,7 @@ def test_list_items_are_overridden_as_the_error_messages_name_them(tmp_path: Pat
 @pytest.mark.parametrize(("override", "problem"), [
     ("freeze.stages[2].epochs=1", "'freeze.stages' has 2 item(s) (got index 2); use an index from 0 to 1"),
     ("freeze.stages.epochs=1", "'freeze.stages' is a list; pick an item by index, e.g. freeze.stages[0].epochs"),
-    ("training[0]=1", "'training' is a mapping, not a list; name one of its keys instead of [0]"),
+    ("training[0]=1", "'training' is a mapping, not a list; name one of its keys, not [0]"),
     ("training.epochs.max=1", "'training.epochs' is a value (2), not a mapping or list; check the key path"),
     ("training..epochs=1", "expected key.path=value with names and list indexes, e.g. freeze.stages[1].epochs=2"),
 ])
