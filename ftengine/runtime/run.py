@@ -274,7 +274,8 @@ def open_cache(graph: ExecutionGraph, model: FineTuneModel, data: DataBundle, de
 def _cache_work(stats: dict[str, Any]) -> str:
     """What preparing the cache did: entries filled (and in how long), entries reused from an earlier run's cache."""
     filled, reused = len(stats.get("filled", [])), len(stats.get("warm", []))
-    parts = [f"filled {filled} {'entry' if filled == 1 else 'entries'} in {stats['fill_seconds']:.1f}s"] if filled else []
+    entries = "entry" if filled == 1 else "entries"
+    parts = [f"filled {filled} {entries} in {stats['fill_seconds']:.1f}s"] if filled else []
     if reused:
         parts.append(f"reused {reused} from {stats['root']}")
     return ", ".join(parts) or "nothing to fill"

@@ -148,7 +148,8 @@ def _set_override(data: dict[str, Any], key: str, value: Any) -> str | None:
         elif isinstance(node, dict) and not bracketed:
             slot = part
         elif isinstance(node, dict):
-            return f"{repr(where) if where else 'the spec'} is a mapping, not a list; name one of its keys, not [{part}]"
+            mapping = repr(where) if where else "the spec"
+            return f"{mapping} is a mapping, not a list; name one of its keys, not [{part}]"
         else:
             return f"'{where}' is a value ({reprlib.repr(node)}), not a mapping or list; check the key path"
         if i == len(parts) - 1:
