@@ -98,7 +98,8 @@ def toy_spec(**sections: Any) -> Spec:
 
 def toy_build(spec: Spec, spec_dir: Any, device: torch.device, *, pretrained: bool = True,
               data: DataBundle | None = None, startup: Any = None) -> Any:
-    """Stand-in for `build` (`ftengine.runtime.assemble`, as `run_spec` calls it): seeded toy backbone, head and data, planned for real."""
+    """Stand-in for `build` (`ftengine.runtime.assemble`, as `run_spec` calls it): seeded toy backbone, head and
+    data, planned for real."""
     from ftengine.planner import plan
     from ftengine.runtime.model import FineTuneModel
     from ftengine.runtime.assemble import Built
